@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExoclawConfig(AppConfig):
+    name = "exoclaw"
+    verbose_name = "Gateway"

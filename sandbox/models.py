@@ -1,0 +1,169 @@
+import hashlib
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+DEFAULT_MEMORY_MB = 16
+DEFAULT_TIMEOUT_MS = 5000
+DEFAULT_MAX_HTTP_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_MAX_CONCURRENCY = 4
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Plugin(models.Model):
+    class Abi(models.TextChoices):
+        MCP = "mcp", "MCP-style describe/call"
+        EXOCLAW = "exoclaw", "exoclaw describe/handle_tool_call"
+        PLAIN = "plain", "Plain exports with operator-declared tools"
+        CHANNEL_ADAPTER = "channel_adapter", "Channel adapter"
+
+    name = models.SlugField(unique=True, help_text="Unique name; tools are called plugin.tool.")
+    version = models.CharField(max_length=32, blank=True, default="0.1.0")
+    description = models.TextField(blank=True)
+    wasm_file = models.FileField(upload_to="plugins/", blank=True, help_text="Upload a .wasm file…")
+    wasm_path = models.CharField(
+        max_length=500, blank=True, help_text="…or give the path of a .wasm file on the server."
+    )
+    sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Computed on save. If you fill it in, the .wasm must match it or the save fails.",
+    )
+    wasi = models.BooleanField(default=False, help_text="Link WASI (needed for file access through granted paths).")
+    config = models.JSONField(default=dict, blank=True, help_text="Plugin config (Extism config), a JSON object.")
+    abi = models.CharField(max_length=16, choices=Abi.choices, blank=True, help_text="Found by tool discovery.")
+    declared_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='For plain plugins without describe: [{"name": export, "description": "...", '
+        '"input_schema": {...}}].',
+    )
+    tools = models.JSONField(default=list, blank=True, editable=False, help_text="Discovered or declared tools.")
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def read_wasm(self) -> bytes:
+        if self.wasm_file:
+            self.wasm_file.open("rb")
+            try:
+                return self.wasm_file.read()
+            finally:
+                self.wasm_file.close()
+        return Path(self.wasm_path).read_bytes()
+
+    def clean(self):
+        if bool(self.wasm_file) == bool(self.wasm_path):
+            raise ValidationError("Give the .wasm either as an uploaded file or as a path, not both and not neither.")
+        if self.wasm_path and not Path(self.wasm_path).is_file():
+            raise ValidationError({"wasm_path": f"No file at {self.wasm_path}."})
+        if not isinstance(self.config, dict):
+            raise ValidationError({"config": "Give a JSON object."})
+        actual = sha256_of(self.read_wasm())
+        given = self.sha256.strip().lower()
+        if given and given != actual:
+            raise ValidationError(
+                {"sha256": f"The .wasm's sha256 is {actual}, not {given}. Check that you uploaded the right file."}
+            )
+        self.sha256 = actual
+
+
+class CapabilityGrant(models.Model):
+    plugin = models.ForeignKey(Plugin, on_delete=models.CASCADE, related_name="grants")
+    agent = models.ForeignKey(
+        "agents.Agent",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="grants",
+        help_text="Empty: the grant applies to every agent. Set: only to this agent (it then wins).",
+    )
+    allowed_hosts = models.JSONField(
+        default=list, blank=True, help_text='Hosts the plugin may reach over HTTP, e.g. ["api.example.com"].'
+    )
+    allowed_paths = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Directories the plugin may open (WASI): [{"host": "/srv/data", "guest": "/data", '
+        '"read_only": true}].',
+    )
+    memory_mb = models.PositiveIntegerField(
+        default=DEFAULT_MEMORY_MB, validators=[MinValueValidator(1), MaxValueValidator(4096)]
+    )
+    timeout_ms = models.PositiveIntegerField(
+        default=DEFAULT_TIMEOUT_MS, validators=[MinValueValidator(1), MaxValueValidator(600_000)]
+    )
+    max_http_response_bytes = models.PositiveIntegerField(default=DEFAULT_MAX_HTTP_RESPONSE_BYTES)
+    config = models.JSONField(default=dict, blank=True, help_text="Extra plugin config values (not secret).")
+    secret_env = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Secret config values, read from the environment at call time: {"api_key": "WEATHER_API_KEY"}. '
+        "Only variable names are stored; values are never shown.",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        default=DEFAULT_MAX_CONCURRENCY, validators=[MinValueValidator(1)], help_text="Calls running at once."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plugin"],
+                condition=models.Q(agent__isnull=True),
+                name="one_default_grant_per_plugin",
+                violation_error_message="This plugin already has a grant for every agent.",
+            ),
+            models.UniqueConstraint(
+                fields=["plugin", "agent"],
+                name="one_grant_per_plugin_and_agent",
+                violation_error_message="This plugin already has a grant for this agent.",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.plugin} for {self.agent or 'every agent'}"
+
+    def clean(self):
+        errors = {}
+        if not isinstance(self.allowed_hosts, list) or not all(
+            isinstance(h, str) and h and "/" not in h for h in self.allowed_hosts
+        ):
+            errors["allowed_hosts"] = 'Give a list of host names, e.g. ["api.example.com", "*.example.org"].'
+        if not isinstance(self.allowed_paths, list) or not all(_valid_path_grant(p) for p in self.allowed_paths):
+            errors["allowed_paths"] = (
+                'Give a list like [{"host": "/srv/data", "guest": "/data", "read_only": true}]; host and guest '
+                "must be absolute paths."
+            )
+        if not isinstance(self.config, dict):
+            errors["config"] = "Give a JSON object."
+        if not isinstance(self.secret_env, dict) or not all(
+            isinstance(v, str) and v.replace("_", "a").isalnum() for v in self.secret_env.values()
+        ):
+            errors["secret_env"] = 'Map config keys to environment variable names: {"api_key": "WEATHER_API_KEY"}.'
+        if errors:
+            raise ValidationError(errors)
+
+
+def _valid_path_grant(p) -> bool:
+    return (
+        isinstance(p, dict)
+        and isinstance(p.get("host"), str)
+        and p["host"].startswith("/")
+        and isinstance(p.get("guest", p.get("host")), str)
+        and p.get("guest", p["host"]).startswith("/")
+        and isinstance(p.get("read_only", False), bool)
+        and set(p) <= {"host", "guest", "read_only"}
+    )

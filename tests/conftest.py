@@ -1,0 +1,23 @@
+import os
+import socket
+
+import pytest
+
+
+def redis_available(host="127.0.0.1", port=6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url():
+    """The real Redis at 127.0.0.1:6379. In CI a missing Redis is a failure, never a skip."""
+    if not redis_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not running at 127.0.0.1:6379 (CI=true: .ci/run should have started it)")
+        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379/0"
