@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "agents",
     "routing",
     "sandbox",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -151,3 +152,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
+# every request's URL at INFO, so its request log stays off.
+LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"}}
