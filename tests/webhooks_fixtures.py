@@ -1,0 +1,111 @@
+"""Fixtures for the channel tests: a fake Telegram Bot API on loopback and adapter plugin rows.
+
+The fake speaks the Bot API's documented shapes: `POST /bot<token>/sendMessage` with a JSON body,
+answered with `{"ok": true, "result": Message}` or `{"ok": false, "error_code", "description",
+"parameters"?}`. Tests script failures in advance (e.g. one 429 with `retry_after`) and read back
+every request it received.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+PLUGINS = Path(__file__).resolve().parent.parent / "sandbox" / "plugins"
+BOT_TOKEN = "123456:TEST-token_abc"
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict
+    json: object
+
+
+@dataclass
+class FakeTelegram:
+    token: str
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    scripted: list[tuple[int, dict]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_message_id: int = 1000
+
+    def fail_next(self, error_code: int, description: str, **parameters) -> None:
+        body = {"ok": False, "error_code": error_code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        with self.lock:
+            self.scripted.append((error_code, body))
+
+    def sent_messages(self) -> list[dict]:
+        with self.lock:
+            return [r.json for r in self.received if r.path == f"/bot{self.token}/sendMessage"]
+
+    def answer(self, method: str, path: str, headers: dict, raw: bytes) -> tuple[int, dict]:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        with self.lock:
+            self.received.append(Received(method, path, headers, body))
+            if self.scripted:
+                return self.scripted.pop(0)
+            if not path.startswith(f"/bot{self.token}/"):
+                return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+            if path != f"/bot{self.token}/sendMessage":
+                return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+            if not isinstance(body, dict) or "chat_id" not in body:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat_id is empty"}
+            if not body.get("text"):
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
+            self.next_message_id += 1
+            chat = {"id": body["chat_id"], "type": "private"}
+            message = {"message_id": self.next_message_id, "chat": chat, "date": int(time.time()), "text": body["text"]}
+            return 200, {"ok": True, "result": message}
+
+
+def _handler(fake: FakeTelegram):
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = fake.answer("POST", self.path, dict(self.headers), raw)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_PUT = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def fake_telegram():
+    fake = FakeTelegram(token=BOT_TOKEN)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def adapter_plugin(name: str, wasm: str | None = None):
+    from sandbox.models import Plugin
+
+    plugin = Plugin(name=name, wasm_path=str(PLUGINS / f"{wasm or name}.wasm"), abi=Plugin.Abi.CHANNEL_ADAPTER)
+    plugin.clean()
+    plugin.save()
+    return plugin
