@@ -3,7 +3,8 @@
 The fake speaks the Bot API's documented shapes: `POST /bot<token>/sendMessage` with a JSON body,
 answered with `{"ok": true, "result": Message}` or `{"ok": false, "error_code", "description",
 "parameters"?}`. Tests script failures in advance (e.g. one 429 with `retry_after`) and read back
-every request it received.
+every request it received. Paths outside `/bot...` stand in for a generic webhook receiver and
+are answered `{"received": true}`.
 """
 
 import json
@@ -25,6 +26,7 @@ class Received:
     path: str
     headers: dict
     json: object
+    raw: bytes
 
 
 @dataclass
@@ -43,6 +45,10 @@ class FakeTelegram:
         with self.lock:
             self.scripted.append((error_code, body))
 
+    def requests(self) -> list[Received]:
+        with self.lock:
+            return list(self.received)
+
     def sent_messages(self) -> list[dict]:
         with self.lock:
             return [r.json for r in self.received if r.path == f"/bot{self.token}/sendMessage"]
@@ -53,9 +59,11 @@ class FakeTelegram:
         except ValueError:
             body = None
         with self.lock:
-            self.received.append(Received(method, path, headers, body))
+            self.received.append(Received(method, path, headers, body, raw))
             if self.scripted:
                 return self.scripted.pop(0)
+            if not path.startswith("/bot"):
+                return 200, {"received": True}
             if not path.startswith(f"/bot{self.token}/"):
                 return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
             if path != f"/bot{self.token}/sendMessage":
