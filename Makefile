@@ -30,3 +30,12 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) var
+
+# Channel adapters, built from Zig with ziglang from PyPI; the .wasm files are committed.
+ADAPTERS := telegram generic test_trap_adapter
+.PHONY: adapters
+adapters: $(VENV)/.installed-dev
+	for a in $(ADAPTERS); do \
+	  $(BIN)/python -m ziglang build-exe -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall \
+	    sandbox/plugins/src/$$a.zig -femit-bin=sandbox/plugins/$$a.wasm || exit 1; \
+	done

@@ -18,4 +18,4 @@ def test_committed_wasm_matches_a_fresh_build_of_its_source(name, tmp_path):
          "-O", "ReleaseSmall", str(PLUGINS / "src" / f"{name}.zig"), f"-femit-bin={out}"],
         check=True, cwd=tmp_path, capture_output=True,
     )  # fmt: skip
-    assert out.read_bytes() == (PLUGINS / f"{name}.wasm").read_bytes(), f"rebuild {name}.wasm: `make adapters`"
+    assert out.read_bytes() == (PLUGINS / f"{name}.wasm").read_bytes(), f"{name}.wasm is stale: run `make adapters` and commit it"
