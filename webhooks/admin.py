@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from .models import ChannelEndpoint, InboundEvent
 
@@ -9,6 +10,7 @@ class ChannelEndpointAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "auth", "adapter")
     search_fields = ("name", "account", "api_base_url")
     readonly_fields = ("webhook_path", "created", "updated")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "webhook_path", "adapter", "account", "enabled")}),
         ("Incoming", {"fields": ("auth", "secret_env", "max_body_bytes")}),

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -66,6 +67,14 @@ class ChannelEndpoint(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # abi is set by tool discovery; an undiscovered plugin gets the benefit of the doubt.
+        adapter = self.adapter if self.adapter_id else None
+        if adapter is not None and adapter.abi and adapter.abi != adapter.Abi.CHANNEL_ADAPTER:
+            raise ValidationError(
+                {"adapter": f"{adapter.name} is a tool plugin ({adapter.get_abi_display()}), not a channel adapter."}
+            )
 
 
 class InboundEvent(models.Model):
