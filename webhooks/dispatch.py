@@ -12,8 +12,6 @@ import os
 import httpx
 from django.utils import timezone
 
-from routing.resolver import NoRoute, aresolve_route
-
 from . import adapter
 from .delivery import DeliveryError, RetryPolicy, send
 from .messages import AdapterOutputError, parse_outgoing_output
@@ -41,35 +39,46 @@ async def idle() -> None:
 
 async def _finish(event: InboundEvent, status: str, error: str = "") -> None:
     event.status, event.error, event.finished = status, error, timezone.now()
-    await event.asave(update_fields=["status", "error", "finished", "delivery_attempts", "run_id"])
+    await event.asave(
+        update_fields=["status", "error", "finished", "delivery_attempts", "run_id", "agent", "session_key"]
+    )
 
 
 async def process(event_id: int, content: str) -> None:
-    event = await InboundEvent.objects.select_related("endpoint__adapter").aget(pk=event_id)
-    try:
-        route = await aresolve_route(
-            channel=event.endpoint.name, account=event.account, peer=event.peer, guild=event.guild, team=event.team
-        )
-    except NoRoute as e:
-        await _finish(event, Status.FAILED, str(e))
-        return
-    event.agent, event.session_key, event.status = route.agent, route.session_key, Status.RUNNING
-    await event.asave(update_fields=["agent", "session_key", "status"])
-    try:
-        from .runs import run_agent
+    from .runs import run_agent
 
-        run_id, reply, error = await run_agent(event, route, content)
+    event = await InboundEvent.objects.select_related("endpoint__adapter").aget(pk=event_id)
+    event.status = Status.RUNNING
+    await event.asave(update_fields=["status"])
+    channel = event.endpoint.name
+    try:
+        outcome = await run_agent(
+            text=content, channel=channel, account=event.account, peer=event.peer, guild=event.guild,
+            team=event.team, idempotency_key=f"webhook:{channel}:{event.update_id}" if event.update_id else "",
+        )  # fmt: skip
     except Exception as e:
-        log.exception("channel %s: the run for event %s failed", event.endpoint.name, event.pk)
+        log.exception("channel %s: the run for inbound event %s failed", channel, event.pk)
         await _finish(event, Status.FAILED, f"the run failed: {e}")
         return
-    event.run_id = run_id
-    if error:
-        await _finish(event, Status.FAILED, error)
-    elif not reply:
+    event.run_id, event.agent, event.session_key = outcome.run_id, outcome.agent, outcome.session_key
+    if outcome.error:
+        log.warning("channel %s: inbound event %s: %s", channel, event.pk, outcome.error)
+        await _finish(event, Status.FAILED, outcome.error)
+    elif not outcome.reply:
         await _finish(event, Status.NO_REPLY)
     else:
-        await deliver_reply(event, reply)
+        await deliver_reply(event, outcome.reply)
+        if event.status == Status.UNDELIVERED and event.run_id:
+            await _record_on_run(event)
+
+
+async def _record_on_run(event: InboundEvent) -> None:
+    from agents.store import get_store
+
+    try:
+        await get_store().update_run(event.run_id, error=f"reply not delivered to {event.endpoint.name}: {event.error}")
+    except Exception:
+        log.exception("channel %s: could not record the undelivered reply on run %s", event.endpoint.name, event.run_id)
 
 
 async def deliver_reply(event: InboundEvent, text: str, policy: RetryPolicy | None = None) -> None:
