@@ -332,3 +332,11 @@ async def test_tool_round_trip_responder_serves_both_turns(provider, fake_anthro
     second = await collect(provider, LLMRequest(model="m", messages=messages, tools=(CALC,)))
     assert "".join(e.text for e in second if isinstance(e, TextDelta)) == "The tool said: 42"
     assert json.loads(fake_anthropic.requests[1].body)["messages"][2]["content"][0]["is_error"] is False
+
+
+async def test_closing_the_stream_closes_the_connection_at_once(provider, fake_anthropic):
+    fake_anthropic.enqueue(Stream(events(Text("one two three")), pause_after=4))
+    stream = provider.stream(ask())
+    assert await anext(stream) == TextDelta("one ")
+    await stream.aclose()
+    assert fake_anthropic.requests[0].disconnected.wait(5), "the server never saw the client go away"

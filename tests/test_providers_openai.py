@@ -293,3 +293,22 @@ async def test_tool_round_trip_responder_serves_both_turns(provider, fake_openai
     second = await collect(provider, LLMRequest(model="m", messages=messages, tools=(CALC,)))
     assert "".join(e.text for e in second if isinstance(e, TextDelta)) == "The tool said: 42"
     assert fake_openai.requests[1].json["messages"][-1] == {"role": "tool", "tool_call_id": end.id, "content": "42"}
+
+
+async def test_closing_the_stream_closes_the_connection_at_once(provider, fake_openai):
+    fake_openai.enqueue(Stream(chunks(Text("one two three")), pause_after=2))
+    stream = provider.stream(ask())
+    assert await anext(stream) == TextDelta("one ")
+    await stream.aclose()
+    assert fake_openai.requests[0].disconnected.wait(5), "the server never saw the client go away"
+
+
+async def test_a_gated_stream_continues_when_the_test_opens_the_gate(provider, fake_openai):
+    import threading
+
+    gate = threading.Event()
+    fake_openai.enqueue(Stream(chunks(Text("one two")), pause_after=2, gate=gate))
+    stream = provider.stream(ask())
+    assert await anext(stream) == TextDelta("one ")
+    gate.set()
+    assert [e async for e in stream] == [TextDelta("two"), Usage(12, 2), Stop("end_turn", "stop")]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import httpx
@@ -106,25 +108,28 @@ class AnthropicProvider:
             return
         headers = {"x-api-key": self.api_key, "anthropic-version": API_VERSION, "accept": "text/event-stream"}
         client = self.client or shared_client()
-        async for event in with_retries(lambda: self._attempt(client, headers, body, request.timeout, names), self.retry):
-            yield event
+        attempt = partial(self._attempt, client, headers, body, request.timeout, names)
+        async with aclosing(with_retries(attempt, self.retry)) as events:
+            async for event in events:
+                yield event
 
     async def _attempt(
         self, client: httpx.AsyncClient, headers: dict, body: dict, timeout: float, names: ToolNameMap
     ) -> AsyncIterator[Event]:
         parser = _StreamState(names)
-        async for sse in post_sse(client, self.url, headers=headers, body=body, timeout=timeout):
-            data = loads(sse)
-            try:
-                events = parser.handle(data)
-            except (KeyError, TypeError, AttributeError, ValueError):
-                raise ProviderError(
-                    "bad_response", f"unexpected {sse.event!r} event from Anthropic: {sse.data[:200]!r}"
-                ) from None
-            for event in events:
-                yield event
-            if parser.done:
-                return
+        async with aclosing(post_sse(client, self.url, headers=headers, body=body, timeout=timeout)) as stream:
+            async for sse in stream:
+                data = loads(sse)
+                try:
+                    events = parser.handle(data)
+                except (KeyError, TypeError, AttributeError, ValueError):
+                    raise ProviderError(
+                        "bad_response", f"unexpected {sse.event!r} event from Anthropic: {sse.data[:200]!r}"
+                    ) from None
+                for event in events:
+                    yield event
+                if parser.done:
+                    return
         raise interrupted(self.url)
 
 

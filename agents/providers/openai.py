@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -138,27 +140,30 @@ class OpenAIProvider:
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         client = self.client or shared_client()
-        async for event in with_retries(lambda: self._attempt(client, headers, body, request.timeout, names), self.retry):
-            yield event
+        attempt = partial(self._attempt, client, headers, body, request.timeout, names)
+        async with aclosing(with_retries(attempt, self.retry)) as events:
+            async for event in events:
+                yield event
 
     async def _attempt(
         self, client: httpx.AsyncClient, headers: dict, body: dict, timeout: float, names: ToolNameMap
     ) -> AsyncIterator[Event]:
         state = _StreamState(names)
-        async for sse in post_sse(client, self.url, headers=headers, body=body, timeout=timeout):
-            if sse.data.strip() == "[DONE]":
-                for event in state.finish():
+        async with aclosing(post_sse(client, self.url, headers=headers, body=body, timeout=timeout)) as stream:
+            async for sse in stream:
+                if sse.data.strip() == "[DONE]":
+                    for event in state.finish():
+                        yield event
+                    return
+                chunk = loads(sse)
+                try:
+                    events = state.handle(chunk)
+                except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+                    raise ProviderError(
+                        "bad_response", f"unexpected chunk from {self.url}: {sse.data[:200]!r}"
+                    ) from None
+                for event in events:
                     yield event
-                return
-            chunk = loads(sse)
-            try:
-                events = state.handle(chunk)
-            except (KeyError, TypeError, AttributeError, ValueError, IndexError):
-                raise ProviderError(
-                    "bad_response", f"unexpected chunk from {self.url}: {sse.data[:200]!r}"
-                ) from None
-            for event in events:
-                yield event
         if state.finish_reason is None:
             raise interrupted(self.url)
         for event in state.finish():

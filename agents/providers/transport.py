@@ -11,6 +11,7 @@ import json
 import random
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
@@ -85,9 +86,10 @@ async def with_retries(
     for n in range(policy.max_retries + 1):
         yielded = False
         try:
-            async for event in attempt():
-                yielded = True
-                yield event
+            async with aclosing(attempt()) as events:
+                async for event in events:
+                    yielded = True
+                    yield event
             return
         except ProviderError as exc:
             error = exc
