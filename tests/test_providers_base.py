@@ -1,6 +1,8 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agents.providers.base import WIRE_NAME, LLMRequest, ToolNameMap, ToolSpec, parse_arguments
+from agents.providers.base import WIRE_NAME, LLMRequest, ToolNameMap, ToolSpec, parse_arguments, text_of
 
 
 def test_dotted_names_become_double_underscores_and_map_back():
@@ -78,3 +80,17 @@ def test_broken_json_arguments_give_an_error():
 
 def test_non_object_arguments_give_an_error():
     assert parse_arguments("[1]") == ({}, "tool arguments must be a JSON object, got list: '[1]'")
+
+
+@given(st.lists(st.text(max_size=80), max_size=8))
+def test_any_names_map_to_distinct_valid_names_and_back(names):
+    mapping = ToolNameMap.build(names)
+    assert all(WIRE_NAME.match(w) for w in mapping.to_wire.values())
+    assert len(set(mapping.to_wire.values())) == len(set(names))
+    assert all(mapping.internal(mapping.wire(n)) == n for n in names)
+
+
+def test_text_of_joins_text_blocks_and_skips_others():
+    message = {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "tool_result", "content": "x"},
+                                            {"type": "text", "text": "b"}]}
+    assert text_of(message) == "ab"

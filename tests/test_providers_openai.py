@@ -312,3 +312,21 @@ async def test_a_gated_stream_continues_when_the_test_opens_the_gate(provider, f
     assert await anext(stream) == TextDelta("one ")
     gate.set()
     assert [e async for e in stream] == [TextDelta("two"), Usage(12, 2), Stop("end_turn", "stop")]
+
+
+async def test_twenty_concurrent_streams_each_get_their_own_answer(provider, fake_openai):
+    import asyncio
+
+    from tests.fakes.http import Recorded
+
+    def respond(request: Recorded):
+        asked = request.json["messages"][-1]["content"]
+        return completion(Text(f"answer to {asked}"))
+
+    fake_openai.responder = respond
+
+    async def one(n):
+        return "".join(e.text for e in await collect(provider, ask(f"q{n}")) if isinstance(e, TextDelta))
+
+    answers = await asyncio.gather(*(one(n) for n in range(20)))
+    assert answers == [f"answer to q{n}" for n in range(20)]

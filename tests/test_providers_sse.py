@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.providers.sse import SSEDecoder, SSEError, SSEvent, parse
 
@@ -111,3 +113,17 @@ def test_over_long_data_across_lines_is_an_error():
     decoder = SSEDecoder(max_line=16)
     with pytest.raises(SSEError, match="data longer than 16"):
         decoder.feed(b"data: 0123456789\ndata: 0123456789\n")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["event", "data", "id", ":", "retry", "x"]),
+                          st.text(alphabet=st.characters(blacklist_characters="\r\n\x00"), max_size=12)),
+                max_size=12),
+       st.sampled_from(["\n", "\r", "\r\n"]), st.integers(1, 9))
+def test_any_chunking_of_any_stream_gives_the_same_events(fields, newline, size):
+    lines = []
+    for name, value in fields:
+        lines.append(f"{name}: {value}" if name != ":" else f":{value}")
+        if value.endswith("!"):
+            lines.append("")
+    stream = (newline.join(lines) + newline * 2).encode()
+    assert feed_in_pieces(stream, size) == parse(stream)

@@ -255,10 +255,12 @@ async def post_sse(
         raise ProviderError(
             "connection", f"the stream from {url} was interrupted: {exc or type(exc).__name__}", retryable=True
         ) from None
-    except httpx.UnsupportedProtocol as exc:
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise ProviderError("config", f"bad base URL {url!r}: {exc}") from None
-    except httpx.InvalidURL as exc:
-        raise ProviderError("config", f"bad base URL {url!r}: {exc}") from None
+    except httpx.DecodingError as exc:
+        raise ProviderError("bad_response", f"undecodable answer from {url}: {exc}") from None
+    except httpx.TransportError as exc:
+        raise ProviderError("connection", f"request to {url} failed: {exc or type(exc).__name__}", retryable=True) from None
 
 
 def interrupted(url: str) -> ProviderError:
