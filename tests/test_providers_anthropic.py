@@ -340,3 +340,9 @@ async def test_closing_the_stream_closes_the_connection_at_once(provider, fake_a
     assert await anext(stream) == TextDelta("one ")
     await stream.aclose()
     assert fake_anthropic.requests[0].disconnected.wait(5), "the server never saw the client go away"
+
+
+async def test_a_permanent_error_after_a_retry_is_reported_as_it_is(provider, fake_anthropic):
+    fake_anthropic.enqueue(overloaded(), Reply(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                                                "message": "bad"}}))
+    assert await collect(provider, ask()) == [Error("bad_request", "HTTP 400: bad", status=400)]

@@ -106,7 +106,7 @@ async def with_retries(
             break
         delay = error.retry_after if error.retry_after is not None else policy.backoff(n)
         await policy.sleep(delay)
-    if n > 0 and not yielded:
+    if n > 0 and n == policy.max_retries and error.retryable and not yielded:
         error = ProviderError(
             error.kind, f"{error.message} (gave up after {n + 1} attempts)", retryable=True, status=error.status
         )
