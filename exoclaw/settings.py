@@ -153,6 +153,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
+# LLM providers: retries of failed requests before the first streamed event (agents/providers/transport.py).
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+LLM_RETRY_INITIAL_DELAY = env.float("LLM_RETRY_INITIAL_DELAY", default=0.5)
+LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=8.0)
+LLM_RETRY_AFTER_MAX = env.float("LLM_RETRY_AFTER_MAX", default=60.0)
+
 # Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
 # every request's URL at INFO, so its request log stays off.
 LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"}}
