@@ -151,3 +151,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Foundation
+# WhiteNoise warns on every request when STATIC_ROOT is missing, even though it serves from the finders.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
