@@ -11,6 +11,7 @@ docs/routing.md is the operator's version of this.
 """
 
 from dataclasses import dataclass
+import time
 from threading import Lock
 from urllib.parse import quote
 
@@ -22,6 +23,9 @@ PRIORITY = ("peer", "guild", "team", "account", "channel")
 
 # Peers are unbounded (every new user is a new cache key), so the cache forgets its oldest entries.
 CACHE_SIZE = 10_000
+# Saves clear the cache of the process that made them; other processes (and bulk updates, which
+# send no signals) are caught up by this age limit.
+CACHE_MAX_AGE = 30.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ def route_for(candidates: list[Candidate], msg: Message) -> Route:
 _cache: dict[Message, Route] = {}
 _candidates: list[Candidate] | None = None
 _generation = 0
+_loaded_at = 0.0
 _lock = Lock()
 
 
@@ -129,6 +134,11 @@ def clear_cache() -> None:
         _cache.clear()
         _candidates = None
         _generation += 1
+
+
+def _expire_if_old() -> None:
+    if _candidates is not None and time.monotonic() - _loaded_at > CACHE_MAX_AGE:
+        clear_cache()
 
 
 def load_candidates() -> list[Candidate]:
@@ -143,24 +153,28 @@ def _message(channel, account, peer, guild, team) -> Message:
 
 
 def _cached(msg: Message) -> Route | None:
+    _expire_if_old()
     with _lock:
         return _cache.get(msg)
 
 
 def _resolve(msg: Message) -> Route:
-    global _candidates
+    global _candidates, _loaded_at
+    _expire_if_old()
     with _lock:
         hit = _cache.get(msg)
         candidates, generation = _candidates, _generation
     if hit is not None:
         return hit
-    if candidates is None:
+    loaded = candidates is None
+    if loaded:
         candidates = load_candidates()
     route = route_for(candidates, msg)
     with _lock:
         # A change that cleared the cache while we read must not be overwritten by what we read.
         if generation == _generation:
-            _candidates = candidates
+            if loaded:
+                _candidates, _loaded_at = candidates, time.monotonic()
             if len(_cache) >= CACHE_SIZE:
                 del _cache[next(iter(_cache))]
             _cache[msg] = route

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from agents.models import Agent
 from routing.models import MATCH_FIELDS, Binding
+from routing import resolver
 from routing.resolver import (
     CACHE_SIZE,
     Candidate,
@@ -190,6 +191,16 @@ def test_saving_a_binding_or_an_agent_clears_the_cache(agents):
         resolve_route(peer="alice")
     binding.delete()
     Binding.objects.create(agent=agents["vip"])
+    assert resolve_route(peer="alice").agent == "vip"
+
+
+@pytest.mark.django_db
+def test_changes_that_send_no_signal_are_seen_once_the_cache_is_old(agents, monkeypatch):
+    Binding.objects.create(agent=agents["main"])
+    assert resolve_route(peer="alice").agent == "main"
+    Binding.objects.update(agent=agents["vip"])  # a bulk update: no signal
+    assert resolve_route(peer="alice").agent == "main"
+    monkeypatch.setattr(resolver, "CACHE_MAX_AGE", -1.0)
     assert resolve_route(peer="alice").agent == "vip"
 
 
