@@ -86,3 +86,8 @@ def test_disable_action_takes_the_agents_bindings_out_of_routing(admin_client):
         resolve_route(channel="webchat")
     admin_client.post("/admin/agents/agent/", {"action": "enable", "_selected_action": [agent.pk]})
     assert resolve_route(channel="webchat").agent == "demo"
+
+
+def test_a_base_url_without_a_scheme_becomes_https(admin_client):
+    admin_client.post(ADD_URL, agent_form(base_url="llm.example.com/v1"))
+    assert Agent.objects.get(name="helper").base_url == "https://llm.example.com/v1"
