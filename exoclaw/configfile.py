@@ -61,16 +61,22 @@ class Config:
         return f"{self.path}:{line}: {dotted(loc)}" if line else f"{self.path}: {dotted(loc)}"
 
 
+def _zero_counts() -> dict:
+    return {kind: {"created": 0, "updated": 0, "unchanged": 0} for kind in ("agents", "plugins", "grants", "bindings")}
+
+
 @dataclass
 class Summary:
-    counts: dict = field(default_factory=lambda: {s: {"created": 0, "updated": 0, "unchanged": 0} for s in
-                                                    ("agents", "plugins", "grants", "bindings")})
+    counts: dict = field(default_factory=_zero_counts)
 
     def add(self, kind: str, outcome: str):
         self.counts[kind][outcome] += 1
 
     def lines(self) -> list[str]:
-        return [f"{kind}: " + ", ".join(f"{n} {outcome}" for outcome, n in c.items()) for kind, c in self.counts.items()]
+        return [
+            f"{kind}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+            for kind, counts in self.counts.items()
+        ]
 
 
 def dotted(loc) -> str:
@@ -115,7 +121,8 @@ def _python_type(model, name):
 
 TYPES = {
     "agents": {k: _python_type(Agent, k) for k in AGENT_KEYS},
-    "plugins": {k: _python_type(Plugin, k) for k in PLUGIN_KEYS if k != "wasm"} | {"wasm": (str,), "grant": (dict, list)},
+    "plugins": {k: _python_type(Plugin, k) for k in PLUGIN_KEYS if k != "wasm"}
+    | {"wasm": (str,), "grant": (dict, list)},
     "grant": {k: _python_type(CapabilityGrant, k) for k in GRANT_KEYS if k != "agent"} | {"agent": (str,)},
     "bindings": {k: _python_type(Binding, k) for k in BINDING_KEYS if k != "agent"} | {"agent": (str,)},
 }
@@ -264,9 +271,9 @@ def _snapshot(obj) -> dict:
             if f.name not in ("created", "updated")}
 
 
-def _save(config, obj, loc, kind, summary, problems) -> bool:
-    """Validate and save `obj` if it changed; report problems at `loc`. True if the row is usable."""
-    before = getattr(obj, "_before", None)
+def _save(config, obj, before, loc, kind, summary, problems) -> bool:
+    """Validate `obj` and save it if it is new (`before` is None) or differs from `before`; report
+    problems at `loc`. True if the row is usable."""
     try:
         obj.full_clean()
     except ValidationError as e:
@@ -285,22 +292,21 @@ def _save(config, obj, loc, kind, summary, problems) -> bool:
     return True
 
 
-def _existing(queryset):
+def _existing(queryset, new):
+    """The first row of `queryset` and its snapshot, or `new` and None."""
     obj = queryset.first()
-    if obj is not None:
-        obj._before = _snapshot(obj)
-    return obj
+    return (obj, _snapshot(obj)) if obj is not None else (new, None)
 
 
 def _apply_agent(config, i, table, summary, problems):
-    obj = _existing(Agent.objects.filter(name=table["name"])) or Agent()
+    obj, before = _existing(Agent.objects.filter(name=table["name"]), Agent())
     for k, v in (_defaults(Agent, AGENT_KEYS) | table).items():
         setattr(obj, k, v)
-    _save(config, obj, ("agents", i), "agents", summary, problems)
+    _save(config, obj, before, ("agents", i), "agents", summary, problems)
 
 
 def _apply_plugin(config, i, table, summary, problems):
-    obj = _existing(Plugin.objects.filter(name=table["name"])) or Plugin()
+    obj, before = _existing(Plugin.objects.filter(name=table["name"]), Plugin())
     values = _defaults(Plugin, [k for k in PLUGIN_KEYS if k != "wasm"]) | table
     wasm = os.path.abspath(config.path.parent / values.pop("wasm"))
     grants = values.pop("grant", [])
@@ -309,7 +315,7 @@ def _apply_plugin(config, i, table, summary, problems):
     # An uploaded .wasm that the file names by its stored path stays an upload.
     if not (obj.wasm_file and os.path.abspath(obj.wasm_file.path) == wasm):
         obj.wasm_file, obj.wasm_path = "", wasm
-    if not _save(config, obj, ("plugins", i), "plugins", summary, problems):
+    if not _save(config, obj, before, ("plugins", i), "plugins", summary, problems):
         return
     if isinstance(grants, dict):
         _apply_grant(config, ("plugins", i, "grant"), obj, grants, summary, problems)
@@ -335,12 +341,12 @@ def _apply_grant(config, loc, plugin, table, summary, problems):
         agent = _agent_named(config, table["agent"], loc, problems)
         if agent is None:
             return
-    obj = _existing(CapabilityGrant.objects.filter(plugin=plugin, agent=agent)) or CapabilityGrant(
-        plugin=plugin, agent=agent
+    obj, before = _existing(
+        CapabilityGrant.objects.filter(plugin=plugin, agent=agent), CapabilityGrant(plugin=plugin, agent=agent)
     )
     for k, v in (_defaults(CapabilityGrant, GRANT_KEYS[1:]) | {k: v for k, v in table.items() if k != "agent"}).items():
         setattr(obj, k, v)
-    _save(config, obj, loc, "grants", summary, problems)
+    _save(config, obj, before, loc, "grants", summary, problems)
 
 
 def _apply_binding(config, i, table, summary, problems):
@@ -348,11 +354,11 @@ def _apply_binding(config, i, table, summary, problems):
     if agent is None:
         return
     match = {f: table.get(f, "") for f in MATCH_FIELDS}
-    obj = _existing(Binding.objects.filter(**match).order_by("-enabled", "id")) or Binding(**match)
+    obj, before = _existing(Binding.objects.filter(**match).order_by("-enabled", "id"), Binding(**match))
     obj.agent = agent
     obj.note = table.get("note", "")
     obj.enabled = table.get("enabled", True)
-    _save(config, obj, ("bindings", i), "bindings", summary, problems)
+    _save(config, obj, before, ("bindings", i), "bindings", summary, problems)
 
 
 # Writing: the database in the same format.

@@ -29,5 +29,5 @@ class Command(BaseCommand):
             raise CommandError(f"{file} refused, nothing changed ({n} problem{'s' * (n != 1)}):\n{e}") from None
         for line in summary.lines():
             self.stdout.write(line)
-        verb = "checked" if check else "loaded"
-        self.stderr.write(f"{verb} {file} in {time.monotonic() - started:.2f} s" + (" (nothing changed)" if check else ""))
+        elapsed = f"{time.monotonic() - started:.2f} s"
+        self.stderr.write(f"checked {file} in {elapsed}, nothing changed" if check else f"loaded {file} in {elapsed}")
