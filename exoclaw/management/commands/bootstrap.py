@@ -3,21 +3,22 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from agents.models import Agent
+from exoclaw.management.help import CommandWithExample
 from exoclaw.models import ApiToken, hash_token
 from routing.models import Binding
 
 BOOTSTRAP_TOKEN_NAME = "EXOCLAW_TOKEN"
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = (
-        "Create the demo set-up once: the 'demo' agent on the offline echo provider, the default binding, "
-        "the sample plugins, an 'admin' superuser (password from EXOCLAW_ADMIN_PASSWORD, or generated and "
-        "printed), and an API token for EXOCLAW_TOKEN. Safe to run again: existing rows are kept.\n\n"
+        "Create the demo set-up once: the 'demo' agent on the offline echo provider, the default\n"
+        "binding, the sample plugins, an 'admin' superuser (password from EXOCLAW_ADMIN_PASSWORD,\n"
+        "or generated and printed), and an API token for EXOCLAW_TOKEN.\n"
+        "Safe to run again: existing rows are kept.\n\n"
         "Example: EXOCLAW_ADMIN_PASSWORD=s3cret-pass python manage.py bootstrap"
     )
 

@@ -1,16 +1,17 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from exoclaw.configfile import write
+from exoclaw.management.help import CommandWithExample
 from exoclaw.tomlwrite import TomlWriteError
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = (
-        "Write every agent, plugin (with its grants) and binding as a TOML file that loadconfig reads "
-        "back. Without -o it prints to stdout with absolute .wasm paths; with -o, paths inside the "
-        "file's folder are written relative to it.\n\n"
+        "Write every agent, plugin (with its grants) and binding as a TOML file that loadconfig\n"
+        "reads back. Without -o it prints to stdout with absolute .wasm paths; with -o, paths\n"
+        "inside the file's folder are written relative to it.\n\n"
         "Example: python manage.py dumpconfig -o exoclaw.toml"
     )
 

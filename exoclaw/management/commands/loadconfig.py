@@ -1,16 +1,18 @@
 import time
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from exoclaw.configfile import ConfigError, apply, read
+from exoclaw.management.help import CommandWithExample
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = (
-        "Create or update agents, plugins with their grants, and bindings from a TOML file. Rows are "
-        "found by name (bindings by their match); rows the file does not mention are left alone. A file "
-        "with any mistake is refused whole and nothing changes. The format is in docs/config.md.\n\n"
+        "Create or update agents, plugins with their grants, and bindings from a TOML file.\n"
+        "Rows are found by name (bindings by their match); rows the file does not mention are\n"
+        "left alone. A file with any mistake is refused whole and nothing changes.\n"
+        "The format is in docs/config.md.\n\n"
         "Example: python manage.py loadconfig examples/exoclaw.toml"
     )
 
