@@ -195,6 +195,20 @@ def test_saving_a_binding_or_an_agent_clears_the_cache(agents):
 
 
 @pytest.mark.django_db
+def test_a_save_clears_the_cache_again_when_its_transaction_commits(agents, django_capture_on_commit_callbacks):
+    # Another thread can cache the old, still committed, bindings between the save and the commit.
+    binding = Binding.objects.create(agent=agents["main"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        binding.note = "edited"
+        binding.save()
+    resolve_route(peer="bob")
+    assert Message(peer="bob") in _cache
+    for callback in callbacks:
+        callback()
+    assert Message(peer="bob") not in _cache
+
+
+@pytest.mark.django_db
 def test_changes_that_send_no_signal_are_seen_once_the_cache_is_old(agents, monkeypatch):
     Binding.objects.create(agent=agents["main"])
     assert resolve_route(peer="alice").agent == "main"
