@@ -324,3 +324,18 @@ def test_dump_refuses_a_value_toml_cannot_hold(project):
     Plugin.objects.filter(name="echo").update(config={"retries": None})
     with pytest.raises(CommandError, match=r"plugins\[1\]\.config\.retries: TOML has no null value"):
         call_command("dumpconfig", stdout=io.StringIO())
+
+
+def test_an_uploaded_wasm_stays_an_upload_through_a_round_trip(project):
+    from django.core.files.base import ContentFile
+
+    plugin = Plugin(name="uploaded")
+    plugin.wasm_file.save("uploaded.wasm", ContentFile(WASM), save=False)
+    plugin.full_clean()
+    plugin.save()
+    call_command("dumpconfig", "-o", str(project / "dump.toml"), stderr=io.StringIO())
+    assert f'wasm = "{plugin.wasm_file.path}"' in (project / "dump.toml").read_text()
+    out = load(project / "dump.toml")
+    assert "plugins: 0 created, 0 updated, 1 unchanged" in out
+    plugin.refresh_from_db()
+    assert plugin.wasm_file and not plugin.wasm_path
