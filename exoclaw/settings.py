@@ -159,6 +159,10 @@ LLM_RETRY_INITIAL_DELAY = env.float("LLM_RETRY_INITIAL_DELAY", default=0.5)
 LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=8.0)
 LLM_RETRY_AFTER_MAX = env.float("LLM_RETRY_AFTER_MAX", default=60.0)
 
+# Foundation
+# WhiteNoise warns on every request when STATIC_ROOT is missing, even though it serves from the finders.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
 # Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
 # every request's URL at INFO, so its request log stays off.
 LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"}}
