@@ -1,4 +1,4 @@
-"""The channel endpoint admin, the inbound event log, and `[[channels]]` in the config file."""
+"""The channel endpoint admin and the inbound event log."""
 
 import pytest
 from django.contrib.auth.models import User
@@ -6,7 +6,6 @@ from django.core.exceptions import ValidationError
 
 from sandbox.models import Plugin
 from tests.webhooks_fixtures import adapter_plugin
-from webhooks.configfile import build_channel, collect_channels
 from webhooks.models import ChannelEndpoint, InboundEvent
 
 pytestmark = pytest.mark.django_db
@@ -89,30 +88,3 @@ def test_inbound_events_are_listed_and_read_only(staff_client, telegram_endpoint
     assert staff_client.get("/admin/webhooks/inboundevent/add/").status_code == 403
     detail = staff_client.get(f"/admin/webhooks/inboundevent/{event.pk}/change/").content.decode()
     assert "HTTP 400: chat not found" in detail
-
-
-def test_channels_round_trip_through_the_config_tables(telegram_endpoint):
-    tables = collect_channels()
-    assert tables == [
-        {
-            "name": "telegram",
-            "adapter": "telegram",
-            "secret_env": "TG_WEBHOOK_SECRET",
-            "auth": "telegram_secret_token",
-            "api_base_url": "https://api.telegram.org",
-            "token_env": "TG_BOT_TOKEN",
-        }
-    ]
-    problems = []
-    again = build_channel(tables[0], "channels[0].adapter", problems)
-    again.full_clean()
-    assert problems == [] and again.pk == telegram_endpoint.pk
-    assert {f.name: getattr(again, f.name) for f in ChannelEndpoint._meta.fields if f.name != "updated"} == {
-        f.name: getattr(telegram_endpoint, f.name) for f in ChannelEndpoint._meta.fields if f.name != "updated"
-    }
-
-
-def test_a_channel_naming_an_unknown_adapter_is_a_problem_not_a_row():
-    problems = []
-    assert build_channel({"name": "x", "adapter": "nope", "secret_env": "S"}, "f.toml:3: channels[0].adapter", problems) is None
-    assert problems == ["f.toml:3: channels[0].adapter: no plugin named 'nope' (define it under [[plugins]])"]
