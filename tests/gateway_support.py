@@ -95,3 +95,20 @@ def session_cookie(transactional_db):
         return f"sessionid={browser.cookies['sessionid'].value}"
 
     return make
+
+
+@pytest.fixture
+def probe_methods():
+    """Register extra methods for one test (to reach error paths no built-in method has), then remove them."""
+    from exoclaw.gateway.registry import registry
+
+    added = []
+
+    def add(name, handler, *, scope=None, params=None, public=False):
+        assert registry.get(name) is None, f"{name} is a real method; pick another probe name"
+        registry.register(name, handler, scope=scope, params=params, public=public)
+        added.append(name)
+
+    yield add
+    for name in added:
+        registry.methods.pop(name, None)
