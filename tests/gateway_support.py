@@ -20,7 +20,7 @@ LOOPBACK = ("127.0.0.1", 50000)
 
 
 def communicator(path="/ws", *, headers=(), client=REMOTE) -> WebsocketCommunicator:
-    c = WebsocketCommunicator(application, path, headers=[(k.encode(), v.encode()) for k, v in headers])
+    c = WebsocketCommunicator(application, path, headers=[(k.lower().encode(), v.encode()) for k, v in headers])
     c.scope["client"] = client  # the task has not run yet, so the consumer sees this address
     return c
 
