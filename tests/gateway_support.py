@@ -56,12 +56,18 @@ async def connected(c: WebsocketCommunicator) -> WebsocketCommunicator:
 
 
 async def closed_with(c: WebsocketCommunicator) -> tuple[int, str]:
-    """The close the server sent after accepting: (code, reason)."""
+    """How the server closed an accepted connection: the `gateway.closing` notification it sent first
+    must agree with the close frame. Returns (code, reason)."""
     out = await c.receive_output(timeout=3)
     while out["type"] == "websocket.accept":
         out = await c.receive_output(timeout=3)
+    assert out["type"] == "websocket.send", out
+    closing = json.loads(out["text"])
+    assert closing["method"] == "gateway.closing" and "id" not in closing, closing
+    out = await c.receive_output(timeout=3)
     assert out["type"] == "websocket.close", out
-    return out.get("code"), out.get("reason", "")
+    assert (out["code"], out["reason"]) == (closing["params"]["code"], closing["params"]["reason"])
+    return out["code"], out["reason"]
 
 
 @pytest.fixture(autouse=True)

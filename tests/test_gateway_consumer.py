@@ -13,7 +13,7 @@ from django.test import override_settings
 from agents.models import Agent
 from exoclaw.gateway import errors
 from exoclaw.gateway.health import register_health_check, unregister_health_check
-from exoclaw.gateway.notify import group_name, notify_channel, notify_group
+from exoclaw.gateway.notify import group_name, notify_channel, notify_connection, notify_group
 from exoclaw.gateway.registry import Param
 from exoclaw.gateway.stats import run_finished, run_started
 from routing.models import Binding
@@ -374,6 +374,9 @@ async def test_a_gateway_notify_message_reaches_the_connection_as_a_notification
     assert await admin.receive_json_from() == {"jsonrpc": "2.0", "method": "chat.event", "params": {"run": "r1", "delta": "Hel"}}
     await notify_group(group_name("session", "agent:demo:webchat:-:alice"), "chat.event", {"run": "r1", "delta": "lo"})
     assert (await admin.receive_json_from())["params"]["delta"] == "lo"
+    connection = (await call(admin, "status"))["result"]["connection"]
+    await notify_connection(connection, "chat.event", {"run": "r1", "delta": "!"})
+    assert (await admin.receive_json_from())["params"]["delta"] == "!"
 
 
 async def test_ctx_notify_and_on_close_callbacks(make_token, probe_methods):

@@ -8,6 +8,7 @@ period. The rules are documented in docs/protocol.md ("Authentication").
 """
 
 import hmac
+import logging
 import math
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +23,8 @@ from exoclaw.models import ApiToken, hash_token
 from .errors import RateLimited, Unauthorized
 from .limits import Limits, failed_auth
 from .registry import SCOPES
+
+logger = logging.getLogger(__name__)
 
 # Headers a reverse proxy adds. Any of them means the TCP peer is not the client, so a loopback peer
 # proves nothing about who is connecting.
@@ -144,11 +147,13 @@ async def login(raw: str, address: str, limits: Limits) -> Principal:
     """check_token behind the per-address throttle of failed attempts."""
     wait = failed_auth.retry_after(address, max_failures=limits.auth_failures, window=limits.auth_window)
     if wait:
+        logger.warning("gateway login from %s throttled for %.0f s", address, wait)
         raise RateLimited("too many failed logins from this address", reason="auth_throttled", retry_after=math.ceil(wait))
     try:
         return await check_token(raw)
-    except Unauthorized:
+    except Unauthorized as e:
         failed_auth.record_failure(address, window=limits.auth_window)
+        logger.warning("gateway login from %s refused: %s", address, e.reason)
         raise
 
 

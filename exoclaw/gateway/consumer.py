@@ -10,9 +10,10 @@ from . import methods  # noqa: F401  (registers the built-in methods)
 from .auth import authenticate_handshake, client_address, origin_allowed
 from .context import Context
 from .dispatch import handle_frame
-from .errors import RateLimited, RpcError
+from .errors import RateLimited, RpcError, Unauthorized
 from .jsonrpc import encode, notification
 from .limits import Limits, TokenBucket
+from .notify import connection_group
 from .stats import counters
 
 logger = logging.getLogger(__name__)
@@ -42,18 +43,30 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         )
         await self.accept()
         counters.connections += 1
+        await self.ctx.join(connection_group(self.ctx.connection_id))
         try:
             self.ctx.principal = await authenticate_handshake(self.scope, self.limits)
         except RpcError as e:
-            code = CLOSE_THROTTLED if isinstance(e, RateLimited) else CLOSE_UNAUTHORIZED
-            await self.close(code=code, reason=e.reason)
+            await self.refuse(CLOSE_THROTTLED if isinstance(e, RateLimited) else CLOSE_UNAUTHORIZED, e)
             return
+        logger.info(
+            "gateway connection %s from %s as %s",
+            self.ctx.connection_id,
+            self.ctx.client,
+            self.ctx.principal.name if self.ctx.principal else "(not yet authenticated)",
+        )
         if self.ctx.principal is None:
             self.grace = asyncio.get_running_loop().call_later(self.limits.auth_grace, self._grace_over)
 
+    async def refuse(self, code: int, error: RpcError):
+        """Say why in a `gateway.closing` notification (daphne drops close reasons), then close."""
+        await self.send(text_data=encode(notification("gateway.closing", {"code": code, **error.to_error()["data"]})))
+        await self.close(code=code, reason=error.reason)
+
     def _grace_over(self):
         if self.ctx.principal is None:
-            asyncio.ensure_future(self.close(code=CLOSE_UNAUTHORIZED, reason="auth_timeout"))
+            timeout = Unauthorized(f"not authenticated within {self.limits.auth_grace:g} s", reason="auth_timeout")
+            asyncio.ensure_future(self.refuse(CLOSE_UNAUTHORIZED, timeout))
 
     async def receive(self, text_data=None, bytes_data=None):
         frame = text_data if text_data is not None else bytes_data

@@ -53,6 +53,7 @@ async def status(ctx: Context) -> dict:
         "channel_layer": channel_layer_kind(),
         "store": {"scheme": urlsplit(settings.SURREALDB_URL).scheme, "health": await run_health_check("store")},
         "principal": ctx.principal.name,
+        "connection": ctx.connection_id,
     }
 
 
