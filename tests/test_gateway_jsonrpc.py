@@ -211,7 +211,7 @@ def test_redact_keeps_text_without_tokens_and_removes_configured_secrets():
     assert redact("x abc123 y", ("abc123",)) == f"x {REDACTED} y"
 
 
-def test_access_log_lines_go_through_logging_with_the_filter(caplog):
+def test_access_log_lines_go_through_logging_with_the_filter():
     handler_records = []
 
     class Keep(logging.Handler):
