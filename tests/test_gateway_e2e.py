@@ -102,6 +102,14 @@ async def rpc(ws, method, params=None, rid=1):
     return json.loads(await asyncio.wait_for(ws.recv(), 5))
 
 
+def docs_client_example() -> str:
+    """The Python client example from docs/protocol.md, as written there."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    section = text[text.index("## Python client") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("\n```", start)]
+
+
 class PingSeen(logging.Handler):
     """Sets an event when the websockets client logs an incoming PING frame."""
 
@@ -178,6 +186,15 @@ async def test_the_real_server_speaks_json_rpc_and_keeps_tokens_out_of_its_log(s
         client_log.removeHandler(watcher)
         client_log.setLevel(logging.NOTSET)
         await server.layer.flush()
+
+    client = subprocess.run(
+        [sys.executable, "-c", docs_client_example()],
+        env={**os.environ, "EXOCLAW_URL": url, "EXOCLAW_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert client.returncode == 0 and client.stdout.startswith("pong\n{'version'"), client.stdout + client.stderr
 
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/missing/?token={TOKEN}", timeout=5)

@@ -227,3 +227,15 @@ def test_access_log_lines_go_through_logging_with_the_filter():
     finally:
         logger.removeHandler(keep)
     assert len(handler_records) == 1 and "WSCONNECT /ws?token=[redacted]" in handler_records[0]
+
+
+def test_protocol_docs_list_every_error_code_and_reason():
+    import inspect
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    for code in errors.CODES:
+        assert f"| {code.code} | {code.message} |" in text, f"docs/protocol.md lacks error {code.code}"
+    reasons = {cls.reason for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.RpcError)}
+    for reason in reasons:
+        assert f"`{reason}`" in text, f"docs/protocol.md does not mention the reason {reason}"
