@@ -46,6 +46,11 @@ def _reject_constant(name: str):
     raise ParseError(f"{name} is not JSON", reason="parse_error")
 
 
+_decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+# ASCII output: a lone surrogate that arrived in a string can be echoed back without breaking UTF-8.
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def deeper_than(obj: Any, limit: int) -> bool:
     """True when arrays/objects nest more than `limit` levels (a bare `[]` is one level)."""
     stack = [(obj, 1)]
@@ -71,7 +76,7 @@ def decode(frame: str | bytes, *, max_bytes: int, max_depth: int) -> Any:
     elif len(frame) * 4 > max_bytes and (len(frame) > max_bytes or len(frame.encode("utf-8", "surrogatepass")) > max_bytes):
         raise PayloadTooLarge(f"frame is larger than {max_bytes} bytes", limit=max_bytes)
     try:
-        value = json.loads(frame, parse_float=_finite_float, parse_constant=_reject_constant)
+        value = _decoder.decode(frame)
     except RpcError:
         raise
     except RecursionError:
@@ -137,5 +142,4 @@ def notification(method: str, params: Any = None) -> dict:
 
 
 def encode(message: Any) -> str:
-    # ASCII output: a lone surrogate that arrived in a string can be echoed back without breaking UTF-8.
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    return _encoder.encode(message)
