@@ -30,7 +30,6 @@ class Param:
     required: bool = False
     default: Any = None
     max_length: int | None = None
-    doc: str = ""
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object", list: "an array"}
@@ -80,7 +79,6 @@ class Method:
     scope: str | None
     params: dict[str, Param] | str | None = None
     public: bool = False
-    doc: str = ""
     reserved: bool = False
 
     def bind(self, params: Any) -> dict:
@@ -108,13 +106,12 @@ class Registry:
         scope: str | None,
         params: dict[str, Param] | str | None = None,
         public: bool = False,
-        doc: str = "",
     ) -> Method:
         """Add `name`, replacing whatever had that name. `scope` None: any authenticated principal;
         `public`: callable before authentication too."""
         if scope is not None and scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r} for {name}; use one of {', '.join(SCOPES)} or None")
-        m = Method(name, handler, scope, params, public, doc or (handler.__doc__ or "").strip())
+        m = Method(name, handler, scope, params, public)
         self.methods[name] = m
         return m
 
