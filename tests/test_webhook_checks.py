@@ -153,3 +153,10 @@ def test_success_needs_a_2xx_and_not_ok_false():
     assert is_success(204, None)
     assert not is_success(200, {"ok": False})
     assert not is_success(429, None)
+
+
+def test_a_bot_token_in_a_logged_url_is_redacted():
+    from exoclaw.gateway.redact import redact
+
+    line = "HTTP Request: POST https://api.telegram.org/bot123456:TEST-token_abc/sendMessage 429"
+    assert redact(line) == "HTTP Request: POST https://api.telegram.org/bot[redacted]/sendMessage 429"

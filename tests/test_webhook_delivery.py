@@ -127,3 +127,4 @@ async def test_generic_replies_are_signed_with_the_channel_secret(transactional_
     assert sent.path == "/replies"
     assert sent.json == {"account": "acme", "peer": "u-1", "text": "signed reply", "in_reply_to": "m-1"}
     assert sent.headers["X-Exoclaw-Signature"] == sign("acme-secret", sent.raw)
+
