@@ -32,10 +32,9 @@ clean:
 	rm -rf $(VENV) var
 
 # Channel adapters, built from Zig with ziglang from PyPI; the .wasm files are committed.
-ADAPTERS := telegram generic test_trap_adapter
+ZIG_WASM := $(BIN)/python -m ziglang build-exe -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall --stack 262144
 .PHONY: adapters
 adapters: $(VENV)/.installed-dev
-	for a in $(ADAPTERS); do \
-	  $(BIN)/python -m ziglang build-exe -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall \
-	    sandbox/plugins/src/$$a.zig -femit-bin=sandbox/plugins/$$a.wasm || exit 1; \
-	done
+	$(ZIG_WASM) -femit-bin=$(CURDIR)/sandbox/plugins/telegram.wasm sandbox/plugins/src/telegram.zig
+	$(ZIG_WASM) -femit-bin=$(CURDIR)/sandbox/plugins/generic.wasm sandbox/plugins/src/generic.zig
+	$(ZIG_WASM) -femit-bin=$(CURDIR)/tests/plugins/trap_adapter.wasm tests/plugins/src/trap_adapter.zig

@@ -37,7 +37,7 @@ def generic(transactional_db):
 
 @pytest.fixture
 def trap_adapter(transactional_db):
-    return adapter_plugin("test_trap_adapter")
+    return adapter_plugin("trap_adapter")
 
 
 async def test_telegram_describes_itself_as_a_channel_adapter(telegram):
@@ -141,4 +141,4 @@ async def test_a_trapping_adapter_fails_with_kind_trap_and_the_next_call_works(t
     with pytest.raises(adapter.AdapterFailed, match="crashed") as e:
         await call(plugin, "parse_incoming", {"peer": "p", "text": "trap"})
     assert e.value.kind == "trap"
-    assert (await call(plugin, "parse_incoming", {"peer": "p", "text": "fine"}))["content"] == "fine"
+    assert (await call(plugin, "parse_incoming", {"peer": "p", "text": "fine"})) == {"content": "hi", "peer": "p1"}

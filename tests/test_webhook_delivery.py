@@ -99,7 +99,7 @@ async def test_an_unreachable_api_is_retried_and_the_error_never_shows_the_token
 async def test_a_trapping_format_outgoing_is_recorded_as_undelivered(transactional_db, fake_telegram):
     from asgiref.sync import sync_to_async
 
-    plugin = await sync_to_async(adapter_plugin)("test_trap_adapter")
+    plugin = await sync_to_async(adapter_plugin)("trap_adapter")
     endpoint = await ChannelEndpoint.objects.acreate(
         name="trappy", adapter=plugin, secret_env="S", api_base_url=fake_telegram.url
     )
@@ -109,7 +109,7 @@ async def test_a_trapping_format_outgoing_is_recorded_as_undelivered(transaction
     assert fake_telegram.requests() == []
     await event.arefresh_from_db()
     assert event.status == "undelivered"
-    assert event.error == "the reply could not be formatted: test_trap_adapter.format_outgoing: the adapter crashed (wasm trap)"
+    assert event.error == "the reply could not be formatted: trap_adapter.format_outgoing: the adapter crashed (wasm trap)"
 
 
 async def test_generic_replies_are_signed_with_the_channel_secret(transactional_db, fake_telegram, monkeypatch):

@@ -43,7 +43,7 @@ def endpoints(transactional_db, monkeypatch):
         name="acme", adapter=adapter_plugin("generic"), secret_env="GENERIC_WEBHOOK_SECRET"
     )
     trap = ChannelEndpoint.objects.create(
-        name="trappy", adapter=adapter_plugin("test_trap_adapter"), secret_env="GENERIC_WEBHOOK_SECRET"
+        name="trappy", adapter=adapter_plugin("trap_adapter"), secret_env="GENERIC_WEBHOOK_SECRET"
     )
     return tg, generic, trap
 
@@ -148,7 +148,7 @@ async def test_an_adapter_that_traps_gets_a_clear_error_and_the_server_keeps_ser
     response = await post_signed("trappy", {"id": "t1", "peer": "p", "text": "trap"})
     assert response.status_code == 500
     assert response.json()["error"] == "adapter_failed"
-    assert "test_trap_adapter.parse_incoming: the adapter crashed (wasm trap)" in response.json()["message"]
+    assert "trap_adapter.parse_incoming: the adapter crashed (wasm trap)" in response.json()["message"]
     [failed] = await events()
     assert failed.status == InboundEvent.Status.FAILED and "wasm trap" in failed.error
 

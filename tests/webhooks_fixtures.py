@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 PLUGINS = Path(__file__).resolve().parent.parent / "sandbox" / "plugins"
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 BOT_TOKEN = "123456:TEST-token_abc"
 
 
@@ -110,10 +111,12 @@ def fake_telegram():
     server.server_close()
 
 
-def adapter_plugin(name: str, wasm: str | None = None):
+def adapter_plugin(name: str):
+    """The sample adapter `name` (telegram, generic) or the test-only trap_adapter, as a Plugin row."""
     from sandbox.models import Plugin
 
-    plugin = Plugin(name=name, wasm_path=str(PLUGINS / f"{wasm or name}.wasm"), abi=Plugin.Abi.CHANNEL_ADAPTER)
+    folder = TEST_PLUGINS if name == "trap_adapter" else PLUGINS
+    plugin = Plugin(name=name, wasm_path=str(folder / f"{name}.wasm"), abi=Plugin.Abi.CHANNEL_ADAPTER)
     plugin.clean()
     plugin.save()
     return plugin

@@ -6,7 +6,7 @@
 //! Every identifier is a string; `id` is what retries are deduplicated by.
 
 const std = @import("std");
-const x = @import("extism.zig");
+const x = @import("zig/extism_pdk.zig");
 
 const Incoming = struct {
     id: ?[]const u8 = null,

@@ -5,7 +5,7 @@
 //! carries a `{token}` placeholder that the host fills in, so this plugin never sees the bot token.
 
 const std = @import("std");
-const x = @import("extism.zig");
+const x = @import("zig/extism_pdk.zig");
 
 const Chat = struct { id: i64, type: []const u8 = "" };
 const User = struct { id: i64, is_bot: bool = false };
