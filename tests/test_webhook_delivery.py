@@ -12,6 +12,11 @@ from webhooks.signatures import sign
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
+def with_adapter(events):
+    """Events loaded as the ingress hands them over: endpoint, adapter and its grants."""
+    return events.select_related("endpoint__adapter").prefetch_related("endpoint__adapter__grants")
+
+
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 
 
@@ -26,7 +31,7 @@ def telegram_event(transactional_db, fake_telegram, monkeypatch):
         api_base_url=fake_telegram.url,
         token_env="TG_BOT_TOKEN",
     )
-    return InboundEvent.objects.select_related("endpoint__adapter").get(
+    return with_adapter(InboundEvent.objects).get(
         pk=InboundEvent.objects.create(endpoint=endpoint, update_id="1", peer="777001", message_id="42").pk
     )
 
@@ -104,7 +109,7 @@ async def test_a_trapping_format_outgoing_is_recorded_as_undelivered(transaction
         name="trappy", adapter=plugin, secret_env="S", api_base_url=fake_telegram.url
     )
     event = await InboundEvent.objects.acreate(endpoint=endpoint, peer="p")
-    event = await InboundEvent.objects.select_related("endpoint__adapter").aget(pk=event.pk)
+    event = await with_adapter(InboundEvent.objects).aget(pk=event.pk)
     await deliver_reply(event, "hi", FAST)
     assert fake_telegram.requests() == []
     await event.arefresh_from_db()
@@ -121,7 +126,7 @@ async def test_generic_replies_are_signed_with_the_channel_secret(transactional_
         name="acme", adapter=plugin, secret_env="ACME_SECRET", api_base_url=fake_telegram.url + "/replies"
     )
     event = await InboundEvent.objects.acreate(endpoint=endpoint, account="acme", peer="u-1", message_id="m-1")
-    event = await InboundEvent.objects.select_related("endpoint__adapter").aget(pk=event.pk)
+    event = await with_adapter(InboundEvent.objects).aget(pk=event.pk)
     await deliver_reply(event, "signed reply", FAST)
     [sent] = fake_telegram.requests()
     assert sent.path == "/replies"

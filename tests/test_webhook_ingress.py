@@ -154,3 +154,31 @@ async def test_an_adapter_that_traps_gets_a_clear_error_and_the_server_keeps_ser
 
     assert (await post_telegram(update(update_id=7))).status_code == 200
     assert (await post_signed("trappy", {"id": "t2", "peer": "p", "text": "fine"})).status_code == 200
+
+
+async def test_endpoints_are_cached_until_a_save_here_or_the_ttl_for_changes_made_elsewhere(endpoints):
+    from webhooks.endpoints import TTL, get_endpoint
+
+    now = [1000.0]
+    first = await get_endpoint("telegram", clock=lambda: now[0])
+    # A change no signal sees, as when another process makes it: the cached row stays for up to TTL.
+    await ChannelEndpoint.objects.filter(name="telegram").aupdate(enabled=False)
+    assert await get_endpoint("telegram", clock=lambda: now[0]) is first
+    now[0] += TTL
+    assert await get_endpoint("telegram", clock=lambda: now[0]) is None
+    # A save in this process takes effect at once.
+    tg = await ChannelEndpoint.objects.aget(name="telegram")
+    tg.enabled = True
+    await tg.asave()
+    assert (await get_endpoint("telegram", clock=lambda: now[0])).enabled
+    tg.account = "renamed_bot"
+    await tg.asave()
+    assert (await get_endpoint("telegram", clock=lambda: now[0])).account == "renamed_bot"
+
+
+async def test_a_disabled_adapter_plugin_closes_its_channels(endpoints):
+    tg, _, _ = endpoints
+    plugin = tg.adapter
+    plugin.enabled = False
+    await plugin.asave()
+    assert (await post_telegram(update())).status_code == 404

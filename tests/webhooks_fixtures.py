@@ -119,4 +119,15 @@ def adapter_plugin(name: str):
     plugin = Plugin(name=name, wasm_path=str(folder / f"{name}.wasm"), abi=Plugin.Abi.CHANNEL_ADAPTER)
     plugin.clean()
     plugin.save()
-    return plugin
+    # With its grants loaded, as the webhook code loads adapters: calling it then needs no query.
+    return Plugin.objects.prefetch_related("grants").get(pk=plugin.pk)
+
+
+@pytest.fixture(autouse=True)
+def clear_endpoint_cache():
+    """Each test's database is new, so no endpoint cached by an earlier test may survive into it."""
+    from webhooks.endpoints import clear_cache
+
+    clear_cache()
+    yield
+    clear_cache()

@@ -24,8 +24,9 @@ _tasks: set[asyncio.Task] = set()
 retry_policy = RetryPolicy()
 
 
-def start(event_id: int, content: str) -> None:
-    task = asyncio.get_running_loop().create_task(process(event_id, content))
+def start(event: InboundEvent, content: str) -> None:
+    """Run the agent for `event` (its endpoint, adapter and grants loaded) in the background."""
+    task = asyncio.get_running_loop().create_task(_guarded(event, content))
     # The loop keeps only weak references to tasks; this set keeps them alive until they finish.
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -44,22 +45,25 @@ async def _finish(event: InboundEvent, status: str, error: str = "") -> None:
     )
 
 
-async def process(event_id: int, content: str) -> None:
+async def _guarded(event: InboundEvent, content: str) -> None:
+    # A background task has no caller to raise to: whatever goes wrong is logged and kept on the event.
+    try:
+        await process(event, content)
+    except Exception as e:
+        log.exception("inbound event %s failed", event.pk)
+        await InboundEvent.objects.filter(pk=event.pk).aupdate(
+            status=Status.FAILED, error=f"internal error: {e}", finished=timezone.now()
+        )
+
+
+async def process(event: InboundEvent, content: str) -> None:
     from .runs import run_agent
 
-    event = await InboundEvent.objects.select_related("endpoint__adapter").aget(pk=event_id)
-    event.status = Status.RUNNING
-    await event.asave(update_fields=["status"])
     channel = event.endpoint.name
-    try:
-        outcome = await run_agent(
-            text=content, channel=channel, account=event.account, peer=event.peer, guild=event.guild,
-            team=event.team, idempotency_key=f"webhook:{channel}:{event.update_id}" if event.update_id else "",
-        )  # fmt: skip
-    except Exception as e:
-        log.exception("channel %s: the run for inbound event %s failed", channel, event.pk)
-        await _finish(event, Status.FAILED, f"the run failed: {e}")
-        return
+    outcome = await run_agent(
+        text=content, channel=channel, account=event.account, peer=event.peer, guild=event.guild,
+        team=event.team, idempotency_key=f"webhook:{channel}:{event.update_id}" if event.update_id else "",
+    )  # fmt: skip
     event.run_id, event.agent, event.session_key = outcome.run_id, outcome.agent, outcome.session_key
     if outcome.error:
         log.warning("channel %s: inbound event %s: %s", channel, event.pk, outcome.error)

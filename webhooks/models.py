@@ -84,8 +84,7 @@ class InboundEvent(models.Model):
     """
 
     class Status(models.TextChoices):
-        ACCEPTED = "accepted", "Accepted, run not started yet"
-        RUNNING = "running", "Agent run in progress"
+        ACCEPTED = "accepted", "Accepted; the agent is on it"
         REPLIED = "replied", "Reply delivered"
         NO_REPLY = "no_reply", "Run finished without a reply to send"
         FAILED = "failed", "Run failed"

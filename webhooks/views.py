@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from . import adapter, dispatch
+from .endpoints import get_endpoint
 from .messages import AdapterOutputError, Skipped, dedupe_key, parse_incoming_output
 from .models import ChannelEndpoint, InboundEvent
 from .signatures import is_authentic
@@ -41,7 +42,7 @@ def _declared_length(request) -> int:
 @csrf_exempt
 @require_POST
 async def hook(request, channel: str):
-    endpoint = await ChannelEndpoint.objects.select_related("adapter").filter(name=channel, enabled=True).afirst()
+    endpoint = await get_endpoint(channel)
     if endpoint is None:
         return _error(404, "not_found", f"No enabled channel named {channel!r}.")
     if _declared_length(request) > endpoint.max_body_bytes:
@@ -88,7 +89,7 @@ async def hook(request, channel: str):
         )
     except IntegrityError:
         return JsonResponse({"ok": True, "duplicate": True})
-    dispatch.start(event.pk, parsed.content)
+    dispatch.start(event, parsed.content)
     return JsonResponse({"ok": True, "event": event.pk})
 
 
