@@ -151,3 +151,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
+# that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).
+SURREALDB_SYNC_WRITES = env.bool("SURREALDB_SYNC_WRITES", default=True)
