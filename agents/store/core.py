@@ -92,6 +92,7 @@ def api(write: bool):
             return await (asyncio.shield(fut) if write else fut)
 
         call.on_store_loop = fn
+        fn.writes = write
         return call
 
     return decorate
@@ -130,6 +131,7 @@ class Store:
         self._db = None
         self._lock: EmbeddedLock | None = None
         self._open_lock: asyncio.Lock | None = None
+        self._writer: asyncio.Lock | None = None
         self._session_locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._closed = False
         self.migration: dict | None = None
@@ -149,7 +151,15 @@ class Store:
     async def _call(self, fn, args, kwargs):
         if self._db is None:
             await self._open()
-        return await fn(self, *args, **kwargs)
+        if not (self.embedded and getattr(fn, "writes", False)):
+            return await fn(self, *args, **kwargs)
+        # The embedded SurrealKV engine (surrealdb-core 2.3.10) loses updates between concurrent
+        # transactions instead of failing one of them (50 concurrent counter increments gave 49), so
+        # this process, its only writer, commits one write at a time.
+        if self._writer is None:
+            self._writer = asyncio.Lock()
+        async with self._writer:
+            return await fn(self, *args, **kwargs)
 
     async def _open(self):
         if self._open_lock is None:
