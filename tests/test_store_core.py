@@ -150,15 +150,26 @@ async def test_partial_output_of_an_aborted_run_is_kept(kv_url):
     await reopened.aclose()
 
 
+async def _hold_writer(store, release: threading.Event):
+    """Keep the store's writer busy until `release` is set, so the next write has to queue."""
+    store._writer = store._writer or asyncio.Lock()
+    async with store._writer:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait)
+
+
 @pytest.mark.asyncio
 async def test_a_write_whose_caller_is_cancelled_still_completes(store):
     session = await open_alice(store)
+    release = threading.Event()
+    holder = store._thread.submit(_hold_writer(store, release))
     writer = asyncio.create_task(store.append_message(session["id"], "assistant", "said before the abort"))
-    await asyncio.sleep(0)  # let the task hand its write to the store's loop
+    await asyncio.sleep(0)  # the task hands its write to the store's loop, where it queues
     writer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await writer
-    # Appends to one session commit in order, so this one lands after the cancelled caller's write.
+    release.set()
+    await asyncio.wrap_future(holder)
+    # Writes commit in order, so this one lands after the cancelled caller's write.
     assert await store.append_message(session["id"], "user", "next") == 2
     first = (await store.last_messages(session["id"], 2))[0]
     assert first["content"][0]["text"] == "said before the abort"

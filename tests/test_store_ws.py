@@ -1,0 +1,79 @@
+"""The store through the real SDK's ws:// client, against the test-only stand-in server."""
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "agent:helper:webchat:-:alice"
+
+APPENDER = """
+import asyncio, sys
+from agents.store import Store
+
+async def main(url, session_id, tag):
+    store = Store(url)
+    seqs = await asyncio.gather(*(store.append_message(session_id, "user", f"{tag} {i}") for i in range(25)))
+    print(" ".join(map(str, seqs)))
+    await store.aclose()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@pytest.mark.asyncio
+async def test_store_works_through_the_sdk_ws_client(surreal_ws_url):
+    store = Store(surreal_ws_url)
+    assert store.embedded is False
+    session = await store.open_session(KEY, agent="helper", peer="alice")
+    await store.append_message(session["id"], "user", "hello over ws")
+    history = await store.history(KEY)
+    assert [m["content"][0]["text"] for m in history["messages"]] == ["hello over ws"]
+    assert (await store.health())["engine"] == "server"
+    await store.aclose()
+
+
+def test_two_processes_appending_to_one_session_through_a_server_stay_gap_free(surreal_ws_url):
+    store = Store(surreal_ws_url)
+    session = store.sync.open_session(KEY, agent="helper", peer="alice")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, surreal_ws_url, session["id"], tag], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for tag in ("first", "second")
+    ]
+    seqs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        seqs += [int(x) for x in out.split()]
+    assert sorted(seqs) == list(range(1, 51))
+    texts = [m["content"][0]["text"] for m in store.sync.last_messages(session["id"], 50)]
+    assert sorted(texts) == sorted(f"{tag} {i}" for tag in ("first", "second") for i in range(25))
+    store.close()
+
+
+def test_stand_in_server_runs_as_a_process(tmp_path):
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "surreal_ws_server.py"), "--url", f"surrealkv://{tmp_path / 'db'}"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = server.stdout.readline().split()
+        assert ready[0] == "ready" and ready[1].startswith("ws://127.0.0.1:")
+
+        async def use(url):
+            store = Store(url)
+            session = await store.open_session(KEY, agent="helper")
+            seq = await store.append_message(session["id"], "user", "persisted by the stand-in")
+            await store.aclose()
+            return seq
+
+        assert asyncio.run(use(ready[1])) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
