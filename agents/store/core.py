@@ -511,6 +511,17 @@ class Store:
         return await self._last(_session(session_id), n)
 
     @api(write=False)
+    async def messages(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict]:
+        """Messages with seq after `after_seq`, oldest first, at most `limit`: for reading a whole
+        session forwards (exports) one range read at a time."""
+        lo = max(0, int(after_seq)) + 1
+        [rows] = await self._q(
+            "SELECT * FROM message:[$s, $lo]..=[$s, $hi]",
+            {"s": _session(session_id), "lo": lo, "hi": lo + max(1, min(int(limit), 10_000)) - 1},
+        )
+        return [shapes.message_out(r) for r in rows]
+
+    @api(write=False)
     async def history(self, session_key_or_id: str, limit: int = 50, before_seq: int | None = None) -> dict:
         """A page of a session's messages, oldest first, ending just before `before_seq` (or at the
         latest). Returns {"session": session, "messages": [message], "has_more": bool}; pass the
