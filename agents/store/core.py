@@ -79,15 +79,20 @@ class _LoopThread:
         self.loop.close()
 
 
-def api(write: bool):
+def api(write: bool, direct: bool = False):
     """Mark a coroutine method as public: callers on any loop await it; it runs on the store's loop.
 
     Writes are shielded: a caller cancelled mid-write (an aborted run) must not abort the write
-    that persists what was said so far."""
+    that persists what was said so far. `direct` reads of an open embedded store skip the hop and
+    run on the caller's loop: the embedded engine is not tied to a loop (a server connection is),
+    and these reads are small and on the hot path (an agent's context load).
+    """
 
     def decorate(fn):
         @functools.wraps(fn)
         async def call(self, *args, **kwargs):
+            if direct and self.embedded and self._db is not None:
+                return await fn(self, *args, **kwargs)
             fut = asyncio.wrap_future(self._submit(fn, args, kwargs))
             return await (asyncio.shield(fut) if write else fut)
 
@@ -284,7 +289,7 @@ class Store:
         per_table = await self._q(";".join(f"INFO FOR TABLE {t}" for t in tables)) if tables else []
         return {"db": info, "tables": dict(zip(tables, per_table))}
 
-    @api(write=False)
+    @api(write=False, direct=True)
     async def health(self) -> dict:
         started = time.perf_counter()
         try:
@@ -328,14 +333,14 @@ class Store:
                         raise
         raise StoreError(f"could not open a session for {key!r}")
 
-    @api(write=False)
+    @api(write=False, direct=True)
     async def get_session(self, session_id: str) -> dict:
         [rows] = await self._q("SELECT * FROM $s", {"s": _session(session_id)})
         if not rows:
             raise SessionNotFound(f"no session {session_id}")
         return shapes.session_out(rows[0])
 
-    @api(write=False)
+    @api(write=False, direct=True)
     async def current_session(self, key: str) -> dict | None:
         [row] = await self._q("RETURN type::thing('session_key', $key).current.*", {"key": key})
         return shapes.session_out(row) if row else None
@@ -505,7 +510,7 @@ class Store:
         rows = (await self._q(self._RANGE, {"s": s, "n": int(n), "before": before_seq}))[-1]
         return [shapes.message_out(r) for r in rows]
 
-    @api(write=False)
+    @api(write=False, direct=True)
     async def last_messages(self, session_id: str, n: int) -> list[dict]:
         """The last `n` messages, oldest first: one record-ID range read, however long the session."""
         return await self._last(_session(session_id), n)
@@ -584,11 +589,11 @@ class Store:
         [row] = await self._q("RETURN type::thing('idempotency', [$sk, $ik]).run.*", {"sk": session_key, "ik": key})
         return shapes.run_out(row) if row else None
 
-    @api(write=False)
+    @api(write=False, direct=True)
     async def find_run_by_idempotency_key(self, session_key: str, key: str) -> dict | None:
         return await self._find_idempotent(session_key, key)
 
-    @api(write=False)
+    @api(write=False, direct=True)
     async def get_run(self, run_id: str) -> dict:
         [rows] = await self._q("SELECT * FROM $r", {"r": _run(run_id)})
         if not rows:

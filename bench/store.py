@@ -1,0 +1,208 @@
+"""Session store speed against the bare SurrealDB SDK, measured in the same run on the same data.
+
+    .venv/bin/python bench/store.py [--messages 100000] [--reads 300] [--appends 2000]
+
+On an embedded `surrealkv://` store in a temporary directory (fsync per commit, as in production):
+- context load: the last 50 messages of a session holding --messages messages, through
+  `await store.last_messages(...)` vs the same SurrealQL through `AsyncSurreal.query_raw`;
+- appends/s: `await store.append_message(...)` one after another vs the same transaction through the SDK;
+- for scale, `ORDER BY seq DESC LIMIT 50` (what the record-ID range replaces) on the same session;
+- the longest stall of the caller's event loop while each side loads contexts.
+Bare and store phases alternate (rounds) so drift on a noisy machine hits both alike. Figures on stdout.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from surrealdb import AsyncSurreal, RecordID  # noqa: E402
+
+from agents.store import Store  # noqa: E402
+from agents.store.core import Store as _StoreClass  # noqa: E402
+
+APPEND = """BEGIN;
+LET $seq = (UPDATE $s SET message_count += 1, updated = time::now(), title = title OR $title
+            RETURN VALUE message_count)[0];
+IF $seq = NONE { THROW 'session_not_found' };
+CREATE type::thing('message', [$s, $seq]) SET session = $s, seq = $seq, role = $m.role,
+    content = $m.content, text = $m.text, run = $m.run, tokens = $m.tokens, interrupted = $m.interrupted;
+RETURN $seq;
+COMMIT;"""
+
+
+def stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+class StallMeter:
+    """Longest gap between 1 ms ticks of the current loop: how long the loop was kept from running."""
+
+    def __init__(self):
+        self.worst = 0.0
+        self._task = None
+
+    async def _tick(self):
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - t - 0.001)
+
+    def __enter__(self):
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc):
+        self._task.cancel()
+
+
+async def bare_connect(url):
+    db = AsyncSurreal(url)
+    await db.connect()
+    await db.use("exoclaw", "exoclaw")
+    return db
+
+
+async def populate(url: str, n: int) -> str:
+    store = Store(url)
+    session = await store.open_session("agent:bench:-:-:long", agent="bench")
+    await store.aclose()
+    db = await bare_connect(url)
+    s = RecordID("session", session["id"])
+    started = time.perf_counter()
+    batch = 1000
+    for lo in range(1, n + 1, batch):
+        rows = [
+            {"id": RecordID("message", [s, i]), "session": s, "seq": i, "role": "user" if i % 2 else "assistant",
+             "content": [{"type": "text", "text": f"message number {i} about the weather"}],
+             "text": f"message number {i} about the weather"}
+            for i in range(lo, min(n, lo + batch - 1) + 1)
+        ]
+        await db.query_raw("INSERT INTO message $rows", {"rows": rows})
+    await db.query_raw("UPDATE $s SET message_count = $n", {"s": s, "n": n})
+    await db.close()
+    print(f"populated {n:,} messages in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return session["id"]
+
+
+async def bare_reads(url, session_id, reads):
+    db = await bare_connect(url)
+    vars = {"s": RecordID("session", session_id), "n": 50, "before": None}
+    for _ in range(20):
+        await db.query_raw(_StoreClass._RANGE, vars)
+    samples = []
+    with StallMeter() as stall:
+        for _ in range(reads):
+            t = time.perf_counter()
+            resp = await db.query_raw(_StoreClass._RANGE, vars)
+            samples.append(time.perf_counter() - t)
+    assert len(resp["result"][-1]["result"]) == 50
+    await db.close()
+    return samples, stall.worst
+
+
+async def store_reads(url, session_id, reads):
+    store = Store(url)
+    for _ in range(20):
+        await store.last_messages(session_id, 50)
+    samples = []
+    with StallMeter() as stall:
+        for _ in range(reads):
+            t = time.perf_counter()
+            got = await store.last_messages(session_id, 50)
+            samples.append(time.perf_counter() - t)
+    assert len(got) == 50
+    await store.aclose()
+    return samples, stall.worst
+
+
+async def naive_reads(url, session_id, reads=3):
+    db = await bare_connect(url)
+    samples = []
+    for _ in range(reads):
+        t = time.perf_counter()
+        await db.query_raw("SELECT * FROM message WHERE session = $s ORDER BY seq DESC LIMIT 50",
+                           {"s": RecordID("session", session_id)})
+        samples.append(time.perf_counter() - t)
+    await db.close()
+    return samples
+
+
+async def bare_appends(url, session_id, count):
+    db = await bare_connect(url)
+    m = {"role": "user", "content": [{"type": "text", "text": "hello"}], "text": "hello", "run": None,
+         "tokens": None, "interrupted": None}
+    vars = {"s": RecordID("session", session_id), "m": m, "title": "hello"}
+    t = time.perf_counter()
+    for _ in range(count):
+        resp = await db.query_raw(APPEND, vars)
+        assert resp["result"][-1]["status"] == "OK", resp
+    elapsed = time.perf_counter() - t
+    await db.close()
+    return count / elapsed
+
+
+async def store_appends(url, session_id, count):
+    store = Store(url)
+    t = time.perf_counter()
+    for _ in range(count):
+        await store.append_message(session_id, "user", "hello")
+    elapsed = time.perf_counter() - t
+    await store.aclose()
+    return count / elapsed
+
+
+def row(name, base, ours, unit="ms", scale=1000.0):
+    (bm, bp), (om, op) = base, ours
+    return (f"{name:<34} {bm * scale:9.3f} {bp * scale:9.3f}   {om * scale:9.3f} {op * scale:9.3f}   "
+            f"{om / bm:6.2f} {op / bp:6.2f}  ({unit})")
+
+
+async def main(args):
+    # The bare SDK must write with the same durability as the store does.
+    os.environ["SURREAL_SYNC_DATA"] = "true"
+    with tempfile.TemporaryDirectory(prefix="exoclaw-bench-") as tmp:
+        url = f"surrealkv://{Path(tmp) / 'sessions'}"
+        long_session = await populate(url, args.messages)
+        store = Store(url)
+        append_session = (await store.open_session("agent:bench:-:-:appends", agent="bench"))["id"]
+        await store.aclose()
+
+        bare, ours, bare_stall, our_stall, bare_rate, our_rate = [], [], 0.0, 0.0, [], []
+        for r in range(args.rounds):
+            print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+            samples, stall = await bare_reads(url, long_session, args.reads)
+            bare += samples
+            bare_stall = max(bare_stall, stall)
+            samples, stall = await store_reads(url, long_session, args.reads)
+            ours += samples
+            our_stall = max(our_stall, stall)
+            bare_rate.append(await bare_appends(url, append_session, args.appends // args.rounds))
+            our_rate.append(await store_appends(url, append_session, args.appends // args.rounds))
+        naive = await naive_reads(url, long_session)
+
+    print(f"Session store vs bare SurrealDB SDK, surrealkv:// with fsync, {args.messages:,}-message session, "
+          f"{args.rounds} alternating rounds")
+    print(f"{'':<34} {'bare median':>9} {'p99':>9}   {'store median':>9} {'p99':>9}   {'ratio':>6} {'p99':>6}")
+    print(row("last 50 messages (context load)", stats(bare), stats(ours)))
+    br, sr = statistics.median(bare_rate), statistics.median(our_rate)
+    print(f"{'appends/s, one after another':<34} {br:9.0f} {'':>9}   {sr:9.0f} {'':>9}   {br / sr:6.2f}         "
+          "(ratio = bare/store)")
+    print(f"{'ORDER BY seq DESC LIMIT 50 (bare)':<34} {statistics.median(naive) * 1000:9.1f} ms median of {len(naive)}")
+    print(f"{'worst caller-loop stall, loads':<34} {bare_stall * 1000:9.3f} {'':>9}   {our_stall * 1000:9.3f}    (ms)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000, help="length of the long session (default 100000)")
+    parser.add_argument("--reads", type=int, default=300, help="context loads per side per round (default 300)")
+    parser.add_argument("--appends", type=int, default=2000, help="appends per side, over all rounds (default 2000)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/store rounds (default 3)")
+    asyncio.run(main(parser.parse_args()))
