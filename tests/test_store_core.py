@@ -119,6 +119,17 @@ def test_second_process_on_the_same_path_is_refused(kv_url):
     assert after.returncode == 0, f"the lock should be free once the first store closed: {after.stderr}"
 
 
+def test_a_process_that_exits_without_closing_the_store_exits_cleanly_and_keeps_its_writes(kv_url):
+    code = (f"from agents.store import Store; s = Store({kv_url!r}).sync; "
+            "s.append_message(s.open_session('agent:a:-:-:p', agent='a')['id'], 'user', 'kept')")
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    store = Store(kv_url)
+    assert [m["seq"] for m in store.sync.history("agent:a:-:-:p")["messages"]] == [1, 2, 3]
+    store.close()
+
+
 def test_second_store_in_the_same_process_is_refused_too(kv_url):
     store = Store(kv_url)
     store.sync.open()

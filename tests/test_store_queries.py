@@ -114,6 +114,8 @@ def test_full_text_search_finds_stemmed_words_and_marks_them(store):
     assert [h["seq"] for h in store.sync.search("lisbon")] == [3]
     assert [h["seq"] for h in store.sync.search("weather")] == [2]
     assert store.sync.search("nothing-like-this") == []
+    assert [h["seq"] for h in store.sync.search("Lisbon?!")] == [3], "punctuation in the query is ignored"
+    assert store.sync.search("?") == []
     assert {x["peer"] for x in store.sync.list_sessions(q="deployments")["items"]} == {"x"}
     assert {x["peer"] for x in store.sync.list_sessions(q="BOB")["items"]} == {"bob"}, "q also matches the key"
     assert store.sync.search("lisbon", agent="other") == []

@@ -12,6 +12,7 @@ from agents.store.shapes import (
     decode_cursor,
     encode_cursor,
     parse_age,
+    search_terms,
     snippet,
     text_of,
     title_of,
@@ -93,3 +94,8 @@ def test_jsonable_and_redact():
     assert jsonable({"a": [when], "b": 1}) == {"a": ["2026-01-02T03:04:05+00:00"], "b": 1}
     assert redact("ws://root:secret@db:8000") == "ws://db:8000"
     assert redact("surrealkv:///var/sessions") == "surrealkv:///var/sessions"
+
+
+def test_search_terms_keep_only_words():
+    assert search_terms("hello!! wörld, 42?") == "hello wörld 42"
+    assert search_terms("?!") == "" and search_terms(None) == ""

@@ -9,6 +9,7 @@ Every write has committed (fsync'd on the embedded engine) when its call returns
 """
 
 import asyncio
+import atexit
 import datetime as dt
 import functools
 import logging
@@ -124,6 +125,21 @@ class SyncStore:
         return call
 
 
+_open_stores: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores():
+    # An embedded engine still open when the interpreter finalizes aborts the process (a Rust panic
+    # that cannot unwind, exit status 134), so close every store first: atexit runs while daemon
+    # threads are still alive.
+    for store in list(_open_stores):
+        try:
+            store.close()
+        except Exception:
+            log.exception("closing %r at exit", store)
+
+
 class Store:
     def __init__(self, url: str, namespace: str = "exoclaw", database: str = "exoclaw",
                  username: str = "", password: str = "", sync_writes: bool = True):
@@ -142,6 +158,7 @@ class Store:
         self.migration: dict | None = None
         self._thread = _LoopThread(f"exoclaw-store {redact(url)}")
         self.sync = SyncStore(self)
+        _open_stores.add(self)
 
     def __repr__(self):
         return f"<Store {redact(self.url)}>"
@@ -248,6 +265,8 @@ class Store:
         return {"from": old, "to": SCHEMA_VERSION, "changed": True}
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
         await asyncio.wrap_future(self._thread.submit(self._close()))
         self._closed = True
         self._thread.stop()
@@ -398,8 +417,11 @@ class Store:
         if until:
             where.append("created < $until")
         if q and q.strip():
-            vars["q"], vars["ql"] = q.strip(), q.strip().lower()
-            lets.append("LET $hits = array::distinct((SELECT VALUE session FROM message WHERE text @@ $q));")
+            vars["q"], vars["ql"] = shapes.search_terms(q), q.strip().lower()
+            hits = "[]"
+            if vars["q"]:
+                hits = "array::distinct((SELECT VALUE session FROM message WHERE text @@ $q))"
+            lets.append(f"LET $hits = {hits};")
             where.append("(id IN $hits OR string::contains(string::lowercase(key), $ql) "
                          "OR string::contains(string::lowercase(title), $ql))")
         cond = f"WHERE {' AND '.join(where)}" if where else ""
@@ -540,14 +562,15 @@ class Store:
     async def search(self, q: str, limit: int = 20, agent: str | None = None) -> list[dict]:
         """Messages whose text matches `q`, best first: [{"session_id", "session_key", "agent", "seq",
         "role", "created", "snippet": [(text, is_match), …]}]."""
-        if not q or not q.strip():
+        q = shapes.search_terms(q)
+        if not q:
             return []
         cond = "AND session.agent = $agent" if agent else ""
         [rows] = await self._q(
             f"""SELECT session, seq, role, created, session.key AS session_key, session.agent AS agent,
                    search::highlight($open, $close, 1) AS marked, search::score(1) AS score
             FROM message WHERE text @1@ $q {cond} ORDER BY score DESC LIMIT $limit""",
-            {"q": q.strip(), "agent": agent, "limit": max(1, min(int(limit), 200)),
+            {"q": q, "agent": agent, "limit": max(1, min(int(limit), 200)),
              "open": shapes.MARK_OPEN, "close": shapes.MARK_CLOSE},
         )
         return [

@@ -71,6 +71,12 @@ def title_of(blocks: list[dict]) -> str:
     return title if len(title) <= TITLE_LENGTH else title[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
+def search_terms(q: str | None) -> str:
+    """The words of a search box entry. Punctuation becomes its own token in the index, and every
+    query token must match, so "hello!!" would find nothing."""
+    return " ".join(re.findall(r"\w+", q or ""))
+
+
 def check_choice(name: str, value: str, choices: tuple) -> str:
     if value not in choices:
         raise InvalidInput(f"{name} must be one of {', '.join(choices)}, not {value!r}")
