@@ -11,11 +11,13 @@ from agents.store.shapes import (
     check_blocks,
     decode_cursor,
     encode_cursor,
+    mark_matches,
     parse_age,
-    search_terms,
+    query_terms,
     snippet,
     text_of,
     title_of,
+    words_of,
 )
 
 
@@ -96,6 +98,18 @@ def test_jsonable_and_redact():
     assert redact("surrealkv:///var/sessions") == "surrealkv:///var/sessions"
 
 
-def test_search_terms_keep_only_words():
-    assert search_terms("hello!! wörld, 42?") == "hello wörld 42"
-    assert search_terms("?!") == "" and search_terms(None) == ""
+def test_index_words_are_distinct_stems_without_accents_stopwords_or_punctuation():
+    assert words_of("The invoices are RUNNING late; invoice runs!") == ["invoic", "late", "run"]
+    assert words_of("Café déjà vu") == ["cafe", "deja", "vu"]
+    assert words_of("Привет мир") == ["мир", "привет"], "other scripts are kept"
+    assert words_of("x" * 41 + " ok") == ["ok"]
+
+
+def test_query_terms_match_the_index_words():
+    assert query_terms("Invoice?!") == words_of("invoices")
+    assert query_terms("?!") == [] and query_terms(None) == [] and query_terms("the of") == []
+
+
+def test_matches_are_marked_by_stem():
+    marked = mark_matches("Invoices are running, the run ends.", query_terms("run"))
+    assert marked == f"Invoices are {MARK_OPEN}running{MARK_CLOSE}, the {MARK_OPEN}run{MARK_CLOSE} ends."

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_SCHEMES = ("mem", "memory", "surrealkv", "surrealkv+versioned", "file")
 ON_DISK_SCHEMES = ("surrealkv", "surrealkv+versioned", "file")
 RETRIES = 8
+SEARCH_CANDIDATES = 5000
 SORTS = {
     "-updated": "updated DESC",
     "updated": "updated ASC",
@@ -175,9 +176,9 @@ class Store:
             await self._open()
         if not (self.embedded and getattr(fn, "writes", False)):
             return await fn(self, *args, **kwargs)
-        # The embedded SurrealKV engine (surrealdb-core 2.3.10) loses updates between concurrent
-        # transactions instead of failing one of them (50 concurrent counter increments gave 49), so
-        # this process, its only writer, commits one write at a time.
+        # The embedded engines (surrealdb-core 2.3.10, SurrealKV and in-memory) sometimes lose updates
+        # between concurrent transactions instead of failing one of them (50 concurrent counter
+        # increments gave 49), so this process, their only writer, commits one write at a time.
         if self._writer is None:
             self._writer = asyncio.Lock()
         async with self._writer:
@@ -417,10 +418,13 @@ class Store:
         if until:
             where.append("created < $until")
         if q and q.strip():
-            vars["q"], vars["ql"] = shapes.search_terms(q), q.strip().lower()
+            terms = shapes.query_terms(q)
+            vars["ql"], vars["terms"], vars["cap"] = q.strip().lower(), terms, SEARCH_CANDIDATES
+            vars["anchor"] = max(terms, key=len) if terms else None
             hits = "[]"
-            if vars["q"]:
-                hits = "array::distinct((SELECT VALUE session FROM message WHERE text @@ $q))"
+            if terms:
+                hits = ("array::distinct((SELECT VALUE session FROM (SELECT session, words FROM message "
+                        "WHERE words CONTAINS $anchor LIMIT $cap) WHERE words CONTAINSALL $terms))")
             lets.append(f"LET $hits = {hits};")
             where.append("(id IN $hits OR string::contains(string::lowercase(key), $ql) "
                          "OR string::contains(string::lowercase(title), $ql))")
@@ -501,11 +505,13 @@ class Store:
         output of a run that was aborted or failed, e.g. "aborted" or "error: upstream timeout"."""
         shapes.check_choice("role", role, shapes.ROLES)
         blocks = shapes.check_blocks(content)
+        text = shapes.text_of(blocks)
         s = _session(session_id)
         message = {
             "role": role,
             "content": blocks,
-            "text": shapes.text_of(blocks),
+            "text": text,
+            "words": shapes.words_of(text),
             "run": _run(run_id) if run_id else None,
             "tokens": tokens,
             "interrupted": interrupted or None,
@@ -517,7 +523,7 @@ class Store:
                                RETURN VALUE message_count)[0];
                 IF $seq = NONE { THROW 'session_not_found' };
                 CREATE type::thing('message', [$s, $seq]) SET session = $s, seq = $seq, role = $m.role,
-                    content = $m.content, text = $m.text, run = $m.run, tokens = $m.tokens,
+                    content = $m.content, text = $m.text, words = $m.words, run = $m.run, tokens = $m.tokens,
                     interrupted = $m.interrupted;
                 RETURN $seq;""",
                 {"s": s, "m": message, "title": title},
@@ -560,22 +566,24 @@ class Store:
 
     @api(write=False)
     async def search(self, q: str, limit: int = 20, agent: str | None = None) -> list[dict]:
-        """Messages whose text matches `q`, best first: [{"session_id", "session_key", "agent", "seq",
-        "role", "created", "snippet": [(text, is_match), …]}]."""
-        q = shapes.search_terms(q)
-        if not q:
+        """Messages holding every word of `q` (stemmed: "invoice" finds "invoices"), newest first:
+        [{"session_id", "session_key", "agent", "seq", "role", "created", "snippet": [(text, is_match), …]}].
+        Looks at up to SEARCH_CANDIDATES messages holding the longest word of `q`."""
+        terms = shapes.query_terms(q)
+        if not terms:
             return []
         cond = "AND session.agent = $agent" if agent else ""
         [rows] = await self._q(
-            f"""SELECT session, seq, role, created, session.key AS session_key, session.agent AS agent,
-                   search::highlight($open, $close, 1) AS marked, search::score(1) AS score
-            FROM message WHERE text @1@ $q {cond} ORDER BY score DESC LIMIT $limit""",
-            {"q": q, "agent": agent, "limit": max(1, min(int(limit), 200)),
-             "open": shapes.MARK_OPEN, "close": shapes.MARK_CLOSE},
+            f"""SELECT session, seq, role, created, text, session.key AS session_key, session.agent AS agent
+            FROM (SELECT * FROM message WHERE words CONTAINS $anchor LIMIT $cap)
+            WHERE words CONTAINSALL $terms {cond} ORDER BY created DESC LIMIT $limit""",
+            {"anchor": max(terms, key=len), "terms": terms, "cap": SEARCH_CANDIDATES, "agent": agent,
+             "limit": max(1, min(int(limit), 200))},
         )
         return [
             {"session_id": shapes.key_of(r["session"]), "session_key": r["session_key"], "agent": r["agent"],
-             "seq": r["seq"], "role": r["role"], "created": r["created"], "snippet": shapes.snippet(r["marked"])}
+             "seq": r["seq"], "role": r["role"], "created": r["created"],
+             "snippet": shapes.snippet(shapes.mark_matches(r["text"], terms))}
             for r in rows
         ]
 

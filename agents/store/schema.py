@@ -50,8 +50,11 @@ DEFINE FIELD OVERWRITE run ON message TYPE option<record<run>>;
 DEFINE FIELD OVERWRITE tokens ON message TYPE option<int>;
 DEFINE FIELD OVERWRITE interrupted ON message TYPE option<string>;
 DEFINE FIELD OVERWRITE created ON message TYPE datetime DEFAULT time::now() READONLY;
-DEFINE ANALYZER OVERWRITE message_words TOKENIZERS blank, class, punct FILTERS lowercase, ascii, snowball(english);
-DEFINE INDEX OVERWRITE message_text ON message FIELDS text SEARCH ANALYZER message_words BM25 HIGHLIGHTS;
+-- Full-text search: the message's distinct stemmed words (agents/store/shapes.py: words_of) under a
+-- plain index. A SEARCH (BM25) index made each append about ten times slower, and slower still as
+-- it grew; see docs/benchmarks.md.
+DEFINE FIELD OVERWRITE words ON message TYPE array<string> DEFAULT [];
+DEFINE INDEX OVERWRITE message_words ON message FIELDS words;
 
 DEFINE TABLE OVERWRITE run SCHEMAFULL;
 DEFINE FIELD OVERWRITE session ON run TYPE record<session>;

@@ -4,8 +4,11 @@ and search snippets. Nothing here talks to the database."""
 import base64
 import datetime as dt
 import re
+import unicodedata
+from functools import lru_cache
 from typing import Any
 
+import snowballstemmer
 from surrealdb import RecordID
 
 from .errors import InvalidInput
@@ -71,10 +74,47 @@ def title_of(blocks: list[dict]) -> str:
     return title if len(title) <= TITLE_LENGTH else title[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-def search_terms(q: str | None) -> str:
-    """The words of a search box entry. Punctuation becomes its own token in the index, and every
-    query token must match, so "hello!!" would find nothing."""
-    return " ".join(re.findall(r"\w+", q or ""))
+# Words too common to find anything by; leaving them out keeps every append's index writes few.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have i if in into is it its me my no not of on or our so "
+    "that the their them then there these they this to was we were what when which who will with you your".split()
+)
+MAX_WORD = 40
+_stemmer = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=50_000)
+def _stem(word: str) -> str:
+    return _stemmer.stemWord(word)
+
+
+def _tokens(text: str) -> list[str]:
+    # Lower case without accents ("Café" -> "cafe"), letters of every script kept.
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return re.findall(r"\w+", folded)
+
+
+def words_of(text: str) -> list[str]:
+    """The distinct stemmed words of a message, which the `message_words` index holds: "Invoices
+    are running late" -> ["invoic", "late", "run"]."""
+    return sorted({_stem(t) for t in _tokens(text) if t not in STOPWORDS and len(t) <= MAX_WORD})
+
+
+def query_terms(q: str | None) -> list[str]:
+    """A search box entry as index words: every one must occur in a matching message."""
+    return words_of(q or "")
+
+
+def mark_matches(text: str, terms: list[str]) -> str:
+    """`text` with each word whose stem is a search term wrapped in MARK_OPEN/MARK_CLOSE."""
+    wanted = set(terms)
+
+    def mark(m):
+        word = m.group(0)
+        folded = _tokens(word)
+        return f"{MARK_OPEN}{word}{MARK_CLOSE}" if folded and _stem(folded[0]) in wanted else word
+
+    return re.sub(r"\w+", mark, text)
 
 
 def check_choice(name: str, value: str, choices: tuple) -> str:
