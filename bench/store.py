@@ -7,13 +7,16 @@ On an embedded `surrealkv://` store in a temporary directory (fsync per commit, 
   `await store.last_messages(...)` vs the same SurrealQL through `AsyncSurreal.query_raw`;
 - appends/s: `await store.append_message(...)` one after another vs the same transaction through the SDK;
 - for scale, `ORDER BY seq DESC LIMIT 50` (what the record-ID range replaces) on the same session;
-- the longest stall of the caller's event loop while each side loads contexts.
+- the longest stall of the caller's event loop while each side loads contexts;
+- why search uses an indexed word array: appends/s into a fresh table with that index vs with a
+  SurrealDB BM25 SEARCH index, through the bare SDK.
 Bare and store phases alternate (rounds) so drift on a noisy machine hits both alike. Figures on stdout.
 """
 
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -26,6 +29,16 @@ from surrealdb import AsyncSurreal, RecordID  # noqa: E402
 
 from agents.store import Store  # noqa: E402
 from agents.store.core import Store as _StoreClass  # noqa: E402
+from agents.store.shapes import words_of  # noqa: E402
+
+VOCABULARY = [f"{a}{b}" for a in ("re", "con", "pro", "trans", "de", "in", "sub", "inter") for b in (
+    "port", "form", "duct", "tract", "vert", "spect", "struct", "mit", "pose", "scribe", "fer", "ject", "tain",
+    "volve", "sume", "cede", "pel", "press", "vise", "dict")]
+WEIGHTS = [1 / (i + 1) for i in range(len(VOCABULARY))]
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choices(VOCABULARY, WEIGHTS, k=12)) + f" {rng.randrange(10**6)}"
 
 APPEND = """BEGIN;
 LET $seq = (UPDATE $s SET message_count += 1, updated = time::now(), title = title OR $title
@@ -77,14 +90,15 @@ async def populate(url: str, n: int) -> str:
     db = await bare_connect(url)
     s = RecordID("session", session["id"])
     started = time.perf_counter()
+    rng = random.Random(7)
     batch = 1000
     for lo in range(1, n + 1, batch):
-        rows = [
-            {"id": RecordID("message", [s, i]), "session": s, "seq": i, "role": "user" if i % 2 else "assistant",
-             "content": [{"type": "text", "text": f"message number {i} about the weather"}],
-             "text": f"message number {i} about the weather"}
-            for i in range(lo, min(n, lo + batch - 1) + 1)
-        ]
+        rows = []
+        for i in range(lo, min(n, lo + batch - 1) + 1):
+            text = sentence(rng)
+            rows.append({"id": RecordID("message", [s, i]), "session": s, "seq": i,
+                         "role": "user" if i % 2 else "assistant", "content": [{"type": "text", "text": text}],
+                         "text": text, "words": words_of(text)})
         await db.query_raw("INSERT INTO message $rows", {"rows": rows})
     await db.query_raw("UPDATE $s SET message_count = $n", {"s": s, "n": n})
     await db.close()
@@ -159,6 +173,30 @@ async def store_appends(url, session_id, count):
     return count / elapsed
 
 
+SEARCH_INDEXES = {
+    "indexed word array (ours)": "DEFINE FIELD words ON message TYPE array<string>; "
+                                 "DEFINE INDEX message_words ON message FIELDS words;",
+    "BM25 SEARCH index": "DEFINE ANALYZER w TOKENIZERS blank, class, punct FILTERS lowercase, ascii, snowball(english); "
+                         "DEFINE INDEX message_text ON message FIELDS text SEARCH ANALYZER w BM25 HIGHLIGHTS;",
+}
+
+
+async def search_index_appends(tmp: Path, count: int) -> dict:
+    rates = {}
+    for name, ddl in SEARCH_INDEXES.items():
+        db = await bare_connect(f"surrealkv://{tmp / name.split()[0]}")
+        await db.query_raw("DEFINE TABLE message SCHEMALESS; " + ddl)
+        rng, s = random.Random(3), RecordID("session", "x")
+        started = time.perf_counter()
+        for i in range(1, count + 1):
+            text = sentence(rng)
+            await db.query_raw("CREATE type::thing('message', [$s, $i]) SET text = $text, words = $words",
+                               {"s": s, "i": i, "text": text, "words": words_of(text)})
+        rates[name] = count / (time.perf_counter() - started)
+        await db.close()
+    return rates
+
+
 def row(name, base, ours, unit="ms", scale=1000.0):
     (bm, bp), (om, op) = base, ours
     return (f"{name:<34} {bm * scale:9.3f} {bp * scale:9.3f}   {om * scale:9.3f} {op * scale:9.3f}   "
@@ -187,6 +225,7 @@ async def main(args):
             bare_rate.append(await bare_appends(url, append_session, args.appends // args.rounds))
             our_rate.append(await store_appends(url, append_session, args.appends // args.rounds))
         naive = await naive_reads(url, long_session)
+        index_rates = await search_index_appends(Path(tmp), args.index_appends)
 
     print(f"Session store vs bare SurrealDB SDK, surrealkv:// with fsync, {args.messages:,}-message session, "
           f"{args.rounds} alternating rounds")
@@ -197,6 +236,9 @@ async def main(args):
           "(ratio = bare/store)")
     print(f"{'ORDER BY seq DESC LIMIT 50 (bare)':<34} {statistics.median(naive) * 1000:9.1f} ms median of {len(naive)}")
     print(f"{'worst caller-loop stall, loads':<34} {bare_stall * 1000:9.3f} {'':>9}   {our_stall * 1000:9.3f}    (ms)")
+    ours_rate, bm25_rate = index_rates.values()
+    print(f"appends/s into a fresh table, bare SDK, {args.index_appends} each: indexed word array "
+          f"{ours_rate:.0f}, BM25 SEARCH index {bm25_rate:.0f} (ratio {ours_rate / bm25_rate:.1f})")
 
 
 if __name__ == "__main__":
@@ -204,5 +246,7 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=100_000, help="length of the long session (default 100000)")
     parser.add_argument("--reads", type=int, default=300, help="context loads per side per round (default 300)")
     parser.add_argument("--appends", type=int, default=2000, help="appends per side, over all rounds (default 2000)")
+    parser.add_argument("--index-appends", type=int, default=1000,
+                        help="appends per search-index variant (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/store rounds (default 3)")
     asyncio.run(main(parser.parse_args()))

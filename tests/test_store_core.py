@@ -163,7 +163,6 @@ async def test_partial_output_of_an_aborted_run_is_kept(kv_url):
 
 async def _hold_writer(store, release: threading.Event):
     """Keep the store's writer busy until `release` is set, so the next write has to queue."""
-    store._writer = store._writer or asyncio.Lock()
     async with store._writer:
         await asyncio.get_running_loop().run_in_executor(None, release.wait)
 

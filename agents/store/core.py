@@ -10,6 +10,7 @@ Every write has committed (fsync'd on the embedded engine) when its call returns
 
 import asyncio
 import atexit
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -32,6 +33,7 @@ from .errors import (
 )
 from .lock import EmbeddedLock
 from .schema import SCHEMA, SCHEMA_VERSION
+from .writer import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +84,23 @@ class _LoopThread:
 
 
 def api(write: bool, direct: bool = False):
-    """Mark a coroutine method as public: callers on any loop await it; it runs on the store's loop.
+    """Mark a coroutine method as public: callers on any loop await it.
+
+    It runs on the store's loop, except `direct` methods of an open embedded store, which run on the
+    caller's loop: the embedded engine is not tied to a loop (a server connection is), and these
+    small reads and writes are the hot path (an agent's context load and appends), where the hop to
+    the store's thread and back cost more than the query under load.
 
     Writes are shielded: a caller cancelled mid-write (an aborted run) must not abort the write
-    that persists what was said so far. `direct` reads of an open embedded store skip the hop and
-    run on the caller's loop: the embedded engine is not tied to a loop (a server connection is),
-    and these reads are small and on the hot path (an agent's context load).
+    that persists what was said so far.
     """
 
     def decorate(fn):
         @functools.wraps(fn)
         async def call(self, *args, **kwargs):
-            if direct and self.embedded and self._db is not None:
-                return await fn(self, *args, **kwargs)
+            if direct and self.embedded and self._db is not None and not self._closed:
+                work = self._call(fn, args, kwargs)
+                return await (asyncio.shield(asyncio.ensure_future(work)) if write else work)
             fut = asyncio.wrap_future(self._submit(fn, args, kwargs))
             return await (asyncio.shield(fut) if write else fut)
 
@@ -153,7 +159,7 @@ class Store:
         self._db = None
         self._lock: EmbeddedLock | None = None
         self._open_lock: asyncio.Lock | None = None
-        self._writer: asyncio.Lock | None = None
+        self._writer = WriterLock()
         self._session_locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._closed = False
         self.migration: dict | None = None
@@ -179,8 +185,6 @@ class Store:
         # The embedded engines (surrealdb-core 2.3.10, SurrealKV and in-memory) sometimes lose updates
         # between concurrent transactions instead of failing one of them (50 concurrent counter
         # increments gave 49), so this process, their only writer, commits one write at a time.
-        if self._writer is None:
-            self._writer = asyncio.Lock()
         async with self._writer:
             return await fn(self, *args, **kwargs)
 
@@ -242,7 +246,12 @@ class Store:
                     raise
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
 
-    def _session_lock(self, session_id: str) -> asyncio.Lock:
+    def _session_lock(self, session_id: str):
+        """Writers of one session in this process queue instead of conflicting on a server. An
+        embedded store already has a single writer (and its direct writes run on several loops,
+        which an asyncio.Lock cannot serve)."""
+        if self.embedded:
+            return contextlib.nullcontext()
         lock = self._session_locks.get(session_id)
         if lock is None:
             lock = self._session_locks[session_id] = asyncio.Lock()
@@ -326,7 +335,7 @@ class Store:
 
     # --- sessions -------------------------------------------------------------------------------
 
-    @api(write=True)
+    @api(write=True, direct=True)
     async def open_session(self, key: str, agent: str, channel: str = "", account: str = "", peer: str = "",
                            guild: str = "", team: str = "") -> dict:
         """The current session for `key`, created on first use."""
@@ -498,7 +507,7 @@ class Store:
 
     # --- messages -------------------------------------------------------------------------------
 
-    @api(write=True)
+    @api(write=True, direct=True)
     async def append_message(self, session_id: str, role: str, content: list[dict] | str, run_id: str | None = None,
                              tokens: int | None = None, interrupted: str | None = None) -> int:
         """Append a message and return its seq (1, 2, 3, … with no gaps). `interrupted` marks the partial
@@ -589,7 +598,7 @@ class Store:
 
     # --- runs -----------------------------------------------------------------------------------
 
-    @api(write=True)
+    @api(write=True, direct=True)
     async def create_run(self, session_id: str, agent: str, idempotency_key: str | None = None,
                          status: str = "queued") -> dict:
         """Record a new run. A repeated idempotency key for the same session key raises DuplicateRun
@@ -637,7 +646,7 @@ class Store:
         [rows] = await self._q("SELECT * FROM run WHERE session = $s ORDER BY id", {"s": _session(session_id)})
         return [shapes.run_out(r) for r in rows]
 
-    @api(write=True)
+    @api(write=True, direct=True)
     async def update_run(self, run_id: str, status: str | None = None, stop_reason: str | None = None,
                          usage: dict | None = None, error: str | None = None) -> dict:
         """Move a run on: `running` stamps `started`; done/error/aborted stamp `finished` and are final.
@@ -681,7 +690,7 @@ class Store:
             raise
         return shapes.run_out(row)
 
-    @api(write=True)
+    @api(write=True, direct=True)
     async def record_tool_call(self, run_id: str, tool_use_id: str, name: str, input: dict, outcome: str,
                                output: str | None = None, error: str | None = None,
                                started: dt.datetime | None = None, duration_ms: float | None = None) -> None:
@@ -699,7 +708,7 @@ class Store:
 
     # --- webhooks -------------------------------------------------------------------------------
 
-    @api(write=True)
+    @api(write=True, direct=True)
     async def seen_update(self, channel: str, update_id: str | int) -> bool:
         """Record a webhook delivery; True when it had been recorded before (a duplicate to drop)."""
         try:
