@@ -55,3 +55,20 @@ def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
 def test_prunesessions_explains_a_bad_age():
     with pytest.raises(CommandError, match="--older-than: not an age: 'a month'"):
         call_command("prunesessions", "--older-than", "a month")
+
+
+def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url, settings, monkeypatch):
+    def started(*args):
+        raise AssertionError("serve started daphne although the session store is held elsewhere")
+
+    monkeypatch.setattr("daphne.cli.CommandLineInterface.run", started)
+    holder = Store(kv_url)
+    holder.sync.open()
+    settings.SURREALDB_URL = kv_url
+    close_store()
+    try:
+        with pytest.raises(CommandError, match="already open in another process.*SURREALDB_URL=ws://"):
+            call_command("serve", "--bind", "127.0.0.1:7299")
+    finally:
+        close_store()
+        holder.close()

@@ -25,6 +25,13 @@ class Command(BaseCommand):
                 f"Refusing to listen on {host}:{port} without authentication: anyone who can reach it could run "
                 "agents. Set EXOCLAW_TOKEN, create an API token in the admin, or bind to 127.0.0.1."
             )
+        from agents.store import StoreError, get_store
+
+        try:
+            # Open the session store now: a second process on the same embedded store fails here, at once.
+            get_store().sync.open()
+        except StoreError as e:
+            raise CommandError(str(e)) from None
         from daphne.cli import CommandLineInterface
 
         self.stderr.write(f"exoclaw listening on http://{bind}/ (admin at /admin/, gateway at ws://{bind}/ws)")
