@@ -76,12 +76,12 @@ class StandInServer:
 class ServerThread:
     """A StandInServer on its own event-loop thread, for tests whose clients live on other loops."""
 
-    def __init__(self, url: str = "mem://"):
+    def __init__(self, url: str = "mem://", port: int = 0):
         self.server = StandInServer(url)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="surreal-ws-stand-in", daemon=True)
         self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=30)
+        self.url = asyncio.run_coroutine_threadsafe(self.server.start(port=port), self.loop).result(timeout=30)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=30)

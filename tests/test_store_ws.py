@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.store import Store
+from agents.store import Store, StoreError
+from tests.surreal_ws_server import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "agent:helper:webchat:-:alice"
@@ -77,3 +78,20 @@ def test_stand_in_server_runs_as_a_process(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_dropped_server_connection_is_an_error_then_the_next_call_reconnects(tmp_path):
+    data = f"surrealkv://{tmp_path / 'db'}"
+    server = ServerThread(data)
+    store = Store(server.url)
+    session = store.sync.open_session(KEY, agent="helper")
+    port = server.server.port
+    server.stop()
+    with pytest.raises(StoreError, match="lost the connection to the session store"):
+        store.sync.append_message(session["id"], "user", "while the server is down")
+    server = ServerThread(data, port=port)
+    try:
+        assert store.sync.append_message(session["id"], "user", "after the restart") == 1
+    finally:
+        store.close()
+        server.stop()

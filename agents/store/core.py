@@ -20,6 +20,7 @@ import threading
 import time
 import weakref
 
+import websockets
 from surrealdb import AsyncSurreal, RecordID
 
 from . import shapes
@@ -218,10 +219,20 @@ class Store:
 
     async def _q(self, surql: str, vars: dict | None = None) -> list:
         """Run statements; return each one's result, or raise the first real error."""
+        db = self._db
+        if db is None:
+            raise StoreError("the session store is not connected")
         try:
-            resp = await self._db.query_raw(surql, vars or {})
+            resp = await db.query_raw(surql, vars or {})
         except RuntimeError as e:
             raise StoreError(str(e).removeprefix("There was a problem with the database: ")) from e
+        except asyncio.CancelledError:
+            # The SDK cancels a pending request when its server connection drops.
+            if self.embedded or db.socket is None or db.socket.close_code is None:
+                raise
+            self._lost(db, "connection closed")
+        except (OSError, websockets.ConnectionClosed) as e:
+            self._lost(db, e)
         if "error" in resp:
             raise StoreError(resp["error"].get("message", str(resp["error"])))
         results = resp["result"]
@@ -234,6 +245,12 @@ class Store:
                     raise exc(message.removeprefix("An error occurred: "))
             raise StoreError(message)
         return [r["result"] for r in results]
+
+    def _lost(self, db, why):
+        # A server connection that dropped stays dead in the SDK: forget it; the next call reconnects.
+        if self._db is db:
+            self._db = None
+        raise StoreError(f"lost the connection to the session store {redact(self.url)} ({why}); the next call reconnects")
 
     async def _tx(self, surql: str, vars: dict | None = None):
         """One transaction returning its RETURN value, retried when it lost a write conflict (several
