@@ -21,7 +21,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from agents.store import NotFound, get_store, jsonable
-from agents.store.core import SESSION_STATUSES, SORTS
+from agents.store.core import SESSION_STATUSES
 from agents.store.shapes import encode_cursor
 
 app_name = "admin_sessions"
@@ -40,7 +40,12 @@ class FilterForm(forms.Form):
                                help_text="Status of the last run")
     since = forms.DateField(required=False, label="Active from", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="Active until", widget=forms.DateInput(attrs={"type": "date"}))
-    sort = forms.ChoiceField(required=False, choices=[(s, s) for s in SORTS])
+    sort = forms.ChoiceField(required=False, choices=[
+        ("-updated", "Last activity, newest first"), ("updated", "Last activity, oldest first"),
+        ("-created", "Started, newest first"), ("created", "Started, oldest first"),
+        ("-message_count", "Most messages"), ("message_count", "Fewest messages"),
+        ("agent", "Agent A–Z"), ("-agent", "Agent Z–A"),
+    ])
     page = forms.IntegerField(required=False, min_value=1)
 
     def clean(self):

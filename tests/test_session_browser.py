@@ -230,3 +230,10 @@ def test_staff_can_read_but_only_superusers_reset_or_delete(staff_client, proces
     assert staff_client.post(reverse("admin_sessions:delete", args=[s["id"]])).status_code == 403
     assert staff_client.post(reverse("admin_sessions:reset", args=[s["id"]])).status_code == 403
     assert process_store.sync.current_session(s["key"])["id"] == s["id"]
+
+
+def test_every_store_sort_is_offered_in_the_filter_form():
+    from agents.admin_sessions import FilterForm
+    from agents.store.core import SORTS
+
+    assert {value for value, _ in FilterForm.base_fields["sort"].choices} == set(SORTS)

@@ -30,8 +30,10 @@ def test_operator_opens_a_transcript_with_a_tool_call_in_chromium(live_server, d
             page.fill("#id_username", "operator")
             page.fill("#id_password", "a-long-browser-password")
             page.click("input[type=submit]")
+            page.screenshot(path=str(ARTIFACTS / "admin-index.png"))
             page.click("#session-history a.section")
             expect(page.locator("#result_list")).to_contain_text(session["key"])
+            page.screenshot(path=str(ARTIFACTS / "session-list.png"), full_page=True)
             page.click(f"a[href='/admin/sessions/{session['id']}/']")
 
             tool_call = page.locator(".tool-call")
