@@ -72,3 +72,17 @@ def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url,
     finally:
         close_store()
         holder.close()
+
+
+@pytest.mark.parametrize("command", [["surreal_migrate"], ["prunesessions", "--older-than", "30d"]])
+def test_commands_explain_an_embedded_store_held_by_the_server(kv_url, settings, command):
+    holder = Store(kv_url)
+    holder.sync.open()
+    settings.SURREALDB_URL = kv_url
+    close_store()
+    try:
+        with pytest.raises(CommandError, match=r"already open in another process \(pid \d+\)"):
+            call_command(*command)
+    finally:
+        close_store()
+        holder.close()

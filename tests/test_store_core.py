@@ -130,6 +130,23 @@ def test_a_process_that_exits_without_closing_the_store_exits_cleanly_and_keeps_
     store.close()
 
 
+def test_an_append_that_returned_survives_the_process_being_killed(kv_url):
+    code = (f"import sys; from agents.store import Store; s = Store({kv_url!r}).sync; "
+            "sid = s.open_session('agent:a:-:-:p', agent='a')['id']; "
+            "print(s.append_message(sid, 'user', 'acknowledged'), flush=True); sys.stdin.read()")
+    writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "1"
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    store = Store(kv_url)
+    [message] = store.sync.history("agent:a:-:-:p")["messages"]
+    assert message["content"][0]["text"] == "acknowledged"
+    store.close()
+
+
 def test_second_store_in_the_same_process_is_refused_too(kv_url):
     store = Store(kv_url)
     store.sync.open()
