@@ -1,11 +1,12 @@
 """The session store: sessions, messages, runs and tool calls in SurrealDB, and the only code that
 speaks SurrealQL.
 
-The SDK's connection belongs to the event loop that opened it, while the store is used from the
-gateway's loop, from test loops and from sync code (admin views, management commands). So each Store
-runs its connection on a dedicated event-loop thread: `await store.method(...)` hops there and back
-(the caller's loop never waits on the engine), and `store.sync.method(...)` blocks the calling thread.
-Every write has committed (fsync'd on the embedded engine) when its call returns.
+The SDK's server connection belongs to the event loop that opened it, while the store is used from
+the gateway's loop, from test loops and from sync code (admin views, management commands). So each
+Store runs its connection on a dedicated event-loop thread: `await store.method(...)` hops there and
+back (the caller's loop never waits on the engine), and `store.sync.method(...)` blocks the calling
+thread. The hot path of an embedded store skips the hop (see `api`). Every write has committed
+(fsync'd on the embedded engine) when its call returns.
 """
 
 import asyncio
