@@ -35,6 +35,8 @@ DEFINE FIELD OVERWRITE previous ON session TYPE option<record<session>>;
 DEFINE INDEX OVERWRITE session_key ON session FIELDS key;
 DEFINE INDEX OVERWRITE session_updated ON session FIELDS updated;
 DEFINE INDEX OVERWRITE session_agent ON session FIELDS agent;
+DEFINE INDEX OVERWRITE session_channel ON session FIELDS channel;
+DEFINE INDEX OVERWRITE session_peer ON session FIELDS peer;
 
 -- session_key:⟨key⟩ points at the key's current session; `reset` moves the pointer.
 DEFINE TABLE OVERWRITE session_key SCHEMAFULL;
