@@ -15,11 +15,13 @@ prints `ready ws://127.0.0.1:PORT` on stdout once it accepts connections.
 
 The stand-in answers one request at a time: the embedded engines (surrealdb-core 2.3.10, both
 `mem://` and `surrealkv://`) sometimes lose updates between concurrent transactions instead of
-failing one with a conflict, which is what a server on RocksDB or TiKV does.
+failing one with a conflict, which is what a server on RocksDB or TiKV does. `one_at_a_time=False`
+lets requests overlap, for tests of how clients handle write conflicts.
 """
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import threading
 
@@ -29,10 +31,10 @@ from surrealdb.data.cbor import decode, encode
 
 
 class StandInServer:
-    def __init__(self, url: str = "mem://"):
+    def __init__(self, url: str = "mem://", one_at_a_time: bool = True):
         self.url = url
         self.port: int | None = None
-        self._one_at_a_time = asyncio.Lock()
+        self._turn = asyncio.Lock() if one_at_a_time else contextlib.nullcontext()
         self._db = AsyncEmbeddedDB(url)
         self._server = None
 
@@ -54,15 +56,18 @@ class StandInServer:
             await ws.close(1008, "SurrealDB speaks RPC on /rpc")
             return
         pending = set()
-        async for frame in ws:
-            # Read on while earlier requests run, as a server does: clients match responses by id.
-            task = asyncio.create_task(self._answer(ws, frame))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+        try:
+            async for frame in ws:
+                # Read on while earlier requests run, as a server does: clients match responses by id.
+                task = asyncio.create_task(self._answer(ws, frame))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        except websockets.ConnectionClosed:
+            pass
 
     async def _answer(self, ws, frame: bytes) -> None:
         try:
-            async with self._one_at_a_time:
+            async with self._turn:
                 response = await self._db.execute(frame)
         except Exception as e:
             request = decode(frame)
@@ -76,8 +81,8 @@ class StandInServer:
 class ServerThread:
     """A StandInServer on its own event-loop thread, for tests whose clients live on other loops."""
 
-    def __init__(self, url: str = "mem://", port: int = 0):
-        self.server = StandInServer(url)
+    def __init__(self, url: str = "mem://", port: int = 0, one_at_a_time: bool = True):
+        self.server = StandInServer(url, one_at_a_time)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="surreal-ws-stand-in", daemon=True)
         self._thread.start()

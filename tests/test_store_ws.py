@@ -95,3 +95,22 @@ def test_a_dropped_server_connection_is_an_error_then_the_next_call_reconnects(t
     finally:
         store.close()
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_write_conflicts_between_server_clients_are_retried():
+    server = ServerThread("mem://", one_at_a_time=False)
+    a, b = Store(server.url), Store(server.url)
+    try:
+        session = await a.open_session(KEY, agent="helper")
+        run = await a.create_run(session["id"], "helper", status="running")
+        # Every call rewrites the same run and session records, so overlapping transactions conflict.
+        await asyncio.gather(*(
+            (a if i % 2 else b).update_run(run["id"], usage={"input_tokens": i, "output_tokens": 0})
+            for i in range(40)
+        ))
+        assert (await b.get_run(run["id"]))["status"] == "running"
+    finally:
+        await a.aclose()
+        await b.aclose()
+        server.stop()
