@@ -182,3 +182,7 @@ LOGGING["handlers"]["console"]["filters"] = ["redact_tokens"]
 # Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
 # every request's URL at INFO, so its request log stays off.
 LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"}}
+
+# Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
+# that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).
+SURREALDB_SYNC_WRITES = env.bool("SURREALDB_SYNC_WRITES", default=True)
