@@ -151,3 +151,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Sandbox: threads that run Extism plug-in calls (each plug-in is also limited by its grant's max_concurrency).
+SANDBOX_MAX_WORKERS = env.int("SANDBOX_MAX_WORKERS", default=16)

@@ -9,6 +9,7 @@ from django.db import transaction
 from agents.models import Agent
 from exoclaw.models import ApiToken, hash_token
 from routing.models import Binding
+from sandbox.samples import register_samples
 
 
 class Command(BaseCommand):
@@ -28,6 +29,7 @@ class Command(BaseCommand):
         if not Binding.objects.filter(enabled=True, channel="", account="", peer="", guild="", team="").exists():
             Binding.objects.create(agent=agent, note="Default binding created by bootstrap")
             self.stderr.write("created the default binding → demo")
+        register_samples(log=self.stderr.write)
         self._superuser()
         self._bootstrap_token()
 

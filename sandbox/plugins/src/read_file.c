@@ -13,8 +13,9 @@
 
 #include "extism_pdk.h"
 
-#define MAX_ARGS (1024 * 1024)
-#define MAX_FILE (1024 * 1024)
+#define MAX_FILE (256 * 1024)
+/* JSON escaping can make text up to six times longer. */
+#define MAX_ARGS (MAX_FILE * 6 + 8192)
 
 static char args[MAX_ARGS];
 static char name[64];
@@ -24,7 +25,7 @@ static char file_data[MAX_FILE];
 
 static const char TOOLS[] =
     "{\"tools\":["
-    "{\"name\":\"read_file\",\"description\":\"Read a text file (up to 1 MiB) from a directory the "
+    "{\"name\":\"read_file\",\"description\":\"Read a text file (up to 256 KiB) from a directory the "
     "operator granted.\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\","
     "\"description\":\"Absolute path inside a granted directory, e.g. /data/notes.txt.\"}},"
     "\"required\":[\"path\"]}},"
@@ -76,7 +77,7 @@ static int32_t read_file(void) {
   size_t n = fread(file_data, 1, sizeof file_data, f);
   int too_big = n == sizeof file_data && fgetc(f) != EOF;
   fclose(f);
-  if (too_big) return result("the file is larger than 1 MiB", 29, 1);
+  if (too_big) return result("the file is larger than 256 KiB", 30, 1);
   return result(file_data, n, 0);
 }
 
@@ -97,7 +98,7 @@ static int32_t write_file(size_t n) {
 
 EXPORT("call") int32_t call(void) {
   size_t n = pdk_input((uint8_t *)args, sizeof args);
-  if (n > sizeof args) return result("the request is larger than 1 MiB", 32, 1);
+  if (n > sizeof args) return result("the request is too large", 24, 1);
   int name_len = json_get_string_at(args, n, 2, "name", name, sizeof name - 1);
   if (name_len < 0) return result("no tool name in params.name", 27, 1);
   name[name_len] = 0;
