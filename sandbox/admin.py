@@ -2,13 +2,35 @@ import os
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 from django.utils.html import format_html, format_html_join
 
 from .models import CapabilityGrant, Plugin
 
 
+class GrantFormSet(BaseInlineFormSet):
+    def clean(self):
+        # The inline form leaves out `plugin`, so Django skips the model's unique constraints on it: check them here.
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        seen = set()
+        if self.instance.pk:
+            in_form = [f.instance.pk for f in self.forms if f.instance.pk]
+            seen.update(self.instance.grants.exclude(pk__in=in_form).values_list("agent_id", flat=True))
+        for form in kept:
+            agent = form.cleaned_data.get("agent")
+            key = agent.pk if agent else None
+            if key in seen:
+                raise ValidationError(
+                    f"This plugin already has a grant for {'this agent' if agent else 'every agent'}"
+                    f"{f' ({agent})' if agent else ''}: edit that one instead."
+                )
+            seen.add(key)
+
+
 class CapabilityGrantInline(admin.StackedInline):
     model = CapabilityGrant
+    formset = GrantFormSet
     extra = 0
     fields = [
         "agent",

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -128,8 +129,12 @@ async def call_tool(
     agent_name: str | None = None,
     *,
     cancel: asyncio.Event | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> ToolResult:
-    """Run one tool call in the sandbox under the effective grant for (plugin, agent)."""
+    """Run one tool call in the sandbox under the effective grant for (plugin, agent).
+
+    `on_start` is called from the worker thread just before the plug-in starts running (use
+    loop.call_soon_threadsafe to get back to the event loop)."""
     start = time.perf_counter()
     qualified = f"{plugin_name}.{tool_name}"
     try:
@@ -138,7 +143,7 @@ async def call_tool(
             function, data = encode_call(target.abi, target.tool, arguments)
         except ValueError as exc:
             return ToolResult(str(exc), True, None, (time.perf_counter() - start) * 1000)
-        out = await get_host().call(target.spec, function, data, target.grant, cancel=cancel)
+        out = await get_host().call(target.spec, function, data, target.grant, cancel=cancel, on_start=on_start)
         content, is_error = decode_result(target.abi, out.output)
     except SandboxError as exc:
         duration = (time.perf_counter() - start) * 1000
