@@ -6,7 +6,6 @@ plug-in at once (Extism's cancel handle) when the awaiting task is cancelled or 
 """
 
 import asyncio
-import functools
 import hashlib
 import logging
 import os
@@ -15,7 +14,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +100,7 @@ class Host:
     def compiled(self, spec: PluginSpec, grant: Grant) -> tuple[CompiledPlugin, float]:
         """The compiled plug-in for this wasm and grant, and how long compiling took (0 when cached)."""
         if spec.sha256:
-            key = (spec.sha256, spec.wasi, grant.fingerprint())
+            key = (spec.sha256, spec.wasi, grant.fingerprint)
             with self._lock:
                 hit = self._cache.get(key)
                 if hit is not None:
@@ -115,7 +114,7 @@ class Host:
                 f"{spec.name}: the .wasm's sha256 is {actual} but the plug-in is pinned to {spec.sha256}; "
                 "refusing to load it (save the plug-in again in the admin if the new file is intended)",
             )
-        key = (actual, spec.wasi, grant.fingerprint())
+        key = (actual, spec.wasi, grant.fingerprint)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -164,7 +163,7 @@ class Host:
         compiled, compile_ms = self.compiled(spec, grant)
         start = time.perf_counter()
         try:
-            instance = extism.Plugin(compiled, config=config, functions=[])
+            instance = extism.Plugin(compiled, config=config or None, functions=[])
         except extism.Error as exc:
             raise classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb) from None
         with instance:
@@ -213,22 +212,20 @@ class Host:
     ) -> CallOutput:
         """Run `function` in the thread pool. Setting `cancel` stops it and raises SandboxError("cancelled");
         cancelling the awaiting task stops it too and re-raises CancelledError once the plug-in has stopped."""
-        loop = asyncio.get_running_loop()
         async with self._limit(spec.name, grant.max_concurrency):
             ticket = _Ticket()
-            work = loop.run_in_executor(
-                self._executor, functools.partial(self.run, spec, function, data, grant, ticket=ticket, on_start=on_start)
-            )
+            # The concurrent future outlives a cancelled await, so the plug-in can be stopped and waited for.
+            work = self._executor.submit(self.run, spec, function, data, grant, ticket=ticket, on_start=on_start)
             try:
                 if cancel is not None:
                     waiter = asyncio.ensure_future(cancel.wait())
                     try:
-                        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait({asyncio.wrap_future(work), waiter}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         waiter.cancel()
                     if not work.done():
                         await self._stop(work, ticket)
-                return await asyncio.shield(work)
+                return await asyncio.wrap_future(work)
             except asyncio.CancelledError:
                 await self._stop(work, ticket)
                 if not work.cancelled() and work.exception() is not None:
@@ -236,11 +233,11 @@ class Host:
                 raise
 
     @staticmethod
-    async def _stop(work: asyncio.Future, ticket: _Ticket):
+    async def _stop(work: Future, ticket: _Ticket):
         while not work.done():
             ticket.cancel()
             try:
-                await asyncio.wait({work}, timeout=_CANCEL_RETRY_S)
+                await asyncio.wait({asyncio.wrap_future(work)}, timeout=_CANCEL_RETRY_S)
             except asyncio.CancelledError:
                 continue
 

@@ -3,10 +3,10 @@
 Nothing here imports Django or Extism, so the rules are tested directly.
 """
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .errors import SandboxError
 
@@ -55,16 +55,16 @@ class Grant:
     config: Mapping[str, object] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)
 
-    def fingerprint(self) -> str:
+    @cached_property
+    def fingerprint(self) -> tuple:
         """Identifies what is compiled into a plug-in (hosts, paths, limits); config and secrets are not part of it."""
-        compiled = {
-            "hosts": sorted(self.allowed_hosts),
-            "paths": sorted((p.host, p.guest, p.read_only) for p in self.allowed_paths),
-            "memory_mb": self.memory_mb,
-            "timeout_ms": self.timeout_ms,
-            "http": self.max_http_response_bytes,
-        }
-        return hashlib.sha256(json.dumps(compiled, sort_keys=True).encode()).hexdigest()[:16]
+        return (
+            tuple(sorted(self.allowed_hosts)),
+            tuple(sorted((p.host, p.guest, p.read_only) for p in self.allowed_paths)),
+            self.memory_mb,
+            self.timeout_ms,
+            self.max_http_response_bytes,
+        )
 
 
 DENY_ALL = Grant()

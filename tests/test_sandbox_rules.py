@@ -55,10 +55,10 @@ def test_manifest_carries_the_grant():
 
 def test_fingerprint_covers_what_is_compiled_but_not_config_or_secrets():
     base = Grant(allowed_hosts=("a.example",))
-    assert base.fingerprint() == Grant(allowed_hosts=("a.example",), config={"k": "v"}, secret_env={"t": "TOKEN"}).fingerprint()
-    assert base.fingerprint() != Grant(allowed_hosts=("b.example",)).fingerprint()
-    assert base.fingerprint() != Grant(allowed_hosts=("a.example",), timeout_ms=1).fingerprint()
-    assert "TOKEN" not in base.fingerprint()
+    assert base.fingerprint == Grant(allowed_hosts=("a.example",), config={"k": "v"}, secret_env={"t": "TOKEN"}).fingerprint
+    assert base.fingerprint != Grant(allowed_hosts=("b.example",)).fingerprint
+    assert base.fingerprint != Grant(allowed_hosts=("a.example",), timeout_ms=1).fingerprint
+    assert "TOKEN" not in repr(base.fingerprint)
 
 
 def test_instance_config_merges_plugin_grant_and_secrets():
