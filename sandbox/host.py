@@ -1,8 +1,8 @@
-"""The Extism plug-in host: compile once per (wasm, grant), a fresh instance for every call.
+"""The Extism plug-in host: compiled plug-ins pooled per (wasm, grant), a fresh instance for every call.
 
 `Host.run` is the blocking call (used by `runplugin` and the thread pool); `Host.call` is the async
 API: it runs `run` in a bounded thread pool, holds a per-plug-in concurrency limit, and stops the
-plug-in at once (Extism's cancel handle) when the awaiting task is cancelled or `cancel` is set.
+plug-in promptly (Extism's cancel handle) when the awaiting task is cancelled or `cancel` is set.
 """
 
 import asyncio

@@ -6,7 +6,7 @@
 
 A failing plug-in never raises here: its failure comes back as a ToolResult with is_error=True,
 error_kind set (one of sandbox.errors.KINDS) and content "kind: message". Cancelling the task that
-awaits call_tool stops the plug-in at once and raises CancelledError; setting the `cancel` event
+awaits call_tool stops the plug-in promptly and raises CancelledError; setting the `cancel` event
 instead returns a ToolResult with error_kind "cancelled".
 """
 
