@@ -1,4 +1,4 @@
-"""Build the sample and test plug-ins from their C sources with `ziglang` (Zig's clang, from PyPI).
+"""Build the sample and test plug-ins from their C and Zig sources with `ziglang` (Zig from PyPI).
 
     python -m sandbox.build_plugins            # rebuild every committed .wasm in place
     python -m sandbox.build_plugins --out DIR  # build into DIR instead (the tests compare the two)
@@ -9,6 +9,7 @@ The builds are deterministic, so a fresh build must equal the committed files by
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +35,30 @@ class Target:
 def targets() -> list[Target]:
     found = []
     for folder in (ROOT / "sandbox" / "plugins" / "src", ROOT / "tests" / "plugins" / "src"):
-        for source in sorted(folder.glob("*.c")):
+        for source in sorted([*folder.glob("*.c"), *folder.glob("*.zig")]):
             found.append(Target(source, wasi="#include <stdio.h>" in source.read_text()))
     return found
 
 
 def command(target: Target, out: Path) -> list[str]:
+    zig = [sys.executable, "-m", "ziglang"]
+    if target.source.suffix == ".zig":
+        return [*zig, "build-exe", "-target", "wasm32-freestanding", "-fno-entry", "-rdynamic", "-O", "ReleaseSmall",
+                "--stack", "262144", f"-femit-bin={out}", str(target.source)]
     if target.wasi:
         flags = ["--target=wasm32-wasi", "-mexec-model=reactor"]
     else:
         flags = ["--target=wasm32-freestanding", "-nostdlib", "-Wl,--no-entry"]
     # A 256 KiB stack instead of the linker's default keeps the plug-ins' memory well under the 16 MiB default grant.
     flags.append("-Wl,-z,stack-size=262144")
-    return [sys.executable, "-m", "ziglang", "cc", *flags, "-O2", "-s", "-I", str(PDK_DIR), "-o", str(out), str(target.source)]
+    return [*zig, "cc", *flags, "-O2", "-s", "-I", str(PDK_DIR), "-o", str(out), str(target.source)]
 
 
 def build(target: Target, out_dir: Path | None = None) -> Path:
     out = (out_dir / target.wasm_name) if out_dir else target.committed
-    subprocess.run(command(target, out), check=True, cwd=target.source.parent)
+    # Zig leaves a .zig-cache in its working directory: give it a throwaway one.
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run(command(target, out.resolve()), check=True, cwd=scratch)
     return out
 
 

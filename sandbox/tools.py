@@ -6,7 +6,7 @@
 
 A failing plug-in never raises here: its failure comes back as a ToolResult with is_error=True,
 error_kind set (one of sandbox.errors.KINDS) and content "kind: message". Cancelling the task that
-awaits call_tool stops the plug-in at once and raises CancelledError; setting the `cancel` event
+awaits call_tool stops the plug-in promptly and raises CancelledError; setting the `cancel` event
 instead returns a ToolResult with error_kind "cancelled".
 """
 
@@ -99,7 +99,7 @@ class _Target:
     tool: ToolDef
 
 
-def _load_target(plugin_name: str, tool_name: str, agent_name: str | None) -> _Target:
+def _load_plugin(plugin_name: str, agent_name: str | None):
     from agents.models import Agent
 
     from .models import Plugin
@@ -107,19 +107,39 @@ def _load_target(plugin_name: str, tool_name: str, agent_name: str | None) -> _T
     plugin = Plugin.objects.filter(name=plugin_name, enabled=True).prefetch_related("grants").first()
     if plugin is None:
         raise SandboxError("not_found", f"no enabled plugin named {plugin_name!r}")
-    tool = next((ToolDef.from_json(t) for t in plugin.tools if t["name"] == tool_name), None)
-    if tool is None:
-        offered = ", ".join(t["name"] for t in plugin.tools) or "none"
-        raise SandboxError("not_found", f"plugin {plugin_name} has no tool {tool_name!r} (it has: {offered})")
-    agent_id = None
+    agent = None
     if agent_name is not None:
         agent = Agent.objects.filter(name=agent_name).first()
         if agent is None:
             raise SandboxError("not_found", f"no agent named {agent_name!r}")
-        if not tool_allowed(agent.tools, plugin_name, tool_name):
-            raise SandboxError("not_found", f"{plugin_name}.{tool_name} is not in agent {agent_name}'s tool allowlist")
-        agent_id = agent.pk
-    return _Target(plugin.spec(), effective_grant(plugin.grants.all(), agent_id), plugin.abi, tool)
+    return plugin, agent
+
+
+def _load_target(plugin_name: str, tool_name: str, agent_name: str | None) -> _Target:
+    plugin, agent = _load_plugin(plugin_name, agent_name)
+    tool = next((ToolDef.from_json(t) for t in plugin.tools if t["name"] == tool_name), None)
+    if tool is None:
+        offered = ", ".join(t["name"] for t in plugin.tools) or "none"
+        raise SandboxError("not_found", f"plugin {plugin_name} has no tool {tool_name!r} (it has: {offered})")
+    if agent is not None and not tool_allowed(agent.tools, plugin_name, tool_name):
+        raise SandboxError("not_found", f"{plugin_name}.{tool_name} is not in agent {agent_name}'s tool allowlist")
+    grant = effective_grant(plugin.grants.all(), agent.pk if agent else None)
+    return _Target(plugin.spec(), grant, plugin.abi, tool)
+
+
+def _load_export(plugin_name: str, agent_name: str | None) -> tuple[PluginSpec, Grant]:
+    plugin, agent = _load_plugin(plugin_name, agent_name)
+    return plugin.spec(), effective_grant(plugin.grants.all(), agent.pk if agent else None)
+
+
+async def call_plugin(
+    plugin_name: str, function: str, data: bytes, agent_name: str | None = None, *, cancel: asyncio.Event | None = None
+) -> bytes:
+    """Call any export of a registered plugin (a channel adapter's, say) under its effective grant.
+
+    Bytes in, bytes out; failures raise SandboxError (this is not a tool call, so there is no ToolResult)."""
+    spec, grant = await database_sync_to_async(_load_export)(plugin_name, agent_name)
+    return (await get_host().call(spec, function, data, grant, cancel=cancel)).output
 
 
 async def call_tool(

@@ -274,3 +274,36 @@ async def test_per_plugin_concurrency_limit_queues_extra_calls(host):
 
     await asyncio.gather(*(one() for _ in range(5)))
     assert peak == 2
+
+
+@pytest.mark.asyncio
+async def test_cancelling_one_call_leaves_a_concurrent_call_of_the_same_plugin_running(host):
+    # Extism stops a call by bumping its compiled plugin's engine epoch; sharing one would stop both.
+    grant = Grant(timeout_ms=20_000)
+    (first_started, first_on_start), (second_started, second_on_start) = started_event(), started_event()
+    first_cancel, second_cancel = asyncio.Event(), asyncio.Event()
+    first = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=first_cancel, on_start=first_on_start))
+    second = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=second_cancel, on_start=second_on_start))
+    await asyncio.wait_for(asyncio.gather(first_started.wait(), second_started.wait()), 5)
+    first_cancel.set()
+    results = await asyncio.wait_for(asyncio.gather(first, return_exceptions=True), 5)
+    assert results[0].kind == "cancelled"
+    assert (await host.call(spec("echo"), "echo", b"round trip", Grant())).output == b"round trip"
+    assert not second.done(), "the second call was stopped by the first one's cancel"
+    second_cancel.set()
+    results = await asyncio.wait_for(asyncio.gather(second, return_exceptions=True), 5)
+    assert results[0].kind == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_right_at_the_start_of_a_call_is_never_lost(host):
+    # Extism drops a cancel that lands while a call is starting, and the call then ignores its timeout.
+    grant = Grant(timeout_ms=20_000, max_concurrency=1)
+    for attempt in range(30):
+        started, on_start = started_event()
+        cancel = asyncio.Event()
+        task = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=cancel, on_start=on_start))
+        await asyncio.wait_for(started.wait(), 5)
+        cancel.set()
+        results = await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+        assert str(results[0]) == "cancelled: the call was cancelled while it ran", f"attempt {attempt}: {results[0]!r}"

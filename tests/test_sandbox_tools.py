@@ -11,8 +11,9 @@ from django.core.management import call_command
 from agents.models import Agent
 from sandbox.models import CapabilityGrant, Plugin
 from sandbox.samples import register_samples
-from sandbox.tools import ToolSpec, call_tool, list_tools, tool_allowed
-from tests.sandbox_fixtures import loopback_http, spec, wasm_path  # noqa: F401
+from sandbox.errors import SandboxError
+from sandbox.tools import ToolSpec, call_plugin, call_tool, list_tools, tool_allowed
+from tests.sandbox_fixtures import loopback_http, wasm_path  # noqa: F401
 
 
 def make_plugin(name, wasm=None, **fields) -> Plugin:
@@ -253,3 +254,16 @@ def test_bootstrap_registers_the_samples():
     call_command("bootstrap", stdout=io.StringIO(), stderr=io.StringIO())
     calc = Plugin.objects.get(name="calc")
     assert calc.abi == "exoclaw" and calc.tools[0]["name"] == "calc"
+
+
+@pytest.mark.asyncio
+async def test_call_plugin_runs_any_export_under_the_effective_grant(http_plugin):
+    request = json.dumps({"params": {"name": "fetch", "arguments": {"url": http_plugin}}}).encode()
+    output = await call_plugin("http_get", "call", request, agent_name="trusted")
+    assert json.loads(json.loads(output)["content"][0]["text"])["path"] == "/weather"
+    with pytest.raises(SandboxError) as caught:
+        await call_plugin("http_get", "call", request)
+    assert caught.value.kind == "host_denied"
+    with pytest.raises(SandboxError) as caught:
+        await call_plugin("http_get", "no_such_export", b"")
+    assert caught.value.kind == "not_found"
