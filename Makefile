@@ -34,11 +34,3 @@ plugins: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) var
-
-# Channel adapters, built from Zig with ziglang from PyPI; the .wasm files are committed.
-ZIG_WASM := $(BIN)/python -m ziglang build-exe -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall --stack 262144
-.PHONY: adapters
-adapters: $(VENV)/.installed-dev
-	$(ZIG_WASM) -femit-bin=$(CURDIR)/sandbox/plugins/telegram.wasm sandbox/plugins/src/telegram.zig
-	$(ZIG_WASM) -femit-bin=$(CURDIR)/sandbox/plugins/generic.wasm sandbox/plugins/src/generic.zig
-	$(ZIG_WASM) -femit-bin=$(CURDIR)/tests/plugins/trap_adapter.wasm tests/plugins/src/trap_adapter.zig

@@ -114,7 +114,9 @@ async def test_a_trapping_format_outgoing_is_recorded_as_undelivered(transaction
     assert fake_telegram.requests() == []
     await event.arefresh_from_db()
     assert event.status == "undelivered"
-    assert event.error == "the reply could not be formatted: trap_adapter.format_outgoing: the adapter crashed (wasm trap)"
+    assert event.error == (
+        "the reply could not be formatted: trap_adapter.format_outgoing: trap: wasm trap: wasm `unreachable` instruction executed"
+    )
 
 
 async def test_generic_replies_are_signed_with_the_channel_secret(transactional_db, fake_telegram, monkeypatch):

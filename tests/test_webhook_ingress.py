@@ -148,7 +148,7 @@ async def test_an_adapter_that_traps_gets_a_clear_error_and_the_server_keeps_ser
     response = await post_signed("trappy", {"id": "t1", "peer": "p", "text": "trap"})
     assert response.status_code == 500
     assert response.json()["error"] == "adapter_failed"
-    assert "trap_adapter.parse_incoming: the adapter crashed (wasm trap)" in response.json()["message"]
+    assert "trap_adapter.parse_incoming: trap: wasm trap: wasm `unreachable` instruction executed" in response.json()["message"]
     [failed] = await events()
     assert failed.status == InboundEvent.Status.FAILED and "wasm trap" in failed.error
 
