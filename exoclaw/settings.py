@@ -151,3 +151,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Agent runtime
+# A worker renews the lease on each run it executes; a run whose lease lapses (the worker died) ends
+# with an error event about 1.5 lease periods later.
+AGENT_RUN_LEASE_SECONDS = env.float("AGENT_RUN_LEASE_SECONDS", default=10.0)
+# How long a dispatched run may wait for an `agent-runs` worker to pick it up.
+AGENT_RUN_CLAIM_SECONDS = env.float("AGENT_RUN_CLAIM_SECONDS", default=30.0)
+# How long a run's events stay replayable for `chat.subscribe`.
+AGENT_RUN_EVENTS_TTL = env.int("AGENT_RUN_EVENTS_TTL", default=86400)
+# Runs one worker process executes at once (more wait inside the worker).
+AGENT_WORKER_CONCURRENCY = env.int("AGENT_WORKER_CONCURRENCY", default=64)

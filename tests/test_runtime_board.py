@@ -97,3 +97,17 @@ async def test_claim_fails_for_a_run_ended_before_a_worker_took_it(board):
     await board.admit(run("r1"), "queue", 30)
     await board.append("r1", {"type": "done", "stop_reason": "aborted"}, terminal="aborted", only_if="queued")
     assert not await board.claim("r1", "w1", 30)
+
+
+async def test_a_waiting_follower_wakes_for_the_next_event_and_times_out_without_one(board):
+    await board.admit(run("r1"), "queue", 30)
+    await board.claim("r1", "w1", 30)
+    await board.append("r1", {"type": "delta", "text": "a"})
+    assert [e["seq"] for e in await board.wait_events("r1", 0, 1)] == [1]
+    assert await board.wait_events("r1", 1, 0.05) == []
+    waiting = asyncio.ensure_future(board.wait_events("r1", 1, 10))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await board.append("r1", {"type": "delta", "text": "b"})
+    events = await asyncio.wait_for(waiting, 5)
+    assert [(e["seq"], e["text"]) for e in events] == [(2, "b")]

@@ -9,10 +9,15 @@
 An event appended after a run's terminal event is refused, so exactly one of a run's writers (its
 worker, an abort, a reaper) ends it, and a worker that lost its lease learns it on its next append.
 
+Followers (gateway connections) read a run's log from the last `seq` they sent and block until more
+arrives (`wait_events`), so every client gets each event exactly once and in order, whether it
+joined at the start, reconnected, or was slow.
+
 `MemoryBoard` serves a single process (the in-memory channel layer); `RedisBoard` keeps the same
 state in Redis with one Lua script per operation, so every step is atomic across processes.
 """
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -40,6 +45,7 @@ class MemoryBoard:
         self.leases: dict[str, float] = {}
         self.active: dict[str, str] = {}
         self.queues: dict[str, list[str]] = {}
+        self.waiters: dict[str, list[asyncio.Future]] = {}
 
     async def admit(self, run: dict, policy: str, claim_ttl: float) -> Admission:
         key = run["session_key"]
@@ -90,7 +96,26 @@ class MemoryBoard:
         if terminal:
             run["status"] = terminal
             self.leases.pop(run_id, None)
+        for w in self.waiters.pop(run_id, []):
+            if not w.done():
+                w.set_result(None)
         return _event_with_seq(run_id, run["payload"]["session_key"], len(log), body)
+
+    async def wait_events(self, run_id: str, after_seq: int, timeout: float) -> list[dict]:
+        """Events after `after_seq`, waiting up to `timeout` seconds for the first one."""
+        events = await self.events_after(run_id, after_seq)
+        if events:
+            return events
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(run_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            return []
+        finally:
+            if waiter in self.waiters.get(run_id, []):
+                self.waiters[run_id].remove(waiter)
+        return await self.events_after(run_id, after_seq)
 
     async def events_after(self, run_id: str, after_seq: int) -> list[dict]:
         run = self.runs.get(run_id)
@@ -162,7 +187,8 @@ _APPEND = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st or st == 'done' or st == 'error' or st == 'aborted' then return 0 end
 if ARGV[3] ~= '' and st ~= ARGV[3] then return 0 end
-local n = redis.call('RPUSH', KEYS[2], ARGV[1])
+local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], '0-' .. n, 'e', ARGV[1])
 if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'status', ARGV[2])
@@ -180,6 +206,7 @@ class RedisBoard:
         self.redis = aioredis.from_url(url)
         self.p = f"{prefix}:runs:"
         self.events_ttl = int(events_ttl)
+        self._keys: dict[str, str] = {}  # run id -> session key (never changes)
         self._admit = self.redis.register_script(_ADMIT)
         self._release = self.redis.register_script(_RELEASE)
         self._claim = self.redis.register_script(_CLAIM)
@@ -218,18 +245,35 @@ class RedisBoard:
         seq = await self._append(keys=keys, args=[json.dumps(body), terminal, only_if, self.events_ttl, run_id])
         if not seq:
             return None
-        key = json.loads(await self.redis.hget(self._run(run_id), "payload"))["session_key"]
-        return _event_with_seq(run_id, key, int(seq), body)
+        return _event_with_seq(run_id, await self._session_key(run_id), int(seq), body)
+
+    async def _session_key(self, run_id: str) -> str | None:
+        key = self._keys.get(run_id)
+        if key is None:
+            payload = await self.redis.hget(self._run(run_id), "payload")
+            if payload is None:
+                return None
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            key = self._keys[run_id] = json.loads(payload)["session_key"]
+        return key
+
+    def _decode(self, run_id: str, key: str, rows) -> list[dict]:
+        return [_event_with_seq(run_id, key, int(i.split(b"-")[1]), json.loads(f[b"e"])) for i, f in rows]
 
     async def events_after(self, run_id: str, after_seq: int) -> list[dict]:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hget(self._run(run_id), "payload")
-            pipe.lrange(f"{self._run(run_id)}:log", after_seq, -1)
-            payload, rows = await pipe.execute()
-        if payload is None:
+        key = await self._session_key(run_id)
+        if key is None:
             return []
-        key = json.loads(payload)["session_key"]
-        return [_event_with_seq(run_id, key, after_seq + i + 1, json.loads(r)) for i, r in enumerate(rows)]
+        return self._decode(run_id, key, await self.redis.xrange(f"{self._run(run_id)}:log", f"(0-{after_seq}", "+"))
+
+    async def wait_events(self, run_id: str, after_seq: int, timeout: float) -> list[dict]:
+        """Events after `after_seq`, blocking in Redis up to `timeout` seconds for the first one."""
+        key = await self._session_key(run_id)
+        if key is None:
+            return []
+        reply = await self.redis.xread({f"{self._run(run_id)}:log": f"0-{after_seq}"}, block=int(timeout * 1000))
+        return self._decode(run_id, key, reply[0][1]) if reply else []
 
     async def run(self, run_id: str) -> dict | None:
         h = await self.redis.hgetall(self._run(run_id))
