@@ -19,7 +19,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from agents.providers.base import Error, Stop, TextDelta, ToolCallEnd, ToolSpec, Usage
 
-from .tools import Tool, Toolbox
+from .tools import Toolbox
 
 
 @dataclass
@@ -78,7 +78,7 @@ async def _one_turn(stream: AsyncIterator, emit, transcript: Transcript) -> tupl
 
 
 async def _run_call(call: ToolCallEnd, toolbox: Toolbox, execute, emit, transcript: Transcript, refuse: str) -> dict:
-    tool: Tool | None = toolbox.lookup(call.name)
+    tool = toolbox.lookup(call.name)
     await emit("tool_call", {"call_id": call.id, "name": call.name, "input": call.arguments})
     started = time.monotonic()
     if refuse:
@@ -114,7 +114,7 @@ async def run_tool_loop(
     messages: list[dict],
     toolbox: Toolbox,
     stream: Callable[[list[dict], tuple[ToolSpec, ...]], AsyncIterator],
-    execute: Callable[[Tool, dict], Awaitable[ToolOutcome]],
+    execute: Callable[[object, dict], Awaitable[ToolOutcome]],
     emit: Callable[[str, dict], Awaitable[None]],
     transcript: Transcript,
     max_tool_rounds: int,
