@@ -41,7 +41,6 @@ async def worker(redis_layer):
     keys = [k async for k in board.redis.scan_iter(match=f"{redis_layer}*")]
     if keys:
         await board.redis.delete(*keys)
-    await layer.flush()
 
 
 async def test_a_tool_run_goes_through_a_worker_over_redis(connect, worker):
