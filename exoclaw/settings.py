@@ -162,3 +162,8 @@ AGENT_RUN_CLAIM_SECONDS = env.float("AGENT_RUN_CLAIM_SECONDS", default=30.0)
 AGENT_RUN_EVENTS_TTL = env.int("AGENT_RUN_EVENTS_TTL", default=86400)
 # Runs one worker process executes at once (more wait inside the worker).
 AGENT_WORKER_CONCURRENCY = env.int("AGENT_WORKER_CONCURRENCY", default=64)
+# LLM providers: retries of failed requests before the first streamed event (agents/providers/transport.py).
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+LLM_RETRY_INITIAL_DELAY = env.float("LLM_RETRY_INITIAL_DELAY", default=0.5)
+LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=8.0)
+LLM_RETRY_AFTER_MAX = env.float("LLM_RETRY_AFTER_MAX", default=60.0)

@@ -3,6 +3,8 @@ import socket
 
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 def redis_available(host="127.0.0.1", port=6379) -> bool:
     try:
