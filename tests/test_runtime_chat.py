@@ -1,9 +1,13 @@
 """The agent runtime in one process (in-memory channel layer): chat.send to the last event, with the
 real echo provider, the real sandbox and the real embedded session store."""
 
+import threading
+
 import pytest
 
 from agents.store import get_store
+from tests.fakes import anthropic_server
+from tests.fakes.http import Stream, Text
 from routing.models import Binding
 from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, spin_plugin, text_of
 
@@ -122,34 +126,69 @@ async def test_abort_cancels_a_running_tool_at_once_and_keeps_what_was_said(conn
     assert await client.result("chat.abort", {"run_id": sent["run_id"]}) == {"run_id": sent["run_id"], "aborted": False}
 
 
-async def test_a_busy_session_queues_the_next_message_until_the_first_run_ends(connect):
-    await spin_plugin()
-    await make_agent("helper", tools=["spin"], busy_policy="queue")
+def held_answer(text: str, gate: threading.Event) -> Stream:
+    """An Anthropic answer that streams its first word, then waits for `gate`."""
+    return Stream(anthropic_server.events(Text(text)), pause_after=4, gate=gate)
+
+
+async def anthropic_agent(server, **fields):
+    return await make_agent("helper", provider="anthropic", model="m", base_url=server.base_url, **fields)
+
+
+@pytest.fixture
+def gate():
+    g = threading.Event()
+    yield g
+    g.set()
+
+
+async def test_abort_stops_the_llm_stream_and_keeps_the_partial_text(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic)
+    fake_anthropic.enqueue(held_answer("first and then more", gate))
     client = await connect()
-    first = await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper"})
-    await client.until(first["run_id"], lambda evs: "tool_call" in kinds(evs))
-    second = await client.result("chat.send", {"text": "after you", "agent": "helper"})
+    sent = await client.result("chat.send", {"text": "talk", "agent": "helper"})
+    await client.until(sent["run_id"], lambda evs: "delta" in kinds(evs))
+    await client.result("chat.abort", {"run_id": sent["run_id"]})
+    events = await client.finished(sent["run_id"])
+    assert kinds(events) == ["delta", "done"] and events[-1]["stop_reason"] == "aborted"
+    assert fake_anthropic.requests[0].disconnected.wait(5), "the LLM request was not closed"
+    history = (await client.result("sessions.history", {"session_key": sent["session_key"]}))["messages"]
+    assert (history[-1]["content"], history[-1]["interrupted"]) == ([{"type": "text", "text": "first "}], "aborted")
+
+
+async def test_a_busy_session_queues_the_next_message_until_the_first_run_ends(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic, busy_policy="queue")
+    fake_anthropic.enqueue(held_answer("first answer", gate), anthropic_server.message(Text("second answer")))
+    client = await connect()
+    first = await client.result("chat.send", {"text": "one", "agent": "helper"})
+    await client.until(first["run_id"], lambda evs: "delta" in kinds(evs))
+    second = await client.result("chat.send", {"text": "two", "agent": "helper"})
     assert second["queued"] is True and second["session_key"] == first["session_key"]
-    await client.result("chat.abort", {"run_id": first["run_id"]})
-    await client.finished(first["run_id"])
-    assert text_of(await client.finished(second["run_id"])) == "after you"
+    assert len(fake_anthropic.requests) == 1, "the queued run must not start while the first is running"
+    gate.set()
+    assert text_of(await client.finished(first["run_id"])) == "first answer"
+    assert text_of(await client.finished(second["run_id"])) == "second answer"
     history = (await client.result("sessions.history", {"session_key": first["session_key"]}))["messages"]
-    assert history[-2:][0]["content"] == [{"type": "text", "text": "after you"}]
+    assert [m["content"][0]["text"] for m in history] == ["one", "first answer", "two", "second answer"]
 
 
-async def test_a_busy_session_rejects_the_next_message_when_the_agent_says_so(connect):
-    await spin_plugin()
-    await make_agent("helper", tools=["spin"], busy_policy="reject")
+async def test_a_busy_session_rejects_the_next_message_when_the_agent_says_so(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic, busy_policy="reject")
+    fake_anthropic.enqueue(held_answer("first answer", gate), anthropic_server.message(Text("elsewhere")),
+                           anthropic_server.message(Text("now")))
     client = await connect()
-    first = await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper"})
-    await client.until(first["run_id"], lambda evs: "tool_call" in kinds(evs))
+    first = await client.result("chat.send", {"text": "one", "agent": "helper"})
+    await client.until(first["run_id"], lambda evs: "delta" in kinds(evs))
     answer = await client.call("chat.send", {"text": "me too", "agent": "helper"})
     assert answer["error"]["code"] == -32005 and answer["error"]["data"]["reason"] == "session_busy"
-    other = await client.result("chat.send", {"text": "elsewhere", "agent": "helper", "peer": "carol"})
+    other = await client.result("chat.send", {"text": "hi", "agent": "helper", "peer": "carol"})
     assert text_of(await client.finished(other["run_id"])) == "elsewhere"
-    await client.result("chat.abort", {"run_id": first["run_id"]})
+    gate.set()
     await client.finished(first["run_id"])
-    again = await client.result("chat.send", {"text": "now", "agent": "helper"})
+    again = await client.result("chat.send", {"text": "and now?", "agent": "helper"})
     assert text_of(await client.finished(again["run_id"])) == "now"
 
 
@@ -168,25 +207,25 @@ async def test_the_same_idempotency_key_returns_the_same_run(connect):
     assert [m["role"] for m in history] == ["user", "assistant"]
 
 
-async def test_a_client_that_reconnects_gets_what_it_missed_and_then_the_rest_live(connect):
-    await spin_plugin()
-    await make_agent("helper", tools=["spin"])
+async def test_a_client_that_reconnects_gets_what_it_missed_and_then_the_rest_live(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic)
+    fake_anthropic.enqueue(held_answer("first of several words", gate))
     client = await connect()
-    sent = await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper"})
-    seen = await client.until(sent["run_id"], lambda evs: "tool_call" in kinds(evs))
+    sent = await client.result("chat.send", {"text": "talk", "agent": "helper"})
+    seen = await client.until(sent["run_id"], lambda evs: "delta" in kinds(evs))
     await client.close()
     back = await connect()
     status = await back.result("chat.subscribe", {"run_id": sent["run_id"], "after_seq": 0})
     assert status == {"run_id": sent["run_id"], "status": "running"}
-    replay = await back.until(sent["run_id"], lambda evs: len(evs) >= len(seen))
-    assert replay[: len(seen)] == seen
-    await back.result("chat.abort", {"run_id": sent["run_id"]})
+    assert await back.until(sent["run_id"], lambda evs: len(evs) >= len(seen)) == seen
+    gate.set()
     events = await back.finished(sent["run_id"])
     assert_gap_free(events)
-    assert events[-1]["stop_reason"] == "aborted"
+    assert text_of(events) == "first of several words" and events[-1]["type"] == "done"
     late = await connect()
-    await late.result("chat.subscribe", {"run_id": sent["run_id"], "after_seq": 1})
-    assert await late.finished(sent["run_id"]) == events[1:]
+    assert (await late.result("chat.subscribe", {"run_id": sent["run_id"], "after_seq": 2}))["status"] == "done"
+    assert await late.finished(sent["run_id"]) == events[2:]
 
 
 async def test_subscribe_to_an_unknown_run_is_not_found(connect):
