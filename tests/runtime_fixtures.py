@@ -52,9 +52,9 @@ async def echo_plugin() -> Plugin:
 
 
 async def spin_plugin() -> Plugin:
-    """A tool that never returns (until its 60 s timeout), to hold a run in a sandbox call."""
+    """A tool that never returns (until its 20 s timeout), to hold a run in a sandbox call."""
     tool = {"name": "spin", "description": "Never returns.", "input_schema": {"type": "object"}}
-    return await make_plugin("spin", TEST_PLUGINS / "loop.wasm", [tool], timeout_ms=60_000)
+    return await make_plugin("spin", TEST_PLUGINS / "loop.wasm", [tool], timeout_ms=20_000)
 
 
 @database_sync_to_async
