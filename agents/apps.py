@@ -6,5 +6,5 @@ class AgentsConfig(AppConfig):
 
     def ready(self):
         # Fill the gateway's reserved chat.* and sessions.* methods.
-        from . import session_methods  # noqa: F401
+        from . import session_rpc  # noqa: F401
         from .runtime import methods  # noqa: F401

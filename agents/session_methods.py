@@ -1,60 +1,78 @@
-"""The gateway methods over the session store: `sessions.list`, `sessions.history`, `sessions.reset`."""
+"""The gateway's session methods: `sessions.list`, `sessions.history`, `sessions.reset`.
 
-from agents.store import InvalidInput, SessionNotFound, get_store, jsonable
-from exoclaw.gateway.errors import InvalidParams, NotFound
-from exoclaw.gateway.registry import Param, method
+Each takes the JSON-RPC `params` object and returns a JSON-ready result; bad params raise
+`agents.store.InvalidInput` and unknown sessions `agents.store.SessionNotFound`, for the gateway to
+map to its error codes. `SCOPES` names the token scope each method needs; the gateway checks it
+before calling.
+"""
 
-FIELD = 128
+from agents.store import InvalidInput, get_store, jsonable
 
-
-@method(
-    "sessions.list",
-    scope="sessions:read",
-    params={
-        "agent": Param(str, default=None, max_length=50),
-        "channel": Param(str, default=None, max_length=FIELD),
-        "peer": Param(str, default=None, max_length=FIELD),
-        "q": Param(str, default=None, max_length=200),
-        "limit": Param(int, default=50),
-        "cursor": Param(str, default=None, max_length=100),
-    },
-)
-async def sessions_list(ctx, *, agent, channel, peer, q, limit, cursor) -> dict:
-    """Sessions, most recently active first: `{items, total, next_cursor}`; pass `next_cursor` back for the next page."""
-    if not 1 <= limit <= 500:
-        raise InvalidParams("limit", "must be between 1 and 500")
-    try:
-        page = await get_store().list_sessions(agent=agent, channel=channel, peer=peer, q=q, limit=limit, cursor=cursor)
-    except InvalidInput as e:
-        raise InvalidParams("cursor", str(e)) from None
-    return jsonable({"items": page["items"], "total": page["total"], "next_cursor": page["next_cursor"]})
+SCOPES = {"sessions.list": "sessions:read", "sessions.history": "sessions:read", "sessions.reset": "sessions:write"}
+MAX_LIMIT = 200
 
 
-@method(
-    "sessions.history",
-    scope="sessions:read",
-    params={
-        "session_key": Param(str, required=True, max_length=600),
-        "limit": Param(int, default=50),
-        "before_seq": Param(int, default=None),
-    },
-)
-async def sessions_history(ctx, *, session_key, limit, before_seq) -> dict:
-    """A page of the session's messages, oldest first, ending before `before_seq` (default: the latest)."""
-    if not 1 <= limit <= 1000:
-        raise InvalidParams("limit", "must be between 1 and 1000")
-    if before_seq is not None and before_seq < 1:
-        raise InvalidParams("before_seq", "must be 1 or more")
-    try:
-        return jsonable(await get_store().history(session_key, limit=limit, before_seq=before_seq))
-    except SessionNotFound:
-        raise NotFound(f"no session {session_key!r}", reason="no_session") from None
+def _params(params, allowed: set[str]) -> dict:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput("params must be an object")
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown params: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    return params
 
 
-@method("sessions.reset", scope="sessions:write", params={"session_key": Param(str, required=True, max_length=600)})
-async def sessions_reset(ctx, *, session_key) -> dict:
-    """Start a fresh session under the key; the old one stays browsable (`previous_id`)."""
-    try:
-        return jsonable({"session": await get_store().reset(session_key)})
-    except SessionNotFound:
-        raise NotFound(f"no session {session_key!r}", reason="no_session") from None
+def _string(params: dict, name: str, required: bool = False) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    return value
+
+
+def _int(params: dict, name: str, default: int | None, low: int, high: int) -> int | None:
+    value = params.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+async def sessions_list(params) -> dict:
+    """{agent?, channel?, peer?, q?, limit? (1-200, default 50), cursor?} ->
+    {"sessions": [session], "total": n, "next_cursor": str | null}"""
+    p = _params(params, {"agent", "channel", "peer", "q", "limit", "cursor"})
+    page = await get_store().list_sessions(
+        agent=_string(p, "agent"), channel=_string(p, "channel"), peer=_string(p, "peer"), q=_string(p, "q"),
+        limit=_int(p, "limit", 50, 1, MAX_LIMIT), cursor=_string(p, "cursor"),
+    )
+    return jsonable({"sessions": page["items"], "total": page["total"], "next_cursor": page["next_cursor"]})
+
+
+async def sessions_history(params) -> dict:
+    """{session_key, limit? (1-200, default 50), before_seq?} ->
+    {"session": session, "messages": [message], "has_more": bool}; a session id works as well as a key."""
+    p = _params(params, {"session_key", "limit", "before_seq"})
+    result = await get_store().history(
+        _string(p, "session_key", required=True), limit=_int(p, "limit", 50, 1, MAX_LIMIT),
+        before_seq=_int(p, "before_seq", None, 1, 2**62),
+    )
+    return jsonable(result)
+
+
+async def sessions_reset(params) -> dict:
+    """{session_key} -> {"session": the new session, "previous_session_id": str}"""
+    p = _params(params, {"session_key"})
+    key = _string(p, "session_key", required=True)
+    if not key.startswith("agent:"):
+        raise InvalidInput("session_key must be a session key (agent:<agent>:<channel>:<account>:<peer>)")
+    session = await get_store().reset(key)
+    return jsonable({"session": session, "previous_session_id": session["previous_id"]})
+
+
+METHODS = {"sessions.list": sessions_list, "sessions.history": sessions_history, "sessions.reset": sessions_reset}
