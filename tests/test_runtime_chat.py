@@ -232,3 +232,24 @@ async def test_subscribe_to_an_unknown_run_is_not_found(connect):
     client = await connect()
     answer = await client.call("chat.subscribe", {"run_id": "nope"})
     assert answer["error"]["data"]["reason"] == "no_run"
+
+
+async def test_sessions_can_be_listed_read_and_reset_through_the_gateway(connect):
+    await make_agent("helper")
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "remember me", "agent": "helper", "peer": "dora"})
+    await client.finished(sent["run_id"])
+    page = await client.result("sessions.list", {"agent": "helper", "q": "remember"})
+    assert [s["key"] for s in page["sessions"]] == [sent["session_key"]] and page["total"] == 1
+    assert page["sessions"][0]["message_count"] == 2
+    reset = await client.result("sessions.reset", {"session_key": sent["session_key"]})
+    assert reset["previous_session_id"] == page["sessions"][0]["id"]
+    fresh = await client.result("sessions.history", {"session_key": sent["session_key"]})
+    assert fresh["messages"] == []
+    old = await client.result("sessions.history", {"session_key": reset["previous_session_id"]})
+    assert [m["role"] for m in old["messages"]] == ["user", "assistant"]
+    reader = await connect(scopes=("sessions:read",))
+    answer = await reader.call("sessions.reset", {"session_key": sent["session_key"]})
+    assert answer["error"]["data"]["reason"] == "missing_scope"
+    answer = await reader.call("sessions.history", {"session_key": "agent:nobody:-:-:-"})
+    assert answer["error"]["data"]["reason"] == "no_session"

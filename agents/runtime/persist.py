@@ -1,7 +1,7 @@
 """What a run reads from and writes to the session store and the agents table."""
 
 from agents.models import Agent
-from agents.store import get_store
+from agents.store import InvalidInput, get_store
 
 OUTCOMES = {"timeout": "timeout", "cancelled": "cancelled", "not_allowed": "denied", "denied": "denied"}
 
@@ -63,11 +63,16 @@ async def finish_run(payload: dict, status: str, *, stop_reason, usage: dict, er
     await store.update_run(payload["run_id"], status=status, stop_reason=stop_reason, usage=usage, error=error)
 
 
-async def record_lost_run(payload: dict, error: str) -> None:
-    """A reaper ended the run: the run shows the error, and the session's history says so too."""
+async def record_lost_run(payload: dict, error: str) -> bool:
+    """End a run nobody executes: the run shows the error and the session's history says so too.
+    False when the run had already ended."""
     store = get_store()
-    await store.update_run(payload["run_id"], status="error", error=error)
+    try:
+        await store.update_run(payload["run_id"], status="error", error=error)
+    except InvalidInput:
+        return False
     await store.append_message(
         payload["session_id"], "assistant", [{"type": "text", "text": ""}], run_id=payload["run_id"],
         interrupted=f"error: {error}",
     )
+    return True

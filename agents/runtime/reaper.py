@@ -40,11 +40,13 @@ async def reap_once() -> list[str]:
         if run is None:
             continue
         reason, message = UNCLAIMED if run["status"] == "queued" else LOST
-        if await publish(run_id, {"type": "error", "reason": reason, "message": message}, terminal="error") is None:
+        # The store first, so a client that sees the error event finds it in the history too. The
+        # store refuses to end a run twice, which settles a race with another reaper or the worker.
+        if not await persist.record_lost_run(run["payload"], f"{reason}: {message}"):
             continue
+        await publish(run_id, {"type": "error", "reason": reason, "message": message}, terminal="error")
         ended.append(run_id)
         log.warning("run %s ended: %s", run_id, reason)
-        await persist.record_lost_run(run["payload"], f"{reason}: {message}")
         await release_and_continue(run["payload"])
     return ended
 
