@@ -9,6 +9,8 @@ import asyncio
 import logging
 import weakref
 
+from exoclaw.gateway.stats import run_finished, run_started
+
 from .board import TERMINAL
 from .runs import get_board
 
@@ -49,6 +51,7 @@ async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
     finally:
         if slot is not None:
             slot.release()
+            run_finished()
         tasks = _followers.get(ctx)
         if tasks is not None and tasks.get(run_id) is asyncio.current_task():
             del tasks[run_id]
@@ -60,4 +63,7 @@ def follow(ctx, run_id: str, after_seq: int = 0, slot=None) -> None:
     old = tasks.pop(run_id, None)
     if old is not None:
         old.cancel()
+    if slot is not None:
+        # `status` counts the runs this gateway process's connections started and are following.
+        run_started()
     tasks[run_id] = asyncio.create_task(_follow(ctx, run_id, after_seq, slot), name=f"follow-{run_id}")
