@@ -75,7 +75,9 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path, redis_url: str, surreal_url: str, workers: int = 2, lease: float = 1.0):
+    def __init__(self, tmp_path: Path, redis_url: str | None, surreal_url: str, workers: int = 2, lease: float = 1.0,
+                 seed: str = "", log_level: str = "INFO"):
+        """Without `redis_url`, one daphne runs everything in-process (then `workers` must be 0)."""
         self.prefix = f"exoclaw-cluster-{uuid.uuid4().hex[:10]}"
         self.env = {
             **os.environ,
@@ -84,17 +86,17 @@ class Cluster:
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "SURREALDB_URL": surreal_url,
             "EXOCLAW_TOKEN": TOKEN,
-            "REDIS_URL": redis_url,
+            "REDIS_URL": redis_url or "",
             "REDIS_PREFIX": self.prefix,
             "AGENT_RUN_LEASE_SECONDS": str(lease),
             "SPIN_TIMEOUT_MS": "4000",
-            "LOG_LEVEL": "INFO",
+            "LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("EXOCLAW_BIND", None)
         run = lambda args: subprocess.run(args, cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)  # noqa: E731
         run([sys.executable, "manage.py", "migrate", "--noinput"])
-        run([sys.executable, "-c", SEED])
+        run([sys.executable, "-c", SEED + seed])
         self.port = free_port()
         self.daphne = Proc([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"], self.env,
                            f"Listening on TCP address 127.0.0.1:{self.port}")
@@ -114,12 +116,13 @@ class Cluster:
         owner = redis.hget(f"{self.prefix}:runs:run:{run_id}", "owner")
         return int(owner.decode().split(":")[1]) if owner else None
 
-    def stop(self, redis):
+    def stop(self, redis=None):
         for p in [self.daphne, *self.workers]:
             p.stop()
-        keys = list(redis.scan_iter(match=f"{self.prefix}*"))
-        if keys:
-            redis.delete(*keys)
+        if redis is not None:
+            keys = list(redis.scan_iter(match=f"{self.prefix}*"))
+            if keys:
+                redis.delete(*keys)
 
 
 async def rpc(ws, method: str, params: dict, rid: int) -> None:

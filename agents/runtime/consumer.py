@@ -13,7 +13,7 @@ import uuid
 from channels.consumer import AsyncConsumer
 from django.conf import settings
 
-from .execute import RunControl, execute_run, release_and_continue
+from .execute import RunControl, execute_run, heartbeat, release_and_continue
 from .reaper import ensure_reaper
 from .runs import control_group, get_board
 
@@ -40,10 +40,13 @@ class AgentRunConsumer(AsyncConsumer):
 
     async def _run(self, payload, control):
         run_id = payload["run_id"]
+        # The lease is renewed from the claim on, also while the run waits for a free slot.
+        beat = asyncio.create_task(heartbeat(run_id))
         try:
             async with self.slots:
                 await execute_run(payload, control)
         finally:
+            beat.cancel()
             self.tasks.pop(run_id, None)
             await self.channel_layer.group_discard(control_group(run_id), self.channel_name)
 

@@ -37,7 +37,8 @@ def ms_since(wall_start: float) -> float:
     return round((time.time() - wall_start) * 1000, 3)
 
 
-async def _heartbeat(run_id: str) -> None:
+async def heartbeat(run_id: str) -> None:
+    """Renew the run's lease until cancelled."""
     ttl = settings.AGENT_RUN_LEASE_SECONDS
     board = get_board()
     while True:
@@ -72,7 +73,6 @@ def _usage(t: Transcript) -> dict:
 
 async def execute_run(payload: dict, control: RunControl) -> None:
     run_id = payload["run_id"]
-    heartbeat = asyncio.create_task(_heartbeat(run_id))
     transcript = Transcript(persist=lambda m: persist.add_message(payload, m))
     first_delta_ms = None
 
@@ -130,5 +130,4 @@ async def execute_run(payload: dict, control: RunControl) -> None:
         message = "The run failed inside exoclaw; the server log has the details."
         await finish("error", {"type": "error", "reason": "internal_error", "message": message}, error=message)
     finally:
-        heartbeat.cancel()
         await release_and_continue(payload)
