@@ -53,17 +53,15 @@ async def release_and_continue(payload: dict) -> None:
         await dispatch(nxt)
 
 
-async def _close_interrupted(payload: dict, transcript: Transcript, marker: str, why: str) -> None:
+async def _close_interrupted(store, transcript: Transcript, marker: str, why: str) -> None:
     if transcript.partial:
-        await persist.add_message(
-            payload, {"role": "assistant", "content": [{"type": "text", "text": transcript.partial}]}, interrupted=marker
-        )
+        await store({"role": "assistant", "content": [{"type": "text", "text": transcript.partial}]}, marker)
         transcript.partial = ""
     if transcript.pending:
         results = [
             {"type": "tool_result", "tool_use_id": c.id, "content": why, "is_error": True} for c in transcript.pending
         ]
-        await persist.add_message(payload, {"role": "user", "content": results}, interrupted=marker)
+        await store({"role": "user", "content": results}, marker)
         transcript.pending = []
 
 
@@ -73,8 +71,22 @@ def _usage(t: Transcript) -> dict:
 
 async def execute_run(payload: dict, control: RunControl) -> None:
     run_id = payload["run_id"]
-    transcript = Transcript(persist=lambda m: persist.add_message(payload, m))
     first_delta_ms = None
+    begun: asyncio.Future | None = None
+
+    async def settled() -> None:
+        """Wait for the run's first writes; their failure, if any, was already raised to the loop."""
+        if begun is not None:
+            await asyncio.wait({begun})
+            if not begun.cancelled() and begun.exception() is not None:
+                log.error("run %s: storing its start failed: %s", run_id, begun.exception())
+
+    async def store(message: dict, interrupted: str | None = None) -> None:
+        if begun is not None:
+            await begun
+        await persist.add_message(payload, message, interrupted=interrupted)
+
+    transcript = Transcript(persist=store)
 
     async def emit(kind: str, body: dict) -> None:
         nonlocal first_delta_ms
@@ -84,20 +96,26 @@ async def execute_run(payload: dict, control: RunControl) -> None:
             raise RunEnded(run_id)
 
     async def finish(status: str, body: dict, error: str | None = None) -> None:
+        await settled()
         await persist.finish_run(
             payload, status, stop_reason=body.get("stop_reason"), usage=_usage(transcript), error=error,
             tool_calls=transcript.tool_calls,
         )
         await publish(run_id, body, terminal=status)
 
+    async def store_after_failure(message: dict, interrupted: str) -> None:
+        await settled()
+        await persist.add_message(payload, message, interrupted=interrupted)
+
     try:
         agent = await persist.load_agent(payload["agent"])
         if agent is None:
             raise AgentUnavailable(payload["agent"])
-        await persist.run_started(payload)
         context = await persist.context(payload, agent.context_messages)
         user = {"role": "user", "content": [{"type": "text", "text": payload["text"]}]}
-        await transcript.add(user)
+        # Written while the LLM is asked rather than before: the first delta does not wait for two
+        # durable writes. Every later write waits for these, so the history keeps its order.
+        begun = asyncio.ensure_future(persist.begin_run(payload, user))
         toolbox = await load_toolbox(agent)
         stop = await run_tool_loop(
             messages=context + [user],
@@ -113,20 +131,20 @@ async def execute_run(payload: dict, control: RunControl) -> None:
     except asyncio.CancelledError:
         if not control.aborted:
             raise
-        await _close_interrupted(payload, transcript, "aborted", "Cancelled: the run was aborted.")
+        await _close_interrupted(store_after_failure, transcript, "aborted", "Cancelled: the run was aborted.")
         timings = {"first_delta_ms": first_delta_ms, "total_ms": ms_since(payload["accepted_at"])}
         await finish("aborted", {"type": "done", "stop_reason": "aborted", "usage": _usage(transcript), "timings": timings})
     except RunEnded:
         log.warning("run %s was ended by another process; this worker stops executing it", run_id)
     except LLMFailed as e:
-        await _close_interrupted(payload, transcript, "error", f"Not run: the LLM request failed ({e.reason}).")
+        await _close_interrupted(store_after_failure, transcript, "error", f"Not run: the LLM request failed ({e.reason}).")
         await finish("error", {"type": "error", "reason": e.reason, "message": e.message}, error=f"{e.reason}: {e.message}")
     except AgentUnavailable:
         message = f"The agent {payload['agent']!r} no longer exists or is disabled."
         await finish("error", {"type": "error", "reason": "agent_unavailable", "message": message}, error=message)
     except Exception:
         log.exception("run %s failed", run_id)
-        await _close_interrupted(payload, transcript, "error", "Not run: the run failed.")
+        await _close_interrupted(store_after_failure, transcript, "error", "Not run: the run failed.")
         message = "The run failed inside exoclaw; the server log has the details."
         await finish("error", {"type": "error", "reason": "internal_error", "message": message}, error=message)
     finally:

@@ -35,8 +35,9 @@ async def context(payload: dict, n: int) -> list[dict]:
     return trim_context(_sendable(await get_store().last_messages(payload["session_id"], n)))
 
 
-async def run_started(payload: dict) -> None:
+async def begin_run(payload: dict, user_message: dict) -> None:
     await get_store().update_run(payload["run_id"], status="running")
+    await add_message(payload, user_message)
 
 
 async def add_message(payload: dict, message: dict, interrupted: str | None = None) -> int:
