@@ -24,10 +24,6 @@ class RunEnded(Exception):
     """The board refused an event: another process ended this run (its lease lapsed, or an abort won)."""
 
 
-class AgentUnavailable(Exception):
-    """The run's agent was deleted or disabled after the run was accepted."""
-
-
 @dataclass
 class RunControl:
     aborted: bool = False
@@ -108,9 +104,7 @@ async def execute_run(payload: dict, control: RunControl) -> None:
         await persist.add_message(payload, message, interrupted=interrupted)
 
     try:
-        agent = await persist.load_agent(payload["agent"])
-        if agent is None:
-            raise AgentUnavailable(payload["agent"])
+        agent = persist.agent_from(payload["agent_config"])
         context = await persist.context(payload, agent.context_messages)
         user = {"role": "user", "content": [{"type": "text", "text": payload["text"]}]}
         # Written while the LLM is asked rather than before: the first delta does not wait for two
@@ -139,9 +133,6 @@ async def execute_run(payload: dict, control: RunControl) -> None:
     except LLMFailed as e:
         await _close_interrupted(store_after_failure, transcript, "error", f"Not run: the LLM request failed ({e.reason}).")
         await finish("error", {"type": "error", "reason": e.reason, "message": e.message}, error=f"{e.reason}: {e.message}")
-    except AgentUnavailable:
-        message = f"The agent {payload['agent']!r} no longer exists or is disabled."
-        await finish("error", {"type": "error", "reason": "agent_unavailable", "message": message}, error=message)
     except Exception:
         log.exception("run %s failed", run_id)
         await _close_interrupted(store_after_failure, transcript, "error", "Not run: the run failed.")

@@ -17,6 +17,7 @@ from routing.resolver import Message, NoRoute, aresolve_route, session_key
 
 from . import board as run_board
 from .execute import release_and_continue
+from .persist import agent_config
 from .follow import follow
 from .reaper import ensure_reaper
 from .runs import control_group, dispatch, get_board, publish
@@ -76,6 +77,7 @@ async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **field
             "session_id": session["id"],
             "session_key": key,
             "agent": a.name,
+            "agent_config": agent_config(a),
             "text": text,
             "accepted_at": accepted_at,
         }
