@@ -109,7 +109,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("REDIS_PREFIX", default="exoclaw")},
+            # redis-py's pools stop at 100 connections by default; every blocking receive and every
+            # followed run (agents/runtime) holds one.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=2000)}],
+                "prefix": env.str("REDIS_PREFIX", default="exoclaw"),
+            },
         }
     }
 else:

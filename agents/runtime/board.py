@@ -200,10 +200,11 @@ return n
 
 
 class RedisBoard:
-    def __init__(self, url: str, prefix: str, events_ttl: int = 86400):
+    def __init__(self, url: str, prefix: str, events_ttl: int = 86400, max_connections: int = 2000):
         import redis.asyncio as aioredis
 
-        self.redis = aioredis.from_url(url)
+        # Each follower blocked in XREAD holds a connection: the pool bounds the runs one process follows.
+        self.redis = aioredis.from_url(url, max_connections=max_connections)
         self.p = f"{prefix}:runs:"
         self.events_ttl = int(events_ttl)
         self._keys: dict[str, str] = {}  # run id -> session key (never changes)

@@ -53,7 +53,10 @@ def get_board():
     board = _boards.get(loop)
     if board is None:
         # redis.asyncio connections belong to the loop that opened them.
-        board = _boards[loop] = RedisBoard(layer.hosts[0]["address"], layer.prefix, settings.AGENT_RUN_EVENTS_TTL)
+        host = layer.hosts[0]
+        board = _boards[loop] = RedisBoard(
+            host["address"], layer.prefix, settings.AGENT_RUN_EVENTS_TTL, host.get("max_connections", 2000)
+        )
     return board
 
 
