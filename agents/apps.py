@@ -10,3 +10,6 @@ class AgentsConfig(AppConfig):
         from .health import store_health
 
         register_health_check("store", store_health)
+        # Fill the gateway's reserved chat.* and sessions.* methods.
+        from . import session_rpc  # noqa: F401
+        from .runtime import methods  # noqa: F401
