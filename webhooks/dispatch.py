@@ -5,6 +5,7 @@ Runs as a task on the event loop that served the webhook; every outcome lands on
 """
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -12,10 +13,13 @@ import os
 import httpx
 from django.utils import timezone
 
+from agents.store import get_store
+
 from . import adapter
 from .delivery import DeliveryError, RetryPolicy, send
 from .messages import AdapterOutputError, parse_outgoing_output
 from .models import InboundEvent
+from .runs import run_agent
 
 log = logging.getLogger(__name__)
 Status = InboundEvent.Status
@@ -26,7 +30,9 @@ retry_policy = RetryPolicy()
 
 def start(event: InboundEvent, content: str) -> None:
     """Run the agent for `event` (its endpoint, adapter and grants loaded) in the background."""
-    task = asyncio.get_running_loop().create_task(_guarded(event, content))
+    # A context of its own: the request's carries asgiref's per-request thread executor, which is shut
+    # down when the response has gone, and the run must still reach the database after that.
+    task = asyncio.get_running_loop().create_task(_guarded(event, content), context=contextvars.Context())
     # The loop keeps only weak references to tasks; this set keeps them alive until they finish.
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -57,8 +63,6 @@ async def _guarded(event: InboundEvent, content: str) -> None:
 
 
 async def process(event: InboundEvent, content: str) -> None:
-    from .runs import run_agent
-
     channel = event.endpoint.name
     outcome = await run_agent(
         text=content, channel=channel, account=event.account, peer=event.peer, guild=event.guild,
@@ -77,8 +81,6 @@ async def process(event: InboundEvent, content: str) -> None:
 
 
 async def _record_on_run(event: InboundEvent) -> None:
-    from agents.store import get_store
-
     try:
         await get_store().update_run(event.run_id, error=f"reply not delivered to {event.endpoint.name}: {event.error}")
     except Exception:
