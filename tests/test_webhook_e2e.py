@@ -162,3 +162,18 @@ async def test_a_trapping_format_outgoing_is_a_clear_error_on_the_run_and_the_se
     assert "trap_adapter.format_outgoing: trap: wasm trap: wasm `unreachable` instruction executed" in run["error"]
     assert (await post(update(815000007, "still here"))).status_code == 200
     assert [m["text"] for m in fake_telegram.sent_messages()] == ["still here"]
+
+
+async def test_non_message_updates_and_malformed_bodies_run_nothing_and_store_nothing(telegram, fake_telegram):
+    skipped = await post({"update_id": 815000008, "edited_message": update(1, "edited")["message"]})
+    assert skipped.json() == {"ok": True, "skipped": "not a message update"}
+    for body in ("{not json", [], {"message": {"text": "no update_id"}}):
+        raw = body if isinstance(body, str) else json.dumps(body)
+        response = await AsyncClient().post(
+            "/hooks/telegram/", raw, content_type="application/json", headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        )
+        assert response.status_code == 400, raw
+    await dispatch.idle()
+    assert fake_telegram.requests() == []
+    assert await InboundEvent.objects.acount() == 0
+    assert (await get_store().list_sessions())["total"] == 0
