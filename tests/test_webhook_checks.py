@@ -15,6 +15,7 @@ from webhooks.messages import (
     parse_outgoing_output,
     request_url,
 )
+from webhooks.runs import reply_text
 from webhooks.signatures import is_authentic, sign
 
 BODY = b'{"update_id": 1}'
@@ -160,3 +161,18 @@ def test_a_bot_token_in_a_logged_url_is_redacted():
 
     line = "HTTP Request: POST https://api.telegram.org/bot123456:TEST-token_abc/sendMessage 429"
     assert redact(line) == "HTTP Request: POST https://api.telegram.org/bot[redacted]/sendMessage 429"
+
+
+def test_the_reply_is_the_text_after_the_last_tool_call():
+    events = [
+        {"type": "delta", "text": "Let me "},
+        {"type": "delta", "text": "check. "},
+        {"type": "tool_call", "name": "calc.calc"},
+        {"type": "tool_result", "content": "42"},
+        {"type": "delta", "text": "It is "},
+        {"type": "delta", "text": "42.\n"},
+        {"type": "done"},
+    ]
+    assert reply_text(events) == "It is 42."
+    assert reply_text([{"type": "delta", "text": " hello "}, {"type": "done"}]) == "hello"
+    assert reply_text([{"type": "tool_call"}, {"type": "done"}]) == ""

@@ -39,7 +39,7 @@ def start(event: InboundEvent, content: str) -> None:
 
 
 async def idle() -> None:
-    """Wait until every dispatched message of this process is finished (tests and shutdown)."""
+    """Wait until every message this process has dispatched is finished."""
     while _tasks:
         await asyncio.gather(*list(_tasks), return_exceptions=True)
 
