@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 
 TERMINAL = ("done", "error", "aborted")
+MAX_WAIT_SECONDS = 5.0  # the longest a follower blocks in one wait_events call
+READ_TIMEOUT_SECONDS = MAX_WAIT_SECONDS + 25
 
 
 class SessionBusy(Exception):
@@ -204,7 +206,8 @@ class RedisBoard:
         import redis.asyncio as aioredis
 
         # Each follower blocked in XREAD holds a connection: the pool bounds the runs one process follows.
-        self.redis = aioredis.from_url(url, max_connections=max_connections)
+        # The read timeout must outlast the longest XREAD block (redis-py 8 defaults to 5 s).
+        self.redis = aioredis.from_url(url, max_connections=max_connections, socket_timeout=READ_TIMEOUT_SECONDS)
         self.p = f"{prefix}:runs:"
         self.events_ttl = int(events_ttl)
         self._keys: dict[str, str] = {}  # run id -> session key (never changes)
