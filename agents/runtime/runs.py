@@ -47,7 +47,7 @@ def get_board():
         # One board per in-memory layer: the layer and the board hold the same process's runs.
         board = _memory_boards.get(layer)
         if board is None:
-            board = _memory_boards[layer] = MemoryBoard()
+            board = _memory_boards[layer] = MemoryBoard(settings.AGENT_RUN_EVENTS_TTL)
         return board
     loop = asyncio.get_running_loop()
     board = _boards.get(loop)
