@@ -17,8 +17,8 @@ from routing.resolver import Message, NoRoute, aresolve_route, session_key
 
 from . import board as run_board
 from .execute import release_and_continue
-from .persist import agent_config
 from .follow import follow
+from .persist import agent_config
 from .reaper import ensure_reaper
 from .runs import control_group, dispatch, get_board, publish
 

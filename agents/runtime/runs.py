@@ -15,15 +15,12 @@ The deployment mode follows the default channel layer, so there is one switch (`
 """
 
 import asyncio
-import logging
 import weakref
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from .board import MemoryBoard, RedisBoard
-
-log = logging.getLogger(__name__)
 
 RUNS_CHANNEL = "agent-runs"
 
