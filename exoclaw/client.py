@@ -16,36 +16,45 @@ import websockets
 # The gateway's stable `data.reason` strings, in words a person can act on. The web chat page gets
 # this same table from its view, so both clients say the same thing.
 REASONS = {
-    "unauthorized": "The gateway refused the token: it is wrong, expired or disabled. Sign in or use another token.",
+    # Signing in (the gateway's auth errors and the reasons it gives when it closes a connection).
     "auth_required": "Sign in or paste an API token to chat.",
-    "forbidden": "This token may not do that: it lacks the scope for this method.",
+    "token_invalid": "The token was refused: it is not a valid exoclaw token.",
+    "token_disabled": "The token was refused: it has been disabled.",
+    "token_expired": "The token was refused: it has expired.",
+    "bad_authorization_header": "The token was refused: the Authorization header must be 'Bearer <token>'.",
+    "auth_timeout": "The server closed the connection because it was not signed in in time.",
+    "auth_throttled": "Too many failed sign-in attempts from this address. Wait a minute and try again.",
+    "missing_scope": "This token may not do that: it lacks the scope for it.",
+    # Using the connection.
     "rate_limited": "Too many requests at once. Wait a moment and try again.",
-    "auth_rate_limited": "Too many failed sign-in attempts from this address. Wait a minute and try again.",
-    "not_found": "Not found: it may have been deleted, or it belongs to another server.",
-    "session_not_found": "That conversation no longer exists.",
-    "run_not_found": "That reply is no longer known to the server.",
-    "agent_not_found": "There is no enabled agent by that name.",
-    "unknown_agent": "There is no enabled agent by that name.",
-    "no_route": "No agent is bound to this channel and peer, and there is no default binding.",
-    "session_busy": "This conversation is still answering. Wait for it to finish or abort it.",
-    "payload_too_large": "The message is too large for the gateway.",
+    "frame_too_large": "The message is too large for the server.",
     "too_many_runs": "Too many replies are running on this connection. Wait for one to finish.",
+    "not_available_yet": "The server does not offer this yet: the part that does it is not installed.",
+    "method_not_found": "The server does not know this request; it may be an older version.",
     "invalid_params": "The request was malformed.",
-    "aborted": "The reply was stopped.",
-    "provider_error": "The language model could not answer.",
-    "provider_unavailable": "The language model is unavailable right now. Try again shortly.",
-    "provider_auth": "The language model refused the API key configured for this agent.",
-    "timeout": "The language model took too long to answer.",
-    "max_tool_rounds": "The agent stopped after using tools too many times in a row.",
-    "worker_lost": "The worker running this reply stopped. What was said so far is kept.",
-    "internal_error": "The server hit an internal error.",
+    "parse_error": "The request was malformed.",
+    "invalid_request": "The request was malformed.",
+    "internal_error": "The server hit an internal error. Its log has the details.",
     "disconnected": "The connection to the server was lost.",
+    # Chatting.
+    "not_found": "Not found: it may have been deleted, or it belongs to another server.",
+    "no_route": "No agent is bound to this channel and peer, and there is no default binding.",
+    "no_agent": "There is no enabled agent by that name.",
+    "no_run": "That reply is no longer known to the server.",
+    "session_busy": "This conversation is still answering. Wait for it to finish or stop it.",
 }
 
 
 def plain_words(reason: str | None, message: str = "") -> str:
     """The sentence to show for a gateway error: ours for a known reason, else the gateway's message."""
     return REASONS.get(reason or "") or message or f"The server answered with an error ({reason or 'no reason'})."
+
+
+# Close codes the gateway uses when it refuses a connection; the close reason is one of REASONS.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_THROTTLED = 4429
+
+TOKEN_REFUSED_REASONS = {"token_invalid", "token_disabled", "token_expired", "bad_authorization_header"}
 
 
 class GatewayError(Exception):
@@ -197,7 +206,7 @@ class Gateway:
             if status in (401, 403):
                 what = "the token was refused" if token else "it requires a token (use --token or EXOCLAW_TOKEN)"
                 raise TokenRefused(f"The gateway at {url} turned the connection away: {what} (HTTP {status}).",
-                                   reason="unauthorized") from None
+                                   reason="auth_required") from None
             raise GatewayError(f"The gateway at {url} refused the WebSocket (HTTP {status}).") from None
         except (OSError, asyncio.TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as e:
             raise GatewayError(f"Cannot connect to {url}: {e or type(e).__name__}.", reason="disconnected") from None
@@ -247,9 +256,10 @@ class Gateway:
 
     def _lost(self) -> GatewayError:
         code, why = self._ws.close_code, self._ws.close_reason
-        if code in (4001, 4003, 4401, 4403):
-            return TokenRefused(f"The gateway closed the connection: {why or 'not authenticated'}.",
-                                reason="unauthorized")
+        if code == CLOSE_UNAUTHORIZED:
+            return TokenRefused(plain_words(why or "auth_required"), reason=why or "auth_required")
+        if code == CLOSE_THROTTLED:
+            return GatewayError(plain_words("auth_throttled"), reason="auth_throttled")
         detail = f" (close code {code}{': ' + why if why else ''})" if code not in (None, 1000) else ""
         return GatewayError(f"The connection to the gateway was lost{detail}.", reason="disconnected")
 
@@ -279,7 +289,7 @@ class Gateway:
                 continue
             if "error" in m:
                 error = GatewayError.from_error(m["error"])
-                if error.reason == "unauthorized":
+                if error.reason in TOKEN_REFUSED_REASONS or error.reason == "auth_required":
                     error = TokenRefused(str(error), code=error.code, reason=error.reason, data=error.data)
                 future.set_exception(error)
             else:

@@ -21,3 +21,4 @@ def redis_url():
             pytest.fail("Redis is not running at 127.0.0.1:6379 (CI=true: .ci/run should have started it)")
         pytest.skip("Redis is not running at 127.0.0.1:6379")
     return "redis://127.0.0.1:6379/0"
+from tests.clients_fixtures import browser_page, chromium, exoclaw_server, proxy  # noqa: E402,F401

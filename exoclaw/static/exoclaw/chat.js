@@ -6,6 +6,9 @@
   const TOKEN_KEY = "exoclaw.token"; // sessionStorage: forgotten when the tab closes
   const CURRENT_KEY = "exoclaw.current"; // localStorage: the conversation to reopen after a reload
   const HISTORY_PAGE = 50;
+  const CLOSE_UNAUTHORIZED = 4401; // the gateway's close codes for a refused connection
+  const CLOSE_THROTTLED = 4429;
+  const AUTH_REASONS = ["auth_required", "token_invalid", "token_disabled", "token_expired", "missing_scope"];
   const $ = (id) => document.getElementById(id);
 
   function words(reason, message) {
@@ -70,12 +73,14 @@
       this.onState("connecting");
       ws.onopen = async () => {
         const token = sessionStorage.getItem(TOKEN_KEY);
-        try {
-          if (token) await this.call("auth", { token });
-        } catch (e) {
-          if (e.reason === "disconnected") return;
-          this.onState("refused", e);
-          return;
+        if (token) {
+          try {
+            await this.call("auth", { token });
+          } catch (e) {
+            if (e.reason === "disconnected") return;
+            // The connection stays usable if a staff sign-in or the loopback exemption covers it.
+            this.onState("refused", e);
+          }
         }
         this.attempt = 0;
         this.onState("open");
@@ -85,6 +90,11 @@
       ws.onclose = (ev) => {
         if (this.ws !== ws) return;
         this.failPending();
+        if (ev.code === CLOSE_UNAUTHORIZED || ev.code === CLOSE_THROTTLED) {
+          // Retrying cannot help until the user signs in or gives another token.
+          this.onState("refused", new RpcError({ data: { reason: ev.reason || "auth_required" } }));
+          return;
+        }
         const delay = Math.min(8000, 500 * 2 ** this.attempt++) * (0.75 + Math.random() * 0.5);
         this.onState("closed", { code: ev.code, reason: ev.reason, delay });
         this.timer = setTimeout(() => this.connect(), delay);
@@ -270,6 +280,7 @@
     history: [], // messages of the open conversation, oldest first
     hasMore: false,
     historyShown: false,
+    refusal: null, // why the gateway refused our token or connection, shown until the next attempt
   };
 
   function loadCurrent() {
@@ -560,14 +571,12 @@
   // --- connection life cycle ------------------------------------------------------------------------
 
   async function onOpen() {
-    ui.authPanel.hidden = true;
     try {
       await loadAgents();
+      if (!state.refusal) ui.authPanel.hidden = true;
     } catch (e) {
       if (e.reason === "disconnected") return;
-      if (e.reason === "unauthorized" || e.reason === "auth_required" || e.reason === "forbidden") {
-        return showAuth(e.reason === "forbidden" ? e.message : words("auth_required"));
-      }
+      if (AUTH_REASONS.includes(e.reason)) return showAuth(state.refusal || e.message);
       notice(e.message);
     }
     if (state.unsent) {
@@ -611,15 +620,20 @@
   }
 
   function onState(kind, detail) {
+    if (kind === "refused") {
+      state.refusal = detail.message;
+      sessionStorage.removeItem(TOKEN_KEY); // a refused token is not retried on every reconnect
+      showAuth(detail.message);
+      if (gw.ws && gw.ws.readyState === WebSocket.OPEN) return;
+      ui.conn.dataset.state = kind;
+      ui.conn.textContent = "not signed in";
+      return;
+    }
+    if (kind === "connecting") state.refusal = null;
     ui.conn.dataset.state = kind;
     if (kind === "open") ui.conn.textContent = "connected";
     else if (kind === "connecting") ui.conn.textContent = "connecting…";
     else if (kind === "closed") ui.conn.textContent = `reconnecting in ${Math.ceil(detail.delay / 1000)} s…`;
-    else if (kind === "refused") {
-      ui.conn.textContent = "not signed in";
-      sessionStorage.removeItem(TOKEN_KEY); // a refused token is not retried on every reconnect
-      showAuth(detail.message);
-    }
   }
 
   const gw = new Gateway({ onEvent, onOpen, onState });
