@@ -187,8 +187,9 @@ def history_lines(messages: list[dict]) -> list[str]:
 class Gateway:
     """One authenticated WebSocket to the gateway."""
 
-    def __init__(self, ws):
+    def __init__(self, ws, *, presented_token: bool = False):
         self._ws = ws
+        self._presented_token = presented_token
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._runs: dict[str, asyncio.Queue] = {}
@@ -210,7 +211,7 @@ class Gateway:
             raise GatewayError(f"The gateway at {url} refused the WebSocket (HTTP {status}).") from None
         except (OSError, asyncio.TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as e:
             raise GatewayError(f"Cannot connect to {url}: {e or type(e).__name__}.", reason="disconnected") from None
-        return cls(ws)
+        return cls(ws, presented_token=bool(token))
 
     async def call(self, method: str, params: dict | None = None, *, timeout: float = 30.0):
         if self._closed:
@@ -257,7 +258,12 @@ class Gateway:
     def _lost(self) -> GatewayError:
         code, why = self._ws.close_code, self._ws.close_reason
         if code == CLOSE_UNAUTHORIZED:
-            return TokenRefused(plain_words(why or "auth_required"), reason=why or "auth_required")
+            # daphne does not pass the close reason on, so a presented token is the likely culprit.
+            reason = why or ("token_invalid" if self._presented_token else "auth_required")
+            if reason == "token_invalid" and not why:
+                return TokenRefused("The token was refused by the gateway: it is wrong, expired or disabled.",
+                                    reason=reason)
+            return TokenRefused(plain_words(reason), reason=reason)
         if code == CLOSE_THROTTLED:
             return GatewayError(plain_words("auth_throttled"), reason="auth_throttled")
         detail = f" (close code {code}{': ' + why if why else ''})" if code not in (None, 1000) else ""

@@ -11,6 +11,7 @@ from exoclaw.client import REASONS, Gateway
 from tests.clients_fixtures import ARTIFACTS
 
 pytestmark = pytest.mark.browser
+expect.set_options(timeout=15_000)
 
 LONG_TEXT = " ".join(f"w{i}" for i in range(1000))
 
@@ -42,6 +43,7 @@ def sign_in(page, server, base_url=None):
     expect(page).to_have_url(base_url + "/")
     expect(page.locator("#who")).to_have_text("admin")
     expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+    expect(page.locator("#principal")).to_have_text("as user:admin")
 
 
 def send(page, text):
@@ -194,6 +196,7 @@ def test_a_wrong_token_is_refused_in_plain_words_and_a_right_one_works(exoclaw_s
     expect(page.locator("#auth-panel")).to_be_hidden()
     expect(page.locator("#conn")).to_have_attribute("data-state", "open")
     assert page.evaluate("sessionStorage.getItem('exoclaw.token')") == exoclaw_server.token
+    expect(page.locator("#principal")).to_have_text(re.compile(r"^as token:"))
     send(page, "hello with a token")
     expect(last_reply(page).locator(".msg-body")).to_have_text("hello with a token")
 

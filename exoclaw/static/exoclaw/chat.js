@@ -570,7 +570,17 @@
 
   // --- connection life cycle ------------------------------------------------------------------------
 
+  async function showPrincipal() {
+    try {
+      const status = await gw.call("status", {});
+      $("principal").textContent = status.principal ? `as ${status.principal}` : "";
+    } catch (e) {
+      $("principal").textContent = "";
+    }
+  }
+
   async function onOpen() {
+    showPrincipal();
     try {
       await loadAgents();
       if (!state.refusal) ui.authPanel.hidden = true;
