@@ -114,6 +114,7 @@ class CuttableProxy:
         self._upstreams: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.frozen = threading.Event()
+        self._freeze_after: bytes | None = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -136,9 +137,14 @@ class CuttableProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket):
         try:
             while data := src.recv(65536):
-                if self.frozen.is_set() and src in self._upstreams:
+                from_server = src in self._upstreams
+                if self.frozen.is_set() and from_server:
                     continue  # frozen: what the server says is lost on the way, as on a dying link
                 dst.sendall(data)
+                marker = self._freeze_after
+                if from_server and marker is not None and marker in data:
+                    self._freeze_after = None
+                    self.frozen.set()
         except OSError:
             pass
         finally:
@@ -155,9 +161,11 @@ class CuttableProxy:
             pass
         s.close()
 
-    def freeze(self) -> None:
-        """Stop delivering what the server sends (the browser hears nothing more) until the next cut."""
-        self.frozen.set()
+    def freeze_after(self, marker: bytes) -> None:
+        """Deliver the next server chunk that contains `marker`, then nothing more from the server until
+        the next cut. (daphne sends WebSocket frames uncompressed, so JSON text is visible on the wire.)"""
+        self.frozen.clear()
+        self._freeze_after = marker
 
     def cut(self) -> int:
         """Close every open connection, then let new ones through normally."""

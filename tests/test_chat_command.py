@@ -58,13 +58,14 @@ def test_interactive_session_streams_then_lists_history_and_sessions(exoclaw_ser
     assert f"agent:demo:cli:-:{peer}" in out, "the /sessions listing names this conversation"
 
 
-def test_end_of_input_while_streaming_aborts_the_run(exoclaw_server):
+def test_abort_typed_while_a_reply_streams_stops_it(exoclaw_server):
     peer = f"cli-{uuid.uuid4().hex[:8]}"
-    long_text = " ".join(f"word{i}" for i in range(400))
-    # Input ends right after the message: the client aborts the reply it is streaming and leaves.
-    done = chat(exoclaw_server, "--agent", "demo", "--peer", peer, input=long_text + "\n")
+    long_text = " ".join(f"word{i}" for i in range(1000))
+    done = chat(exoclaw_server, "--agent", "demo", "--peer", peer, input=long_text + "\n/abort\n")
     assert done.returncode == 0, done.stderr
-    assert "aborting" in done.stderr
+    assert "aborting…" in done.stderr
+    assert "[aborted" in done.stdout, done.stdout[-500:]
+    assert long_text not in done.stdout
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,5 @@
 import asyncio
+import collections
 import getpass
 import os
 import sys
@@ -14,6 +15,7 @@ from exoclaw.client import (
     done_line,
     history_lines,
     plain_words,
+    session_rows,
     tool_call_line,
     tool_result_line,
 )
@@ -95,7 +97,7 @@ class Command(BaseCommand):
         run_id = sent["run_id"]
         if sent.get("queued"):
             notes.write("(queued behind the reply already running in this conversation)")
-        watcher = asyncio.create_task(self._watch_for_abort(gw, run_id, lines)) if lines else None
+        watcher = asyncio.create_task(self._watch_for_abort(gw, run_id, lines, self._typed_ahead)) if lines else None
         at_line_start = True
         try:
             async for ev in gw.events(run_id):
@@ -122,22 +124,22 @@ class Command(BaseCommand):
             if watcher:
                 watcher.cancel()
 
-    async def _watch_for_abort(self, gw, run_id, lines):
+    async def _watch_for_abort(self, gw, run_id, lines, typed_ahead):
+        """While a reply streams, /abort stops it; anything else typed waits its turn."""
         while True:
             line = await lines.get()
-            command = None if line is None else line.strip()
-            if command not in (None, "/abort", "/quit"):
-                self.stderr.write("(still answering: type /abort to stop it)")
+            if line is not None and line.strip() == "/abort":
+                self.stderr.write("aborting…")
+                await gw.call("chat.abort", {"run_id": run_id})
                 continue
-            self.stderr.write("aborting…")
-            await gw.call("chat.abort", {"run_id": run_id})
-            if command != "/abort":
-                lines.put_nowait(line)  # /quit and end of input still apply once the run has stopped
+            typed_ahead.append(line)
+            if line is None:
                 return
 
     async def _interactive(self, url, token, route):
         gw = await Gateway.connect(url, token)
         self._session_key = None
+        self._typed_ahead = collections.deque()
         lines = _stdin_lines()
         target = route.get("agent") or "the routed agent"
         self.stderr.write(f"Connected to {url}, talking to {target}. {COMMANDS}.")
@@ -145,7 +147,7 @@ class Command(BaseCommand):
             while True:
                 self.stdout.write("you> ", ending="")
                 self.stdout.flush()
-                line = await lines.get()
+                line = self._typed_ahead.popleft() if self._typed_ahead else await lines.get()
                 if line is None:
                     self.stdout.write("")
                     return
@@ -187,7 +189,7 @@ class Command(BaseCommand):
     async def _sessions(self, gw, route):
         filters = {k: route[k] for k in ("agent", "channel", "peer") if k in route}
         result = await gw.call("sessions.list", {**filters, "limit": 20})
-        sessions = result.get("sessions", [])
+        sessions = session_rows(result)
         if not sessions:
             self.stdout.write("No conversations yet.")
         for s in sessions:

@@ -459,14 +459,14 @@
       return;
     }
     ui.sessionList.replaceChildren();
-    for (const s of result.sessions || []) {
+    for (const s of result.items || result.sessions || []) {
       const li = make("li");
       li.dataset.key = s.key;
       const button = make("button", "session");
       button.type = "button";
       button.append(
         make("span", "session-title", s.title || s.key),
-        make("small", null, `${s.agent} · ${s.message_count} messages`),
+        make("small", null, [s.agent, s.channel, `${s.message_count} messages`].filter(Boolean).join(" · ")),
       );
       button.addEventListener("click", () => openSession(s));
       li.append(button);
