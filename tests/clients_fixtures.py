@@ -21,6 +21,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 
 
+# An echo agent allowed replies long enough to stop or cut off halfway: the demo agent stops at 1,024 words,
+# which it streams in a fraction of a second.
+LONG_REPLY_AGENT = (
+    "from agents.models import Agent; "
+    "Agent.objects.update_or_create(name='chatty', defaults={'provider': 'echo', 'max_tokens': 20000})"
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,9 +89,9 @@ def exoclaw_server(tmp_path_factory):
     )
     port = free_port()
     server = LiveServer(port, token, password, var_dir, env)
-    for step in (["migrate", "--noinput"], ["bootstrap"]):
+    for step in (["migrate", "--noinput"], ["bootstrap"], ["shell", "-c", LONG_REPLY_AGENT]):
         done = server.manage(*step, timeout=120)
-        assert done.returncode == 0, f"manage.py {' '.join(step)} failed:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, f"manage.py {' '.join(step[:2])} failed:\n{done.stdout}\n{done.stderr}"
     log = var_dir / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -188,7 +196,9 @@ def proxy(exoclaw_server):
     p.close()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it is open,
+# which would break every asyncio test that runs after it.
+@pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
 

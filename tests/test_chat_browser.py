@@ -14,7 +14,8 @@ from tests.clients_fixtures import ARTIFACTS
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
 
-LONG_TEXT = " ".join(f"w{i}" for i in range(1000))
+# About five seconds of streaming from the `chatty` echo agent here, if nothing stops it.
+LONG_TEXT = " ".join(f"w{i}" for i in range(5000))
 
 # Records every distinct text the newest reply shows, so a test can tell streaming from one big paint.
 WATCH_REPLY = """() => {
@@ -117,6 +118,7 @@ def test_a_failing_tool_call_shows_its_error_on_the_card(exoclaw_server, browser
 
 def test_stop_aborts_a_long_reply(exoclaw_server, browser_page):
     page = open_chat(browser_page, exoclaw_server.http_url)
+    page.select_option("#agent", "chatty")
     send(page, LONG_TEXT)
     reply = last_reply(page)
     expect(reply.locator(".msg-body")).to_contain_text("w0")
@@ -172,6 +174,7 @@ def test_a_dropped_connection_mid_reply_reconnects_and_loses_no_text(exoclaw_ser
     page = open_chat(browser_page, f"http://127.0.0.1:{proxy.port}")
     # The browser gets the reply's first events; after that the link goes silent, then dies.
     proxy.freeze_after(b'"type":"delta"')
+    page.select_option("#agent", "chatty")
     send(page, LONG_TEXT)
     reply = last_reply(page)
     expect(reply.locator(".msg-body")).to_contain_text("w0")

@@ -60,8 +60,8 @@ def test_interactive_session_streams_then_lists_history_and_sessions(exoclaw_ser
 
 def test_abort_typed_while_a_reply_streams_stops_it(exoclaw_server):
     peer = f"cli-{uuid.uuid4().hex[:8]}"
-    long_text = " ".join(f"word{i}" for i in range(1000))
-    done = chat(exoclaw_server, "--agent", "demo", "--peer", peer, input=long_text + "\n/abort\n")
+    long_text = " ".join(f"word{i}" for i in range(5000))
+    done = chat(exoclaw_server, "--agent", "chatty", "--peer", peer, input=long_text + "\n/abort\n")
     assert done.returncode == 0, done.stderr
     assert "aborting…" in done.stderr
     assert "[aborted" in done.stdout, done.stdout[-500:]

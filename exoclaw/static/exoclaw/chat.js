@@ -279,7 +279,7 @@
     unsent: null, // a chat.send cut off by a dropped connection: resent with the same idempotency key
     history: [], // messages of the open conversation, oldest first
     hasMore: false,
-    historyShown: false,
+    restored: false,
     refusal: null, // why the gateway refused our token or connection, shown until the next attempt
   };
 
@@ -305,8 +305,15 @@
     ui.notice.hidden = !message;
   }
 
+  let scrollPending = false;
   function scrollDown() {
-    ui.messages.scrollTop = ui.messages.scrollHeight;
+    // Once per frame, however many events arrive in it: reading scrollHeight forces a layout.
+    if (scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(() => {
+      scrollPending = false;
+      ui.messages.scrollTop = ui.messages.scrollHeight;
+    });
   }
 
   function addUser(text) {
@@ -522,7 +529,6 @@
     }
     state.history = older ? [...result.messages, ...state.history] : result.messages;
     state.hasMore = !!result.has_more;
-    state.historyShown = true;
     renderHistory();
   }
 
@@ -595,10 +601,14 @@
     }
     // Pick up every reply that was still being written when the connection dropped.
     for (const run of state.runs.values()) if (!run.finished) resubscribe(run);
-    if (!state.historyShown && state.current) {
-      showRoute();
-      await loadHistory();
-      await resumeAfterReload();
+    if (!state.restored) {
+      // First connection since the page loaded: reopen the conversation it showed before.
+      state.restored = true;
+      if (state.current) {
+        showRoute();
+        await loadHistory();
+        await resumeAfterReload();
+      }
     }
     refreshSessions();
   }
