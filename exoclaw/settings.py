@@ -151,3 +151,29 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# LLM providers: retries of failed requests before the first streamed event (agents/providers/transport.py).
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+LLM_RETRY_INITIAL_DELAY = env.float("LLM_RETRY_INITIAL_DELAY", default=0.5)
+LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=8.0)
+LLM_RETRY_AFTER_MAX = env.float("LLM_RETRY_AFTER_MAX", default=60.0)
+
+# Foundation
+# WhiteNoise warns on every request when STATIC_ROOT is missing, even though it serves from the finders.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# Gateway limits (docs/protocol.md, "Limits")
+GATEWAY_MAX_FRAME_BYTES = env.int("GATEWAY_MAX_FRAME_BYTES", default=1024 * 1024)
+GATEWAY_MAX_BATCH = env.int("GATEWAY_MAX_BATCH", default=50)
+GATEWAY_MAX_DEPTH = env.int("GATEWAY_MAX_DEPTH", default=32)
+GATEWAY_RATE = env.float("GATEWAY_RATE", default=20.0)  # requests per second per connection, sustained
+GATEWAY_BURST = env.int("GATEWAY_BURST", default=40)  # requests per connection at once
+GATEWAY_MAX_RUNS = env.int("GATEWAY_MAX_RUNS", default=4)  # concurrent runs per connection
+GATEWAY_AUTH_GRACE = env.float("GATEWAY_AUTH_GRACE", default=10.0)  # seconds to authenticate
+GATEWAY_AUTH_FAILURES = env.int("GATEWAY_AUTH_FAILURES", default=5)  # failed logins per address…
+GATEWAY_AUTH_WINDOW = env.float("GATEWAY_AUTH_WINDOW", default=60.0)  # …within this many seconds
+GATEWAY_PING_INTERVAL = env.int("GATEWAY_PING_INTERVAL", default=20)  # idle seconds before a ping
+GATEWAY_PING_TIMEOUT = env.int("GATEWAY_PING_TIMEOUT", default=30)  # seconds to answer it
+# Tokens never reach the log, whichever logger writes them (daphne's access log included).
+LOGGING["filters"] = {"redact_tokens": {"()": "exoclaw.gateway.redact.RedactTokens"}}
+LOGGING["handlers"]["console"]["filters"] = ["redact_tokens"]

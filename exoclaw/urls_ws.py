@@ -1,4 +1,10 @@
 """WebSocket URLs and channel-name routes (kept apart from `routing/`, which means binding resolution)."""
 
-websocket_urlpatterns = []
+from django.urls import path
+
+from exoclaw.gateway.consumer import GatewayConsumer
+
+websocket_urlpatterns = [
+    path("ws", GatewayConsumer.as_asgi()),
+]
 channel_routes = {}

@@ -38,6 +38,11 @@ class Binding(models.Model):
     def match_label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.match().items()) or "default"
 
+    def validate_constraints(self, exclude=None):
+        # clean() reports a clashing match and names the other binding; validating the unique
+        # constraint too would only repeat it in vaguer words. The constraint still guards the database.
+        super().validate_constraints(exclude=set(exclude or ()) | set(MATCH_FIELDS))
+
     def clean(self):
         if not self.enabled:
             return

@@ -4,20 +4,28 @@
 the signals in `routing/signals.py` clear whenever a binding or an agent changes.
 
 Priority is peer > guild > team > account > channel > default. A binding's level is the
-highest-priority field it names. Among the enabled bindings whose named fields all equal the
-message's, the highest level wins; within a level the binding naming more fields wins; then the one
-whose named fields rank higher in the priority order; then the oldest (lowest id).
+highest-priority field it names. Among the enabled bindings of enabled agents whose named fields all
+equal the message's, the highest level wins; within a level the binding naming more fields wins; then
+the one whose named fields rank higher in the priority order; then the oldest (lowest id).
+docs/routing.md is the operator's version of this.
 """
 
 from dataclasses import dataclass
+import time
 from threading import Lock
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from .models import MATCH_FIELDS
 
 PRIORITY = ("peer", "guild", "team", "account", "channel")
+
+# Peers are unbounded (every new user is a new cache key), so the cache forgets its oldest entries.
+CACHE_SIZE = 10_000
+# Saves clear the cache of the process that made them; other processes (and bulk updates, which
+# send no signals) are caught up by this age limit.
+CACHE_MAX_AGE = 30.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ def _rank(c: Candidate) -> tuple:
     """Sort key, best first: level, then how many fields are named, then which, then age."""
     flags = tuple(bool(c.match.get(f)) for f in PRIORITY)
     level = level_of(c.match)
-    return (PRIORITY.index(level) if level != "default" else len(PRIORITY), -sum(flags), tuple(not f for f in flags), c.id)
+    level_index = PRIORITY.index(level) if level != "default" else len(PRIORITY)
+    return (level_index, -sum(flags), tuple(not f for f in flags), c.id)
 
 
 def matches(c: Candidate, msg: Message) -> bool:
@@ -71,12 +80,27 @@ def pick_binding(candidates: list[Candidate], msg: Message) -> Candidate | None:
     return min(hits, key=_rank) if hits else None
 
 
+def _key_part(value: str) -> str:
+    # ':' separates the parts and '=' marks a guild/team scope, so both are escaped inside values;
+    # a lone '-' is escaped so that it cannot be read as "missing".
+    if not value:
+        return "-"
+    return "%2D" if value == "-" else quote(value, safe="@.-_")
+
+
 def session_key(agent: str, msg: Message) -> str:
     """`agent:<agent>:<channel>:<account>:<peer>`; a missing field is `-`, and a message without a peer
-    is scoped to its guild or team when it has one (`guild=<id>` / `team=<id>`)."""
-    peer = msg.peer or (f"guild={msg.guild}" if msg.guild else f"team={msg.team}" if msg.team else "")
-    parts = [agent, msg.channel, msg.account, peer]
-    return "agent:" + ":".join(quote(p, safe="=@.-_") if p else "-" for p in parts)
+    is scoped to its guild or team when it has one (`guild=<id>` / `team=<id>` in the peer slot).
+    Values are percent-encoded, so every distinct message maps to a distinct key."""
+    if msg.peer:
+        scope = _key_part(msg.peer)
+    elif msg.guild:
+        scope = "guild=" + _key_part(msg.guild)
+    elif msg.team:
+        scope = "team=" + _key_part(msg.team)
+    else:
+        scope = "-"
+    return ":".join(["agent", _key_part(agent), _key_part(msg.channel), _key_part(msg.account), scope])
 
 
 def explain(c: Candidate, msg: Message) -> str:
@@ -90,13 +114,17 @@ def explain(c: Candidate, msg: Message) -> str:
 def route_for(candidates: list[Candidate], msg: Message) -> Route:
     c = pick_binding(candidates, msg)
     if c is None:
-        raise NoRoute("No binding matches this message and there is no default binding.")
+        raise NoRoute(
+            "No enabled binding matches this message and there is no default binding "
+            "(a binding with every match field empty). Add one in the admin or in the config file."
+        )
     return Route(c.agent, c.id, level_of(c.match), explain(c, msg), session_key(c.agent, msg))
 
 
 _cache: dict[Message, Route] = {}
 _candidates: list[Candidate] | None = None
 _generation = 0
+_loaded_at = 0.0
 _lock = Lock()
 
 
@@ -108,30 +136,61 @@ def clear_cache() -> None:
         _generation += 1
 
 
+def _expire_if_old() -> None:
+    if _candidates is not None and time.monotonic() - _loaded_at > CACHE_MAX_AGE:
+        clear_cache()
+
+
 def load_candidates() -> list[Candidate]:
     from .models import Binding
 
     rows = Binding.objects.filter(enabled=True, agent__enabled=True).select_related("agent")
-    return [Candidate(b.id, b.agent.name, {f: getattr(b, f) for f in MATCH_FIELDS if getattr(b, f)}) for b in rows]
+    return [Candidate(b.id, b.agent.name, b.match()) for b in rows]
 
 
-def resolve_route(**fields) -> Route:
-    global _candidates
-    msg = Message(**{f: fields.get(f) or "" for f in MATCH_FIELDS})
+def _message(channel, account, peer, guild, team) -> Message:
+    return Message(channel or "", account or "", peer or "", guild or "", team or "")
+
+
+def _cached(msg: Message) -> Route | None:
+    _expire_if_old()
+    with _lock:
+        return _cache.get(msg)
+
+
+def _resolve(msg: Message) -> Route:
+    global _candidates, _loaded_at
+    _expire_if_old()
     with _lock:
         hit = _cache.get(msg)
         candidates, generation = _candidates, _generation
-    if hit:
+    if hit is not None:
         return hit
-    if candidates is None:
+    loaded = candidates is None
+    if loaded:
         candidates = load_candidates()
     route = route_for(candidates, msg)
     with _lock:
         # A change that cleared the cache while we read must not be overwritten by what we read.
         if generation == _generation:
-            _candidates = candidates
+            if loaded:
+                _candidates, _loaded_at = candidates, time.monotonic()
+            if len(_cache) >= CACHE_SIZE:
+                del _cache[next(iter(_cache))]
             _cache[msg] = route
     return route
 
 
-aresolve_route = sync_to_async(resolve_route, thread_sensitive=True)
+def resolve_route(*, channel="", account="", peer="", guild="", team="") -> Route:
+    """The route for a message (None and "" both mean the field is absent). Raises NoRoute."""
+    return _resolve(_message(channel, account, peer, guild, team))
+
+
+async def aresolve_route(*, channel="", account="", peer="", guild="", team="") -> Route:
+    """`resolve_route` for async code: a cache hit costs no thread hop; a miss reads the database
+    in a worker thread."""
+    msg = _message(channel, account, peer, guild, team)
+    hit = _cached(msg)
+    if hit is not None:
+        return hit
+    return await database_sync_to_async(_resolve)(msg)

@@ -3,6 +3,8 @@ import socket
 
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 def redis_available(host="127.0.0.1", port=6379) -> bool:
     try:
@@ -21,4 +23,6 @@ def redis_url():
             pytest.fail("Redis is not running at 127.0.0.1:6379 (CI=true: .ci/run should have started it)")
         pytest.skip("Redis is not running at 127.0.0.1:6379")
     return "redis://127.0.0.1:6379/0"
+
+from tests.routing_fixtures import clear_routing_cache  # noqa: E402,F401
 from tests.clients_fixtures import browser_page, chromium, exoclaw_server, proxy  # noqa: E402,F401

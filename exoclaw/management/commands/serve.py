@@ -4,6 +4,33 @@ from django.core.management.base import BaseCommand, CommandError
 from exoclaw.bind import is_loopback_host, parse_bind
 from exoclaw.models import ApiToken
 
+# Frames up to this many times GATEWAY_MAX_FRAME_BYTES reach the gateway, which answers them with a
+# Payload too large error and keeps the connection; bigger ones make daphne close it (code 1009)
+# before they are buffered whole.
+TRANSPORT_FRAME_FACTOR = 4
+
+
+def refuse_unauthenticated_bind(host: str, port: int) -> None:
+    """Raise CommandError when `host` is reachable from other machines and no token could guard it."""
+    if not is_loopback_host(host) and not settings.EXOCLAW_TOKEN and not ApiToken.objects.filter(enabled=True).exists():
+        raise CommandError(
+            f"Refusing to listen on {host}:{port} without authentication: anyone who can reach it could run "
+            "agents. Set EXOCLAW_TOKEN, create an API token in the admin, or bind to 127.0.0.1."
+        )
+
+
+def daphne_args(host: str, port: int) -> list[str]:
+    transport_max = str(settings.GATEWAY_MAX_FRAME_BYTES * TRANSPORT_FRAME_FACTOR)
+    return [
+        "-b", host,
+        "-p", str(port),
+        "--ping-interval", str(settings.GATEWAY_PING_INTERVAL),
+        "--ping-timeout", str(settings.GATEWAY_PING_TIMEOUT),
+        "--websocket-max-message-size", transport_max,
+        "--websocket-max-frame-size", transport_max,
+        "exoclaw.asgi:application",
+    ]  # fmt: skip
+
 
 class Command(BaseCommand):
     help = (
@@ -20,12 +47,19 @@ class Command(BaseCommand):
             host, port = parse_bind(bind)
         except ValueError as e:
             raise CommandError(str(e)) from None
-        if not is_loopback_host(host) and not settings.EXOCLAW_TOKEN and not ApiToken.objects.filter(enabled=True).exists():
-            raise CommandError(
-                f"Refusing to listen on {host}:{port} without authentication: anyone who can reach it could run "
-                "agents. Set EXOCLAW_TOKEN, create an API token in the admin, or bind to 127.0.0.1."
-            )
+        refuse_unauthenticated_bind(host, port)
         from daphne.cli import CommandLineInterface
+        from daphne.server import Server
 
+        from exoclaw.gateway.redact import AccessLog
+
+        class RedactingServer(Server):
+            def __init__(self, *args, action_logger=None, **kwargs):
+                super().__init__(*args, action_logger=AccessLog() if action_logger else None, **kwargs)
+
+        # The gateway's loopback exemption reads EXOCLAW_BIND: it must describe where we really listen.
+        settings.EXOCLAW_BIND = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.stderr.write(f"exoclaw listening on http://{bind}/ (admin at /admin/, gateway at ws://{bind}/ws)")
-        CommandLineInterface().run(["-b", host, "-p", str(port), "exoclaw.asgi:application"])
+        cli = CommandLineInterface()
+        cli.server_class = RedactingServer
+        cli.run(daphne_args(host, port))

@@ -1,0 +1,35 @@
+import time
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
+from exoclaw.configfile import ConfigError, apply, read
+from exoclaw.management.help import CommandWithExample
+
+
+class Command(CommandWithExample):
+    help = (
+        "Create or update agents, plugins with their grants, and bindings from a TOML file.\n"
+        "Rows are found by name (bindings by their match); rows the file does not mention are\n"
+        "left alone. A file with any mistake is refused whole and nothing changes.\n"
+        "The format is in docs/config.md.\n\n"
+        "Example: python manage.py loadconfig examples/exoclaw.toml"
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path, help="the TOML file to load, e.g. examples/exoclaw.toml")
+        parser.add_argument(
+            "--check", action="store_true", help="validate the file against the database, then change nothing"
+        )
+
+    def handle(self, *args, file, check, **options):
+        started = time.monotonic()
+        try:
+            summary = apply(read(file), dry_run=check)
+        except ConfigError as e:
+            n = len(e.problems)
+            raise CommandError(f"{file} refused, nothing changed ({n} problem{'s' * (n != 1)}):\n{e}") from None
+        for line in summary.lines():
+            self.stdout.write(line)
+        elapsed = f"{time.monotonic() - started:.2f} s"
+        self.stderr.write(f"checked {file} in {elapsed}, nothing changed" if check else f"loaded {file} in {elapsed}")
