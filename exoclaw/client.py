@@ -229,9 +229,13 @@ class Gateway:
             message["params"] = params
         try:
             await self._ws.send(json.dumps(message))
-            return await asyncio.wait_for(future, timeout)
         except websockets.ConnectionClosed:
+            self._pending.pop(rid, None)
+            if future.done():
+                future.exception()  # the reader failed it too; we raise the same error below
             raise self._lost() from None
+        try:
+            return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(rid, None)
 
