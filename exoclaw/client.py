@@ -199,6 +199,7 @@ class Gateway:
         self._pending: dict[int, asyncio.Future] = {}
         self._runs: dict[str, asyncio.Queue] = {}
         self._closed: GatewayError | None = None
+        self._closing_reason: str | None = None
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -265,13 +266,11 @@ class Gateway:
         return self._runs.setdefault(run_id, asyncio.Queue())
 
     def _lost(self) -> GatewayError:
-        code, why = self._ws.close_code, self._ws.close_reason
+        code = self._ws.close_code
+        # daphne drops close reasons, so the gateway says why in a `gateway.closing` notification first.
+        why = self._closing_reason or self._ws.close_reason
         if code == CLOSE_UNAUTHORIZED:
-            # daphne does not pass the close reason on, so a presented token is the likely culprit.
             reason = why or ("token_invalid" if self._presented_token else "auth_required")
-            if reason == "token_invalid" and not why:
-                return TokenRefused("The token was refused by the gateway: it is wrong, expired or disabled.",
-                                    reason=reason)
             return TokenRefused(plain_words(reason), reason=reason)
         if code == CLOSE_THROTTLED:
             return GatewayError(plain_words("auth_throttled"), reason="auth_throttled")
@@ -296,8 +295,12 @@ class Gateway:
         for m in message if isinstance(message, list) else [message]:
             if not isinstance(m, dict):
                 continue
-            if m.get("method") == "chat.event" and isinstance(m.get("params"), dict):
-                self._queue(str(m["params"].get("run_id"))).put_nowait(m["params"])
+            params = m.get("params") if isinstance(m.get("params"), dict) else {}
+            if m.get("method") == "chat.event":
+                self._queue(str(params.get("run_id"))).put_nowait(params)
+                continue
+            if m.get("method") == "gateway.closing":
+                self._closing_reason = params.get("reason")
                 continue
             future = self._pending.get(m.get("id"))
             if future is None or future.done():

@@ -70,6 +70,7 @@
       clearTimeout(this.timer);
       const ws = new WebSocket(this.url());
       this.ws = ws;
+      this.closingReason = null;
       this.onState("connecting");
       ws.onopen = async () => {
         const token = sessionStorage.getItem(TOKEN_KEY);
@@ -92,7 +93,8 @@
         this.failPending();
         if (ev.code === CLOSE_UNAUTHORIZED || ev.code === CLOSE_THROTTLED) {
           // Retrying cannot help until the user signs in or gives another token.
-          this.onState("refused", new RpcError({ data: { reason: ev.reason || "auth_required" } }));
+          const reason = this.closingReason || ev.reason || "auth_required";
+          this.onState("refused", new RpcError({ data: { reason } }));
           return;
         }
         const delay = Math.min(8000, 500 * 2 ** this.attempt++) * (0.75 + Math.random() * 0.5);
@@ -126,6 +128,10 @@
         if (!m || typeof m !== "object") continue;
         if (m.method === "chat.event" && m.params) {
           this.onEvent(m.params);
+          continue;
+        }
+        if (m.method === "gateway.closing" && m.params) {
+          this.closingReason = m.params.reason; // browsers may not see the close reason itself
           continue;
         }
         const p = this.pending.get(m.id);
