@@ -26,7 +26,7 @@ def test_message_mode_runs_a_tool_and_shows_it_compactly(exoclaw_server):
     done = chat(exoclaw_server, "--peer", peer, "--message", '/tool calc {"expr": "6*7"}')
     assert done.returncode == 0, done.stderr
     assert "42" in done.stdout
-    assert '⚙ calc {"expr": "6*7"}' in done.stderr
+    assert '⚙ calc.calc {"expr": "6*7"}' in done.stderr
     assert "  → 42" in done.stderr
 
 
