@@ -151,6 +151,20 @@ def test_reload_shows_the_conversation_and_continues_it(exoclaw_server, browser_
     assert texts == ["remember the first message"] * 2 + ["and now a second one"] * 2
 
 
+def test_a_reload_in_the_middle_of_a_reply_picks_it_up_again(exoclaw_server, browser_page):
+    page = open_chat(browser_page, exoclaw_server.http_url)
+    page.select_option("#agent", "chatty")
+    send(page, LONG_TEXT)
+    expect(last_reply(page).locator(".msg-body")).to_contain_text("w0")
+    page.reload()
+    # Whether the reply is still running (followed again from its first event) or has just ended (shown
+    # from the history), the page ends up with it exactly once and whole.
+    expect(page.locator(".msg.user")).to_have_text([LONG_TEXT])
+    expect(page.locator(".msg.assistant")).to_have_count(1)
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+    expect(last_reply(page).locator(".msg-body")).to_have_text(LONG_TEXT)
+
+
 def test_switching_to_an_older_conversation_loads_its_history(exoclaw_server, browser_page):
     page = open_chat(browser_page, exoclaw_server.http_url)
     send(page, "the older conversation")
