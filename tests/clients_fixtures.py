@@ -220,7 +220,8 @@ def browser_page(chromium, request):
     context.set_default_timeout(15_000)
     page = context.new_page()
     outside = []
-    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:", "data:")) else None)
+    local = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:")
+    page.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
     console_errors = []
     page.on("pageerror", lambda e: console_errors.append(str(e)))
     yield page

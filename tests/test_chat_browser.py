@@ -147,7 +147,8 @@ def test_reload_shows_the_conversation_and_continues_it(exoclaw_server, browser_
     send(page, "and now a second one")
     expect(page.locator(".msg.assistant").nth(1)).to_have_attribute("data-state", "done")
     expect(page.locator("#session-key")).to_have_text(key)
-    texts = [b["text"] for m in history_of(exoclaw_server, key)["messages"] for b in m["content"] if b["type"] == "text"]
+    messages = history_of(exoclaw_server, key)["messages"]
+    texts = [b["text"] for m in messages for b in m["content"] if b["type"] == "text"]
     assert texts == ["remember the first message"] * 2 + ["and now a second one"] * 2
 
 

@@ -14,6 +14,7 @@ from exoclaw.client import (
     done_line,
     history_lines,
     plain_words,
+    session_rows,
     tool_call_line,
     tool_result_line,
 )
@@ -107,11 +108,14 @@ def test_done_line_shows_stop_reason_timings_and_usage():
 
 
 def test_history_lines_show_text_tool_uses_and_results():
+    def message(seq, role, block):
+        return {"seq": seq, "role": role, "content": [block]}
+
     messages = [
-        {"seq": 1, "role": "user", "content": [{"type": "text", "text": "/tool calc {\"expr\": \"6*7\"}"}]},
-        {"seq": 2, "role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "calc", "input": {"expr": "6*7"}}]},
-        {"seq": 3, "role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "42", "is_error": False}]},
-        {"seq": 4, "role": "assistant", "content": [{"type": "text", "text": "42"}]},
+        message(1, "user", {"type": "text", "text": '/tool calc {"expr": "6*7"}'}),
+        message(2, "assistant", {"type": "tool_use", "id": "c1", "name": "calc", "input": {"expr": "6*7"}}),
+        message(3, "user", {"type": "tool_result", "tool_use_id": "c1", "content": "42", "is_error": False}),
+        message(4, "assistant", {"type": "text", "text": "42"}),
     ]
     assert history_lines(messages) == [
         'user> /tool calc {"expr": "6*7"}',
@@ -131,6 +135,12 @@ def test_chat_page_embeds_the_reason_table_and_forbids_outside_resources(client)
     reasons = json.loads(re.search(r'<script id="reasons" type="application/json">(.*?)</script>', html, re.S).group(1))
     assert reasons == REASONS
     assert "/admin/login/?next=/" in html
+
+
+def test_session_rows_accept_the_stores_items_and_the_sessions_spelling():
+    assert session_rows({"items": [{"key": "a"}], "total": 1}) == [{"key": "a"}]
+    assert session_rows({"sessions": [{"key": "b"}]}) == [{"key": "b"}]
+    assert session_rows({"items": [], "total": 0}) == []
 
 
 def test_chat_page_assets_reference_nothing_outside_the_server():

@@ -195,7 +195,8 @@ class Command(BaseCommand):
         for s in sessions:
             mark = "*" if s.get("key") == self._session_key else " "
             title = s.get("title") or "(untitled)"
-            self.stdout.write(f"{mark} {s.get('key')}  {title}  [{s.get('message_count', 0)} messages, {s.get('updated', '')}]")
+            count, updated = s.get("message_count", 0), s.get("updated", "")
+            self.stdout.write(f"{mark} {s.get('key')}  {title}  [{count} messages, {updated}]")
 
 
 def _stdin_lines() -> asyncio.Queue:
