@@ -1,11 +1,18 @@
 """`manage.py chat` against a live server (daphne, the echo agent, the calc plugin in the sandbox)."""
 
 import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
 
 from exoclaw.client import Gateway, RunState, TokenRefused
+from tests.clients_fixtures import ROOT
 
 
 def chat(server, *args, input=None, token=None):
@@ -66,6 +73,40 @@ def test_abort_typed_while_a_reply_streams_stops_it(exoclaw_server):
     assert "aborting…" in done.stderr
     assert "[aborted" in done.stdout, done.stdout[-500:]
     assert long_text not in done.stdout
+
+
+def test_ctrl_c_while_a_reply_streams_stops_the_reply_not_the_client(exoclaw_server):
+    env = {**exoclaw_server.env, "EXOCLAW_TOKEN": exoclaw_server.token}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "chat", "--url", exoclaw_server.ws_url, "--agent", "chatty",
+         "--peer", f"cli-{uuid.uuid4().hex[:8]}"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        proc.stdin.write((" ".join(f"word{i}" for i in range(5000)) + "\n").encode())
+        proc.stdin.flush()
+        streamed = read_until(proc.stdout, b"word0 ", timeout=30)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(b"/quit\n", timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"[aborted" in streamed + rest
+    assert "aborting…" in err.decode()
+
+
+def read_until(stream, marker: bytes, timeout: float) -> bytes:
+    """Read a pipe until `marker` has come by (select() waits for data, so nothing is slept)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{marker!r} never came; got {seen[-300:]!r}"
+        if select.select([stream], [], [], left)[0]:
+            chunk = os.read(stream.fileno(), 65536)
+            assert chunk, f"the client exited before {marker!r}; got {seen[-300:]!r}"
+            seen += chunk
+    return seen
 
 
 @pytest.mark.asyncio

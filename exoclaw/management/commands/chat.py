@@ -2,6 +2,7 @@ import asyncio
 import collections
 import getpass
 import os
+import signal
 import sys
 import threading
 from argparse import RawDescriptionHelpFormatter
@@ -33,7 +34,7 @@ class Command(BaseCommand):
     help = (
         "Chat with an exoclaw agent from the terminal over the gateway's WebSocket.\n\n"
         "Interactive: answers stream as they are written, tool calls show as one line each.\n"
-        "  /abort stops the reply, /history shows this conversation,\n"
+        "  /abort (or Ctrl-C) stops the reply, /history shows this conversation,\n"
         "  /sessions lists conversations, /quit leaves.\n"
         "With --message: send one message, print the answer on stdout and exit 0, or exit 1\n"
         "with a one-line error on stderr. Tool calls and timings go to stderr.\n\n"
@@ -90,14 +91,19 @@ class Command(BaseCommand):
         if failure:
             raise CommandError(failure)
 
-    async def _send_and_stream(self, gw, route, text, *, answer, notes, lines=None) -> bool:
+    async def _send_and_stream(self, gw, route, text, *, answer, notes, lines=None) -> str | None:
         """Send one message and write the reply as it streams; the error in words if the run failed."""
         sent = await gw.call("chat.send", {"text": text, **route})
         self._session_key = sent.get("session_key")
         run_id = sent["run_id"]
         if sent.get("queued"):
             notes.write("(queued behind the reply already running in this conversation)")
-        watcher = asyncio.create_task(self._watch_for_abort(gw, run_id, lines, self._typed_ahead)) if lines else None
+        watcher = None
+        if lines:
+            watcher = asyncio.create_task(self._watch_for_abort(gw, run_id, lines, self._typed_ahead))
+            # Ctrl-C stops the reply rather than the program; at the prompt it leaves as usual.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(
+                self._abort(gw, run_id)))
         at_line_start = True
         try:
             async for ev in gw.events(run_id):
@@ -123,14 +129,21 @@ class Command(BaseCommand):
         finally:
             if watcher:
                 watcher.cancel()
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+    async def _abort(self, gw, run_id):
+        self.stderr.write("aborting…")
+        try:
+            await gw.call("chat.abort", {"run_id": run_id})
+        except GatewayError as e:
+            self.stderr.write(self.style.ERROR(f"could not abort: {e}"))
 
     async def _watch_for_abort(self, gw, run_id, lines, typed_ahead):
         """While a reply streams, /abort stops it; anything else typed waits its turn."""
         while True:
             line = await lines.get()
             if line is not None and line.strip() == "/abort":
-                self.stderr.write("aborting…")
-                await gw.call("chat.abort", {"run_id": run_id})
+                await self._abort(gw, run_id)
                 continue
             typed_ahead.append(line)
             if line is None:
