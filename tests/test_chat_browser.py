@@ -3,6 +3,7 @@ test are kept under test-artifacts/."""
 
 import asyncio
 import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -57,17 +58,23 @@ def last_reply(page):
     return page.locator(".msg.assistant").last
 
 
-def history_of(server, session_key):
-    async def read():
+def with_gateway(server, work):
+    """Run `await work(gw)` with a Python gateway client. Playwright's sync API owns this thread's event
+    loop, so the client runs in a thread of its own."""
+
+    async def session():
         gw = await Gateway.connect(server.ws_url, server.token)
         try:
-            return await gw.call("sessions.history", {"session_key": session_key, "limit": 200})
+            return await work(gw)
         finally:
             await gw.close()
 
-    # Playwright's sync API owns this thread's event loop, so the client runs in a thread of its own.
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, read()).result(timeout=30)
+        return pool.submit(asyncio.run, session()).result(timeout=60)
+
+
+def history_of(server, session_key):
+    return with_gateway(server, lambda gw: gw.call("sessions.history", {"session_key": session_key, "limit": 200}))
 
 
 def test_sign_in_then_watch_a_reply_stream_word_by_word(exoclaw_server, browser_page):
@@ -183,6 +190,29 @@ def test_switching_to_an_older_conversation_loads_its_history(exoclaw_server, br
     send(page, "back in the older one")
     expect(page.locator(".msg.assistant").nth(1)).to_have_attribute("data-state", "done")
     expect(page.locator("#session-key")).to_have_text(older)
+
+
+def test_a_long_conversation_loads_its_earlier_messages_on_demand(exoclaw_server, browser_page):
+    peer = f"web-long-{uuid.uuid4().hex[:8]}"
+
+    async def chat_30_times(gw):
+        for i in range(30):
+            sent = await gw.call("chat.send", {"text": f"m{i}", "agent": "demo", "channel": "web", "peer": peer})
+            async for _ in gw.events(sent["run_id"]):
+                pass
+        return sent["session_key"]
+
+    key = with_gateway(exoclaw_server, chat_30_times)
+    page = open_chat(browser_page, exoclaw_server.http_url)
+    page.locator(f'#session-list li[data-key="{key}"] button').click()
+    # One page is the last 50 messages: the last 25 of the 30 exchanges.
+    expect(page.locator(".msg.user")).to_have_count(25)
+    expect(page.locator(".msg.user").first).to_have_text("m5")
+    page.click("#load-earlier")
+    expect(page.locator(".msg.user")).to_have_count(30)
+    expect(page.locator(".msg.user").first).to_have_text("m0")
+    expect(page.locator(".msg.assistant .msg-body").first).to_have_text("m0")
+    expect(page.locator("#load-earlier")).to_be_hidden()
 
 
 def test_a_dropped_connection_mid_reply_reconnects_and_loses_no_text(exoclaw_server, proxy, browser_page):
