@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,11 +213,12 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def browser_page(chromium, request):
+@contextmanager
+def watched_page(chromium, name: str, **context_options):
     """A fresh browser context (no cookies, no storage) and page; its screenshot is kept under
-    test-artifacts/ whether the test passed or not, and requests anywhere but loopback fail the test."""
-    context = chromium.new_context(viewport={"width": 1100, "height": 760})
+    test-artifacts/ whether the test passed or not, and requests anywhere but loopback or uncaught
+    errors in the page fail the test."""
+    context = chromium.new_context(**{"viewport": {"width": 1100, "height": 760}, **context_options})
     context.set_default_timeout(15_000)
     page = context.new_page()
     outside = []
@@ -226,8 +228,22 @@ def browser_page(chromium, request):
     page.on("pageerror", lambda e: console_errors.append(str(e)))
     yield page
     try:
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     finally:
         context.close()
     assert not outside, f"the page fetched from outside the server: {outside}"
     assert not console_errors, f"uncaught errors in the page: {console_errors}"
+
+
+@pytest.fixture
+def browser_page(chromium, request):
+    with watched_page(chromium, request.node.name) as page:
+        yield page
+
+
+@pytest.fixture
+def remote_page(chromium, request):
+    """A page whose requests carry a proxy header, as when exoclaw sits behind a reverse proxy: the
+    gateway's loopback exemption no longer applies, so the visitor must sign in."""
+    with watched_page(chromium, request.node.name, extra_http_headers={"X-Forwarded-For": "203.0.113.9"}) as page:
+        yield page

@@ -25,4 +25,4 @@ def redis_url():
     return "redis://127.0.0.1:6379/0"
 
 from tests.routing_fixtures import clear_routing_cache  # noqa: E402,F401
-from tests.clients_fixtures import browser_page, chromium, exoclaw_server, proxy  # noqa: E402,F401
+from tests.clients_fixtures import browser_page, chromium, exoclaw_server, proxy, remote_page  # noqa: E402,F401

@@ -36,14 +36,13 @@ def open_chat(page, base_url):
     return page
 
 
-def sign_in(page, server, base_url=None):
-    base_url = base_url or server.http_url
-    page.goto(base_url + "/")
+def sign_in(page, server):
+    """From the chat page, through the admin's login form and back."""
     page.click("#signin-link")
     page.fill("#id_username", "admin")
     page.fill("#id_password", server.admin_password)
     page.click("input[type=submit]")
-    expect(page).to_have_url(base_url + "/")
+    expect(page).to_have_url(server.http_url + "/")
     expect(page.locator("#who")).to_have_text("admin")
     expect(page.locator("#conn")).to_have_attribute("data-state", "open")
     expect(page.locator("#principal")).to_have_text("as user:admin")
@@ -77,9 +76,12 @@ def history_of(server, session_key):
     return with_gateway(server, lambda gw: gw.call("sessions.history", {"session_key": session_key, "limit": 200}))
 
 
-def test_sign_in_then_watch_a_reply_stream_word_by_word(exoclaw_server, browser_page):
-    page = browser_page
+def test_sign_in_then_watch_a_reply_stream_word_by_word(exoclaw_server, remote_page):
+    page = remote_page
+    page.goto(exoclaw_server.http_url + "/")
+    expect(page.locator("#auth-message")).to_have_text(REASONS["auth_required"])
     sign_in(page, exoclaw_server)
+    expect(page.locator("#auth-panel")).to_be_hidden()
     expect(page.locator("#agent option[value=demo]")).to_have_count(1)
     page.select_option("#agent", "demo")
     page.evaluate(WATCH_REPLY)
@@ -235,9 +237,10 @@ def test_a_dropped_connection_mid_reply_reconnects_and_loses_no_text(exoclaw_ser
     assert after == LONG_TEXT, "text was lost or repeated across the reconnect"
 
 
-def test_a_wrong_token_is_refused_in_plain_words_and_a_right_one_works(exoclaw_server, browser_page):
-    page = open_chat(browser_page, exoclaw_server.http_url)
-    page.click("#token-button")
+def test_a_wrong_token_is_refused_in_plain_words_and_a_right_one_works(exoclaw_server, remote_page):
+    page = remote_page
+    page.goto(exoclaw_server.http_url + "/")
+    expect(page.locator("#auth-message")).to_have_text(REASONS["auth_required"])
     page.fill("#token-input", "exo_this-token-does-not-exist")
     page.press("#token-input", "Enter")
     expect(page.locator("#auth-message")).to_have_text(REASONS["token_invalid"])
