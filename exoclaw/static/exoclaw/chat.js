@@ -5,6 +5,7 @@
   const REASONS = JSON.parse(document.getElementById("reasons").textContent);
   const TOKEN_KEY = "exoclaw.token"; // sessionStorage: forgotten when the tab closes
   const CURRENT_KEY = "exoclaw.current"; // localStorage: the conversation to reopen after a reload
+  const RUN_KEY = "exoclaw.run"; // sessionStorage: the reply being written, to follow again after a reload
   const HISTORY_PAGE = 50;
   const CLOSE_UNAUTHORIZED = 4401; // the gateway's close codes for a refused connection
   const CLOSE_THROTTLED = 4429;
@@ -378,7 +379,7 @@
     run.finished = true;
     run.held.clear();
     if (state.active === run.runId) setBusy(null);
-    sessionStorage.removeItem("exoclaw.run");
+    sessionStorage.removeItem(RUN_KEY);
     scrollDown();
     refreshSessions();
   }
@@ -432,7 +433,7 @@
     }
     saveCurrent();
     setBusy(sent.run_id);
-    sessionStorage.setItem("exoclaw.run", sent.run_id);
+    sessionStorage.setItem(RUN_KEY, sent.run_id);
     reply.el.dataset.runId = sent.run_id;
     track(sent.run_id, reply, 0);
   }
@@ -621,13 +622,13 @@
 
   async function resumeAfterReload() {
     // A reload in the middle of a reply: follow it from its first event if it is still running.
-    const runId = sessionStorage.getItem("exoclaw.run");
+    const runId = sessionStorage.getItem(RUN_KEY);
     if (!runId || state.runs.has(runId)) return;
     let status;
     try {
       status = await gw.call("chat.subscribe", { run_id: runId, after_seq: 0 });
     } catch (e) {
-      sessionStorage.removeItem("exoclaw.run");
+      sessionStorage.removeItem(RUN_KEY);
       return;
     }
     if (status && (status.status === "running" || status.status === "queued")) {
@@ -636,7 +637,7 @@
       setBusy(runId);
       track(runId, reply, 0);
     } else {
-      sessionStorage.removeItem("exoclaw.run");
+      sessionStorage.removeItem(RUN_KEY);
     }
   }
 
