@@ -215,6 +215,9 @@ class Gateway:
                 raise TokenRefused(f"The gateway at {url} turned the connection away: {what} (HTTP {status}).",
                                    reason="auth_required") from None
             raise GatewayError(f"The gateway at {url} refused the WebSocket (HTTP {status}).") from None
+        except ConnectionRefusedError:
+            raise GatewayError(f"Cannot connect to {url}: nothing is listening there. Is the server running "
+                               "(make run)?", reason="disconnected") from None
         except (OSError, asyncio.TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as e:
             raise GatewayError(f"Cannot connect to {url}: {e or type(e).__name__}.", reason="disconnected") from None
         return cls(ws, presented_token=bool(token))
