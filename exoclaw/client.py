@@ -41,6 +41,7 @@ REASONS = {
     "no_route": "No agent is bound to this channel and peer, and there is no default binding.",
     "no_agent": "There is no enabled agent by that name.",
     "no_run": "That reply is no longer known to the server.",
+    "no_session": "There is no conversation here yet.",
     "session_busy": "This conversation is still answering. Wait for it to finish or stop it.",
 }
 

@@ -64,6 +64,19 @@ def test_interactive_session_streams_then_lists_history_and_sessions(exoclaw_ser
     assert "assistant> first words here" in history
     assert f"agent:demo:cli:-:{peer}" in out, "the /sessions listing names this conversation"
 
+    # The next time the same person starts the client, /history shows what was said before.
+    again = chat(exoclaw_server, "--agent", "demo", "--peer", peer, input="/history\n")
+    assert again.returncode == 0, again.stderr
+    assert "user> first words here\nassistant> first words here" in again.stdout
+    routed = chat(exoclaw_server, "--peer", peer, input="/history\n")
+    assert "user> first words here" in routed.stdout, "routing picks the same agent and session"
+
+
+def test_history_of_a_conversation_not_yet_started_says_so(exoclaw_server):
+    done = chat(exoclaw_server, "--agent", "demo", "--peer", f"cli-{uuid.uuid4().hex[:8]}", input="/history\n")
+    assert done.returncode == 0
+    assert "There is no conversation here yet." in done.stderr
+
 
 def test_abort_typed_while_a_reply_streams_stops_it(exoclaw_server):
     peer = f"cli-{uuid.uuid4().hex[:8]}"

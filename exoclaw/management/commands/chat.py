@@ -20,6 +20,7 @@ from exoclaw.client import (
     tool_call_line,
     tool_result_line,
 )
+from routing.resolver import Message, session_key
 
 COMMANDS = "/abort stops the reply, /history shows this conversation, /sessions lists conversations, /quit leaves."
 
@@ -155,7 +156,7 @@ class Command(BaseCommand):
         self._typed_ahead = collections.deque()
         lines = _stdin_lines()
         target = route.get("agent") or "the routed agent"
-        self.stderr.write(f"Connected to {url}, talking to {target}. {COMMANDS}.")
+        self.stderr.write(f"Connected to {url}, talking to {target}. {COMMANDS}")
         try:
             while True:
                 self.stdout.write("you> ", ending="")
@@ -173,7 +174,7 @@ class Command(BaseCommand):
                     elif line == "/abort":
                         self.stderr.write("Nothing is running.")
                     elif line == "/history":
-                        await self._history(gw)
+                        await self._history(gw, route)
                     elif line == "/sessions":
                         await self._sessions(gw, route)
                     else:
@@ -189,15 +190,21 @@ class Command(BaseCommand):
         finally:
             await gw.close()
 
-    async def _history(self, gw):
-        if not self._session_key:
-            self.stderr.write("No conversation yet: send a message first.")
-            return
-        result = await gw.call("sessions.history", {"session_key": self._session_key, "limit": 50})
+    async def _history(self, gw, route):
+        key = self._session_key or await self._route_key(gw, route)
+        result = await gw.call("sessions.history", {"session_key": key, "limit": 50})
         for line in history_lines(result.get("messages", [])):
             self.stdout.write(line)
         if result.get("has_more"):
             self.stdout.write("(older messages not shown)")
+
+    async def _route_key(self, gw, route) -> str:
+        """The session key this client's messages go to, before it has sent any (so /history shows the
+        conversation an earlier run of the client left)."""
+        fields = {f: route.get(f, "") for f in ("channel", "account", "peer")}
+        if route.get("agent"):
+            return session_key(route["agent"], Message(**fields))
+        return (await gw.call("routing.resolve", fields))["session_key"]
 
     async def _sessions(self, gw, route):
         filters = {k: route[k] for k in ("agent", "channel", "peer") if k in route}
