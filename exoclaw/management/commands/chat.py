@@ -192,7 +192,13 @@ class Command(BaseCommand):
 
     async def _history(self, gw, route):
         key = self._session_key or await self._route_key(gw, route)
-        result = await gw.call("sessions.history", {"session_key": key, "limit": 50})
+        try:
+            result = await gw.call("sessions.history", {"session_key": key, "limit": 50})
+        except GatewayError as e:
+            if e.reason not in ("no_session", "not_found"):
+                raise
+            self.stderr.write(plain_words("no_session"))
+            return
         for line in history_lines(result.get("messages", [])):
             self.stdout.write(line)
         if result.get("has_more"):
