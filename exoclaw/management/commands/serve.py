@@ -48,6 +48,13 @@ class Command(BaseCommand):
         except ValueError as e:
             raise CommandError(str(e)) from None
         refuse_unauthenticated_bind(host, port)
+        from agents.store import StoreError, get_store
+
+        try:
+            # Open the session store now: a second process on the same embedded store fails here, at once.
+            get_store().sync.open()
+        except StoreError as e:
+            raise CommandError(str(e)) from None
         from daphne.cli import CommandLineInterface
         from daphne.server import Server
 

@@ -1,0 +1,39 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from agents.store import InvalidInput, StoreError, get_store
+from agents.store.shapes import parse_age
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete sessions (with their messages and runs) that have been idle for longer than --older-than, "
+        "and webhook de-duplication records as old. Prints what was (or, with --dry-run, would be) deleted."
+        "\n\nExample: python manage.py prunesessions --older-than 30d --dry-run"
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--older-than", required=True, metavar="AGE",
+            help="idle age: a number and a unit s, m, h, d or w, e.g. 30d or 12h",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+
+    def handle(self, *args, older_than, dry_run, **options):
+        try:
+            age = parse_age(older_than)
+        except InvalidInput as e:
+            raise CommandError(f"--older-than: {e}") from None
+        started = time.perf_counter()
+        self.stderr.write(f"{'Counting' if dry_run else 'Pruning'} sessions idle for more than {older_than.strip()} …")
+        try:
+            counts = get_store().sync.prune(age, dry_run=dry_run)
+        except StoreError as e:
+            raise CommandError(str(e)) from None
+        self.stderr.write(f"Done in {time.perf_counter() - started:.2f} s.")
+        verb = "would delete" if dry_run else "deleted"
+        self.stdout.write(
+            f"{verb} {counts['sessions']} sessions, {counts['messages']} messages, {counts['runs']} runs, "
+            f"{counts['seen_updates']} webhook records"
+        )

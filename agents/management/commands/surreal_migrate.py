@@ -1,0 +1,29 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from agents.store import StoreError, get_store, redact
+from agents.store.schema import SCHEMA_VERSION
+
+
+class Command(BaseCommand):
+    help = (
+        "Apply the session store's schema (SurrealDB tables, fields, indexes) to SURREALDB_URL and record its "
+        f"version (currently {SCHEMA_VERSION}). Safe to run any number of times; the store also applies it "
+        "when it first opens.\n\nExample: python manage.py surreal_migrate"
+    )
+
+    def handle(self, *args, **options):
+        store = get_store()
+        started = time.perf_counter()
+        self.stderr.write(f"Applying the session store schema to {redact(store.url)} …")
+        try:
+            result = store.sync.migrate()
+        except StoreError as e:
+            raise CommandError(str(e)) from None
+        self.stderr.write(f"Done in {(time.perf_counter() - started) * 1000:.0f} ms.")
+        if result["changed"]:
+            was = "an empty store" if result["from"] is None else f"version {result['from']}"
+            self.stdout.write(f"schema version {result['to']} applied (was {was})")
+        else:
+            self.stdout.write(f"schema version {result['to']} already applied, nothing changed")

@@ -1,0 +1,88 @@
+"""surreal_migrate and prunesessions, through call_command against the process store."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from agents.store import Store, close_store
+from tests.store_fixtures import run_surql
+
+
+def run(*args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_surreal_migrate_applies_the_schema_to_an_empty_store(process_store):
+    out, err = run("surreal_migrate")
+    assert out.strip() == "schema version 1 applied (was an empty store)"
+    assert "mem://" in err and "Done in" in err
+
+
+def test_surreal_migrate_on_an_already_migrated_store(kv_url, settings):
+    first = Store(kv_url)
+    first.sync.open()
+    first.close()
+    settings.SURREALDB_URL = kv_url
+    close_store()
+    try:
+        out, _ = run("surreal_migrate")
+    finally:
+        close_store()
+    assert out.strip() == "schema version 1 already applied, nothing changed"
+
+
+def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
+    store = process_store
+    old = store.sync.open_session("agent:a:-:-:old", agent="a")
+    store.sync.append_message(old["id"], "user", "long ago")
+    store.sync.create_run(old["id"], "a")
+    new = store.sync.open_session("agent:a:-:-:new", agent="a")
+    run_surql(store, "UPDATE type::thing('session', $id) SET updated = time::now() - 40d", {"id": old["id"]})
+
+    out, err = run("prunesessions", "--older-than", "30d", "--dry-run")
+    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs, 0 webhook records"
+    assert "Counting sessions idle for more than 30d" in err
+    assert store.sync.list_sessions()["total"] == 2
+
+    out, _ = run("prunesessions", "--older-than", "30d")
+    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs, 0 webhook records"
+    assert [s["id"] for s in store.sync.list_sessions()["items"]] == [new["id"]]
+
+
+def test_prunesessions_explains_a_bad_age():
+    with pytest.raises(CommandError, match="--older-than: not an age: 'a month'"):
+        call_command("prunesessions", "--older-than", "a month")
+
+
+def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url, settings, monkeypatch):
+    def started(*args):
+        raise AssertionError("serve started daphne although the session store is held elsewhere")
+
+    monkeypatch.setattr("daphne.cli.CommandLineInterface.run", started)
+    holder = Store(kv_url)
+    holder.sync.open()
+    settings.SURREALDB_URL = kv_url
+    close_store()
+    try:
+        with pytest.raises(CommandError, match="already open in another process.*SURREALDB_URL=ws://"):
+            call_command("serve", "--bind", "127.0.0.1:7299")
+    finally:
+        close_store()
+        holder.close()
+
+
+@pytest.mark.parametrize("command", [["surreal_migrate"], ["prunesessions", "--older-than", "30d"]])
+def test_commands_explain_an_embedded_store_held_by_the_server(kv_url, settings, command):
+    holder = Store(kv_url)
+    holder.sync.open()
+    settings.SURREALDB_URL = kv_url
+    close_store()
+    try:
+        with pytest.raises(CommandError, match=r"already open in another process \(pid \d+\)"):
+            call_command(*command)
+    finally:
+        close_store()
+        holder.close()

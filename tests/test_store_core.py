@@ -1,0 +1,292 @@
+"""The session store against the real embedded engine: schema, durability, ordering, one process."""
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from agents.store import DuplicateRun, InvalidInput, RunNotFound, SessionNotFound, Store, StoreError, StoreLocked
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "agent:helper:webchat:-:alice"
+
+
+async def open_alice(store):
+    return await store.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+
+
+@pytest.mark.asyncio
+async def test_schema_applies_twice_without_change(kv_url):
+    first = Store(kv_url)
+    assert await first.open() == {"from": None, "to": 1, "changed": True}
+    before = await first.schema_definitions()
+    assert await first.migrate() == {"from": None, "to": 1, "changed": True}, "migrate reports what opening applied"
+    await first.aclose()
+
+    second = Store(kv_url)
+    assert await second.open() == {"from": 1, "to": 1, "changed": False}
+    assert await second.schema_definitions() == before
+    assert set(before["tables"]) >= {"session", "message", "run", "session_key", "idempotency", "seen_update"}
+    assert (await second.health())["schema_version"] == 1
+    await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_write_close_reopen_keeps_everything(kv_url):
+    store = Store(kv_url)
+    session = await open_alice(store)
+    run = await store.create_run(session["id"], "helper", idempotency_key="msg-1", status="running")
+    await store.append_message(session["id"], "user", "what is 2+2?", run_id=run["id"], tokens=7)
+    tool_use = {"type": "tool_use", "id": "tu_1", "name": "calc.add", "input": {"a": 2, "b": 2}}
+    await store.append_message(session["id"], "assistant", [tool_use], run_id=run["id"])
+    await store.record_tool_call(run["id"], tool_use_id="tu_1", name="calc.add", input={"a": 2, "b": 2},
+                                 outcome="ok", output="4", duration_ms=1.25)
+    await store.append_message(session["id"], "user", [{"type": "tool_result", "tool_use_id": "tu_1", "content": "4"}])
+    await store.update_run(run["id"], status="done", stop_reason="end_turn",
+                           usage={"input_tokens": 30, "output_tokens": 9})
+    assert await store.seen_update("telegram", 991) is False
+    before = {
+        "session": await store.get_session(session["id"]),
+        "messages": await store.last_messages(session["id"], 10),
+        "run": await store.get_run(run["id"]),
+    }
+    await store.aclose()
+
+    reopened = Store(kv_url)
+    assert await reopened.get_session(session["id"]) == before["session"]
+    assert await reopened.last_messages(session["id"], 10) == before["messages"]
+    assert await reopened.get_run(run["id"]) == before["run"]
+    assert (await reopened.current_session(KEY))["id"] == session["id"]
+    assert await reopened.find_run_by_idempotency_key(KEY, "msg-1") == before["run"]
+    assert await reopened.seen_update("telegram", 991) is True
+    assert before["session"]["message_count"] == 3
+    assert before["session"]["tokens_in"] == 30 and before["session"]["tokens_out"] == 9
+    assert before["run"]["tool_calls"][0]["output"] == "4"
+    await reopened.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("engine", ["mem", "surrealkv"])
+async def test_fifty_concurrent_appends_to_one_session_get_seq_1_to_50(engine, kv_url):
+    store = Store("mem://" if engine == "mem" else kv_url)
+    session = await open_alice(store)
+    seqs = await asyncio.gather(*(store.append_message(session["id"], "user", f"message {i}") for i in range(50)))
+    assert sorted(seqs) == list(range(1, 51))
+    stored = await store.last_messages(session["id"], 100)
+    assert [m["seq"] for m in stored] == list(range(1, 51))
+    assert sorted(m["content"][0]["text"] for m in stored) == sorted(f"message {i}" for i in range(50))
+    assert (await store.get_session(session["id"]))["message_count"] == 50
+    await store.aclose()
+
+
+def test_appends_from_threads_and_loops_together_stay_gap_free(store):
+    session = store.sync.open_session(KEY, agent="helper")
+    seqs, lock = [], threading.Lock()
+
+    def sync_writer(n):
+        for i in range(n):
+            seq = store.sync.append_message(session["id"], "user", f"sync {i}")
+            with lock:
+                seqs.append(seq)
+
+    async def async_writer(n):
+        got = await asyncio.gather(*(store.append_message(session["id"], "assistant", f"async {i}") for i in range(n)))
+        with lock:
+            seqs.extend(got)
+
+    threads = [threading.Thread(target=sync_writer, args=(10,)) for _ in range(3)]
+    threads += [threading.Thread(target=asyncio.run, args=(async_writer(10),)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seqs) == list(range(1, 51))
+
+
+def test_second_process_on_the_same_path_is_refused(kv_url):
+    store = Store(kv_url)
+    store.sync.open()
+    code = f"from agents.store import Store; Store({kv_url!r}).sync.open()"
+    other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0
+    assert "StoreLocked" in other.stderr
+    assert "already open in another process" in other.stderr and "SURREALDB_URL=ws://" in other.stderr
+    store.close()
+    after = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, f"the lock should be free once the first store closed: {after.stderr}"
+
+
+def test_a_process_that_exits_without_closing_the_store_exits_cleanly_and_keeps_its_writes(kv_url):
+    code = (f"from agents.store import Store; s = Store({kv_url!r}).sync; "
+            "s.append_message(s.open_session('agent:a:-:-:p', agent='a')['id'], 'user', 'kept')")
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    store = Store(kv_url)
+    assert [m["seq"] for m in store.sync.history("agent:a:-:-:p")["messages"]] == [1, 2, 3]
+    store.close()
+
+
+def test_an_append_that_returned_survives_the_process_being_killed(kv_url):
+    code = (f"import sys; from agents.store import Store; s = Store({kv_url!r}).sync; "
+            "sid = s.open_session('agent:a:-:-:p', agent='a')['id']; "
+            "print(s.append_message(sid, 'user', 'acknowledged'), flush=True); sys.stdin.read()")
+    writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "1"
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    store = Store(kv_url)
+    [message] = store.sync.history("agent:a:-:-:p")["messages"]
+    assert message["content"][0]["text"] == "acknowledged"
+    store.close()
+
+
+def test_second_store_in_the_same_process_is_refused_too(kv_url):
+    store = Store(kv_url)
+    store.sync.open()
+    other = Store(kv_url)
+    with pytest.raises(StoreLocked, match="SurrealDB server"):
+        other.sync.open()
+    other.close()
+    store.close()
+
+
+@pytest.mark.asyncio
+async def test_partial_output_of_an_aborted_run_is_kept(kv_url):
+    store = Store(kv_url)
+    session = await open_alice(store)
+    run = await store.create_run(session["id"], "helper", status="running")
+    await store.append_message(session["id"], "user", "tell me a long story", run_id=run["id"])
+    await store.append_message(session["id"], "assistant", "Once upon a ti", run_id=run["id"], interrupted="aborted")
+    await store.update_run(run["id"], status="aborted", stop_reason="aborted", usage={"input_tokens": 12, "output_tokens": 4})
+    await store.aclose()
+
+    reopened = Store(kv_url)
+    history = await reopened.history(KEY)
+    partial = history["messages"][-1]
+    assert partial["content"] == [{"type": "text", "text": "Once upon a ti"}]
+    assert partial["interrupted"] == "aborted" and partial["run_id"] == run["id"]
+    run = await reopened.get_run(run["id"])
+    assert run["status"] == "aborted" and run["finished"] is not None
+    assert history["session"]["status"] == "aborted"
+    await reopened.aclose()
+
+
+async def _hold_writer(store, release: threading.Event):
+    """Keep the store's writer busy until `release` is set, so the next write has to queue."""
+    async with store._writer:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait)
+
+
+@pytest.mark.asyncio
+async def test_a_write_whose_caller_is_cancelled_still_completes(store):
+    session = await open_alice(store)
+    release = threading.Event()
+    holder = store._thread.submit(_hold_writer(store, release))
+    writer = asyncio.create_task(store.append_message(session["id"], "assistant", "said before the abort"))
+    await asyncio.sleep(0)  # the task hands its write to the store's loop, where it queues
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    release.set()
+    await asyncio.wrap_future(holder)
+    # Writes commit in order, so this one lands after the cancelled caller's write.
+    assert await store.append_message(session["id"], "user", "next") == 2
+    first = (await store.last_messages(session["id"], 2))[0]
+    assert first["content"][0]["text"] == "said before the abort"
+
+
+@pytest.mark.asyncio
+async def test_idempotency_key_finds_the_first_run_and_refuses_a_second(store):
+    session = await open_alice(store)
+    run = await store.create_run(session["id"], "helper", idempotency_key="client-42")
+    assert await store.find_run_by_idempotency_key(KEY, "client-42") == run
+    assert await store.find_run_by_idempotency_key(KEY, "client-43") is None
+    with pytest.raises(DuplicateRun) as caught:
+        await store.create_run(session["id"], "helper", idempotency_key="client-42")
+    assert caught.value.run == run
+    assert len(await store.runs(session["id"])) == 1
+
+
+@pytest.mark.asyncio
+async def test_run_lifecycle_stamps_times_and_final_status_is_final(store):
+    session = await open_alice(store)
+    run = await store.create_run(session["id"], "helper")
+    assert run["status"] == "queued" and run["started"] is None
+    running = await store.update_run(run["id"], status="running")
+    assert running["started"] is not None and running["finished"] is None
+    done = await store.update_run(run["id"], status="error", error="provider returned 529", usage={"input_tokens": 3})
+    assert done["finished"] >= done["started"] and done["error"] == "provider returned 529"
+    with pytest.raises(InvalidInput, match="already error"):
+        await store.update_run(run["id"], status="running")
+    with pytest.raises(RunNotFound):
+        await store.update_run("nope", status="done")
+    with pytest.raises(InvalidInput, match="status must be one of"):
+        await store.update_run(run["id"], status="finished")
+
+
+@pytest.mark.asyncio
+async def test_session_token_totals_follow_run_usage(store):
+    session = await open_alice(store)
+    a = await store.create_run(session["id"], "helper", status="running")
+    await store.update_run(a["id"], usage={"input_tokens": 10, "output_tokens": 1})
+    await store.update_run(a["id"], status="done", usage={"input_tokens": 20, "output_tokens": 5})
+    b = await store.create_run(session["id"], "helper", status="running")
+    await store.update_run(b["id"], status="done", usage={"input_tokens": 7, "output_tokens": 2})
+    totals = await store.get_session(session["id"])
+    assert (totals["tokens_in"], totals["tokens_out"]) == (27, 7)
+
+
+@pytest.mark.asyncio
+async def test_tool_calls_are_recorded_with_timing_and_outcome(store):
+    session = await open_alice(store)
+    run = await store.create_run(session["id"], "helper", status="running")
+    await store.record_tool_call(run["id"], tool_use_id="tu_1", name="http_get.fetch", input={"url": "http://x"},
+                                 outcome="denied", error="host x is not granted", duration_ms=0.4)
+    await store.record_tool_call(run["id"], tool_use_id="tu_2", name="calc.add", input={"a": 1}, outcome="ok",
+                                 output="1", duration_ms=2)
+    calls = (await store.get_run(run["id"]))["tool_calls"]
+    assert [(c["tool_use_id"], c["outcome"], c["duration_ms"]) for c in calls] == [("tu_1", "denied", 0.4), ("tu_2", "ok", 2.0)]
+    assert calls[0]["error"] == "host x is not granted" and calls[0]["started"] is not None
+    with pytest.raises(InvalidInput, match="outcome"):
+        await store.record_tool_call(run["id"], tool_use_id="t", name="n", input={}, outcome="meh")
+    with pytest.raises(RunNotFound):
+        await store.record_tool_call("missing", tool_use_id="t", name="n", input={}, outcome="ok")
+
+
+@pytest.mark.asyncio
+async def test_bad_input_gets_a_clear_error(store):
+    session = await open_alice(store)
+    with pytest.raises(InvalidInput, match="role must be one of"):
+        await store.append_message(session["id"], "robot", "hi")
+    with pytest.raises(InvalidInput, match="block 0 .tool_use. is missing a field"):
+        await store.append_message(session["id"], "assistant", [{"type": "tool_use", "name": "x"}])
+    with pytest.raises(InvalidInput, match="type must be text, tool_use or tool_result"):
+        await store.append_message(session["id"], "assistant", [{"type": "image"}])
+    with pytest.raises(SessionNotFound):
+        await store.append_message("no-such-session", "user", "hi")
+    with pytest.raises(SessionNotFound):
+        await store.create_run("no-such-session", "helper")
+    assert (await store.get_session(session["id"]))["message_count"] == 0
+
+
+@pytest.mark.asyncio
+async def test_sync_wrappers_refuse_to_block_an_event_loop(store):
+    with pytest.raises(StoreError, match="would block this event loop"):
+        store.sync.health()
+    assert (await store.health())["ok"] is True
+
+
+def test_open_session_returns_the_current_session_for_a_key(store):
+    first = store.sync.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+    again = store.sync.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+    assert again["id"] == first["id"]
+    assert (first["agent"], first["channel"], first["peer"], first["current"]) == ("helper", "webchat", "alice", True)
+    other = store.sync.open_session("agent:helper:webchat:-:bob", agent="helper", peer="bob")
+    assert other["id"] != first["id"]
