@@ -99,6 +99,8 @@ def test_sign_in_then_watch_a_reply_stream_word_by_word(exoclaw_server, remote_p
 
 def test_a_calc_tool_call_shows_as_a_card_with_its_result(exoclaw_server, browser_page):
     page = open_chat(browser_page, exoclaw_server.http_url)
+    send(page, "Hello exoclaw! What is six times seven?")
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
     send(page, '/tool calc {"expr": "6*7"}')
     reply = last_reply(page)
     expect(reply).to_have_attribute("data-state", "done")
@@ -112,7 +114,7 @@ def test_a_calc_tool_call_shows_as_a_card_with_its_result(exoclaw_server, browse
     expect(card.locator(".tool-input")).to_contain_text('"expr": "6*7"')
     expect(card.locator(".tool-output")).to_contain_text("42")
     expect(reply.locator(".msg-body")).to_contain_text("42")
-    page.screenshot(path=str(ARTIFACTS / "chat-calc.png"))
+    page.screenshot(path=str(ARTIFACTS / "chat-calc.png"))  # the README's docs/img/chat.png
 
 
 def test_a_failing_tool_call_shows_its_error_on_the_card(exoclaw_server, browser_page):
