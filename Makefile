@@ -28,5 +28,9 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Rebuild the sample and test plugins (sandbox/plugins/src, tests/plugins/src) with ziglang from PyPI.
+plugins: $(VENV)/.installed-dev
+	$(BIN)/python -m sandbox.build_plugins
+
 clean:
 	rm -rf $(VENV) var

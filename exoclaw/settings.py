@@ -181,3 +181,6 @@ LOGGING["handlers"]["console"]["filters"] = ["redact_tokens"]
 # Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
 # that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).
 SURREALDB_SYNC_WRITES = env.bool("SURREALDB_SYNC_WRITES", default=True)
+
+# Sandbox: threads that run Extism plug-in calls (each plug-in is also limited by its grant's max_concurrency).
+SANDBOX_MAX_WORKERS = env.int("SANDBOX_MAX_WORKERS", default=16)

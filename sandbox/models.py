@@ -1,14 +1,20 @@
 import hashlib
+import re
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-DEFAULT_MEMORY_MB = 16
-DEFAULT_TIMEOUT_MS = 5000
-DEFAULT_MAX_HTTP_RESPONSE_BYTES = 1024 * 1024
-DEFAULT_MAX_CONCURRENCY = 4
+from .manifest import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_HTTP_RESPONSE_BYTES,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_MS,
+)
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def sha256_of(data: bytes) -> str:
@@ -41,7 +47,9 @@ class Plugin(models.Model):
         default=list,
         blank=True,
         help_text='For plain plugins without describe: [{"name": export, "description": "...", '
-        '"input_schema": {...}}].',
+        '"input_schema": {...}, "input_arg": "text"}]. input_arg (optional) names a string argument '
+        "passed to the export as raw input; without it the export gets the arguments as JSON. "
+        "Ignored when the plugin exports describe.",
     )
     tools = models.JSONField(default=list, blank=True, editable=False, help_text="Discovered or declared tools.")
     enabled = models.BooleanField(default=True)
@@ -56,12 +64,30 @@ class Plugin(models.Model):
 
     def read_wasm(self) -> bytes:
         if self.wasm_file:
-            self.wasm_file.open("rb")
-            try:
-                return self.wasm_file.read()
-            finally:
-                self.wasm_file.close()
+            if not self.wasm_file._committed:
+                # A fresh upload: read it without closing it, the save still needs it.
+                upload = self.wasm_file.file
+                upload.seek(0)
+                data = upload.read()
+                upload.seek(0)
+                return data
+            with self.wasm_file.open("rb") as f:
+                return f.read()
         return Path(self.wasm_path).read_bytes()
+
+    def spec(self, *, with_bytes: bool = False):
+        """The host's view of this plugin; with_bytes for a plugin whose upload is not saved yet."""
+        from .host import PluginSpec
+
+        path = "" if with_bytes or not self.wasm_file else self.wasm_file.path
+        return PluginSpec(
+            name=self.name,
+            sha256=self.sha256,
+            wasi=self.wasi,
+            config=dict(self.config),
+            wasm_path=path or self.wasm_path,
+            wasm=self.read_wasm() if with_bytes else None,
+        )
 
     def clean(self):
         if bool(self.wasm_file) == bool(self.wasm_path):
@@ -77,6 +103,20 @@ class Plugin(models.Model):
                 {"sha256": f"The .wasm's sha256 is {actual}, not {given}. Check that you uploaded the right file."}
             )
         self.sha256 = actual
+        self.discover_tools()
+
+    def discover_tools(self):
+        """Run tool discovery (describe, or the declared tools) and store the ABI and tools it finds."""
+        from .discovery import discover
+        from .errors import SandboxError
+        from .tools import get_host
+
+        try:
+            abi, tools = discover(get_host(), self.spec(with_bytes=True), self.declared_tools)
+        except SandboxError as exc:
+            raise ValidationError(f"Tool discovery failed: {exc}") from None
+        self.abi = abi
+        self.tools = [t.as_json() for t in tools]
 
 
 class CapabilityGrant(models.Model):
@@ -104,7 +144,14 @@ class CapabilityGrant(models.Model):
     timeout_ms = models.PositiveIntegerField(
         default=DEFAULT_TIMEOUT_MS, validators=[MinValueValidator(1), MaxValueValidator(600_000)]
     )
-    max_http_response_bytes = models.PositiveIntegerField(default=DEFAULT_MAX_HTTP_RESPONSE_BYTES)
+    max_http_response_bytes = models.PositiveIntegerField(
+        default=DEFAULT_MAX_HTTP_RESPONSE_BYTES, help_text="Largest HTTP response body the plugin may receive."
+    )
+    max_output_bytes = models.PositiveIntegerField(
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        validators=[MinValueValidator(1)],
+        help_text="Largest output a call may return; more is an invalid_output error.",
+    )
     config = models.JSONField(default=dict, blank=True, help_text="Extra plugin config values (not secret).")
     secret_env = models.JSONField(
         default=dict,
@@ -147,10 +194,14 @@ class CapabilityGrant(models.Model):
                 'Give a list like [{"host": "/srv/data", "guest": "/data", "read_only": true}]; host and guest '
                 "must be absolute paths."
             )
+        else:
+            missing = [p["host"] for p in self.allowed_paths if not Path(p["host"]).is_dir()]
+            if missing:
+                errors["allowed_paths"] = f"Not a directory on this server: {', '.join(missing)}."
         if not isinstance(self.config, dict):
             errors["config"] = "Give a JSON object."
         if not isinstance(self.secret_env, dict) or not all(
-            isinstance(v, str) and v.replace("_", "a").isalnum() for v in self.secret_env.values()
+            isinstance(v, str) and ENV_NAME.match(v) for v in self.secret_env.values()
         ):
             errors["secret_env"] = 'Map config keys to environment variable names: {"api_key": "WEATHER_API_KEY"}.'
         if errors:

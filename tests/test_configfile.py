@@ -16,9 +16,10 @@ from sandbox.models import CapabilityGrant, Plugin, sha256_of
 pytestmark = pytest.mark.django_db
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "exoclaw.toml"
-# The smallest valid WebAssembly module: Plugin validation hashes the bytes, and anything that
-# inspects them finds a real (empty) module.
-WASM = b"\x00asm\x01\x00\x00\x00"
+SAMPLES = Path(__file__).resolve().parent.parent / "sandbox" / "plugins"
+# Real sample plugins: saving a plugin runs tool discovery on its .wasm.
+WASM = (SAMPLES / "echo.wasm").read_bytes()
+CALC_WASM = (SAMPLES / "calc.wasm").read_bytes()
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def project(tmp_path):
     plugins = tmp_path / "sandbox" / "plugins"
     plugins.mkdir(parents=True)
     (plugins / "echo.wasm").write_bytes(WASM)
-    (plugins / "calc.wasm").write_bytes(WASM + b"\x00")
+    (plugins / "calc.wasm").write_bytes(CALC_WASM)
     return tmp_path
 
 

@@ -9,6 +9,7 @@ from agents.models import Agent
 from exoclaw.management.help import CommandWithExample
 from exoclaw.models import ApiToken, hash_token
 from routing.models import Binding
+from sandbox.samples import register_samples
 
 BOOTSTRAP_TOKEN_NAME = "EXOCLAW_TOKEN"
 
@@ -26,6 +27,7 @@ class Command(CommandWithExample):
     def handle(self, *args, **options):
         agent = self._demo_agent()
         self._default_binding(agent)
+        register_samples(log=self._say)
         self._superuser()
         self._bootstrap_token()
 

@@ -1,0 +1,122 @@
+import os
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
+from django.utils.html import format_html, format_html_join
+
+from .models import CapabilityGrant, Plugin
+
+
+class GrantFormSet(BaseInlineFormSet):
+    def clean(self):
+        # The inline form leaves out `plugin`, so Django skips the model's unique constraints on it: check them here.
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        seen = set()
+        if self.instance.pk:
+            in_form = [f.instance.pk for f in self.forms if f.instance.pk]
+            seen.update(self.instance.grants.exclude(pk__in=in_form).values_list("agent_id", flat=True))
+        for form in kept:
+            agent = form.cleaned_data.get("agent")
+            key = agent.pk if agent else None
+            if key in seen:
+                raise ValidationError(
+                    f"This plugin already has a grant for {'this agent' if agent else 'every agent'}"
+                    f"{f' ({agent})' if agent else ''}: edit that one instead."
+                )
+            seen.add(key)
+
+
+class CapabilityGrantInline(admin.StackedInline):
+    model = CapabilityGrant
+    formset = GrantFormSet
+    extra = 0
+    fields = [
+        "agent",
+        "allowed_hosts",
+        "allowed_paths",
+        ("memory_mb", "timeout_ms", "max_concurrency"),
+        ("max_http_response_bytes", "max_output_bytes"),
+        "config",
+        "secret_env",
+        "secret_status",
+    ]
+    readonly_fields = ["secret_status"]
+
+    @admin.display(description="Secrets")
+    def secret_status(self, grant):
+        # Only the variable names and whether they are set: a secret's value is never shown.
+        if not grant.secret_env:
+            return "—"
+        return format_html_join(
+            "",
+            "<div><code>{}</code> ← <code>{}</code> ({})</div>",
+            (
+                (key, env_name, "set" if env_name in os.environ else "NOT SET in the server's environment")
+                for key, env_name in sorted(grant.secret_env.items())
+            ),
+        )
+
+
+@admin.register(Plugin)
+class PluginAdmin(admin.ModelAdmin):
+    list_display = ["name", "abi", "tool_names", "wasi", "enabled", "short_sha256", "updated"]
+    list_filter = ["abi", "enabled", "wasi"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["abi", "discovered_tools", "created", "updated"]
+    inlines = [CapabilityGrantInline]
+    actions = ["rediscover_tools"]
+    fieldsets = [
+        (None, {"fields": ["name", "version", "description", "enabled"]}),
+        ("WebAssembly", {"fields": ["wasm_file", "wasm_path", "sha256", "wasi", "config"]}),
+        (
+            "Tools",
+            {
+                "fields": ["abi", "discovered_tools", "declared_tools"],
+                "description": "Discovered from the plugin's describe export each time the plugin is saved; "
+                "declared tools are used only by plain plugins without describe.",
+            },
+        ),
+        ("History", {"fields": ["created", "updated"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="Tools")
+    def tool_names(self, plugin):
+        return ", ".join(t["name"] for t in plugin.tools) or "—"
+
+    @admin.display(description="sha256")
+    def short_sha256(self, plugin):
+        return plugin.sha256[:12]
+
+    @admin.display(description="Discovered tools")
+    def discovered_tools(self, plugin):
+        if not plugin.tools:
+            return "None yet: save the plugin to discover them."
+        return format_html(
+            "<table><thead><tr><th>Tool</th><th>Description</th><th>Arguments</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td><code>{}.{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
+                (
+                    (
+                        plugin.name,
+                        t["name"],
+                        t.get("description", ""),
+                        ", ".join((t.get("input_schema") or {}).get("properties", {})) or "—",
+                    )
+                    for t in plugin.tools
+                ),
+            ),
+        )
+
+    @admin.action(description="Re-run tool discovery")
+    def rediscover_tools(self, request, queryset):
+        for plugin in queryset:
+            try:
+                plugin.full_clean()
+            except ValidationError as exc:
+                self.message_user(request, f"{plugin.name}: {'; '.join(exc.messages)}", messages.ERROR)
+                continue
+            plugin.save()
+            self.message_user(request, f"{plugin.name}: {self.tool_names(plugin)}", messages.SUCCESS)

@@ -1,0 +1,143 @@
+"""The Plugin admin: add and edit with grants inline, discovered tools shown, secrets never shown."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from sandbox.models import CapabilityGrant, Plugin
+from tests.sandbox_fixtures import spec, wasm_path
+
+
+@pytest.fixture
+def admin_client(client, db):
+    user = get_user_model().objects.create_superuser("root", "", "pw")
+    client.force_login(user)
+    return client
+
+
+def plugin_form(name="calc", grants=(), **fields):
+    data = {
+        "name": name,
+        "version": "1.0",
+        "description": "",
+        "enabled": "on",
+        "wasm_path": str(wasm_path(name)),
+        "sha256": "",
+        "config": "{}",
+        "declared_tools": "[]",
+        "grants-TOTAL_FORMS": str(len(grants)),
+        "grants-INITIAL_FORMS": "0",
+        "grants-MIN_NUM_FORMS": "0",
+        "grants-MAX_NUM_FORMS": "1000",
+    }
+    for i, grant in enumerate(grants):
+        defaults = {
+            "agent": "",
+            "allowed_hosts": "[]",
+            "allowed_paths": "[]",
+            "memory_mb": "16",
+            "timeout_ms": "5000",
+            "max_concurrency": "4",
+            "max_http_response_bytes": "1048576",
+            "max_output_bytes": "1048576",
+            "config": "{}",
+            "secret_env": "{}",
+        }
+        data.update({f"grants-{i}-{key}": value for key, value in {**defaults, **grant}.items()})
+    data.update(fields)
+    return data
+
+
+def test_changelist_and_add_page_render(admin_client):
+    Plugin.objects.create(name="echo", wasm_path=str(wasm_path("echo")), abi="exoclaw", tools=[{"name": "echo"}])
+    changelist = admin_client.get("/admin/sandbox/plugin/")
+    assert changelist.status_code == 200 and b"echo" in changelist.content
+    add = admin_client.get("/admin/sandbox/plugin/add/")
+    assert add.status_code == 200 and b"allowed_hosts" in add.content
+
+
+def test_adding_a_plugin_with_a_grant_discovers_its_tools(admin_client):
+    response = admin_client.post(
+        "/admin/sandbox/plugin/add/", plugin_form("calc", grants=[{"allowed_hosts": '["api.example.com"]', "timeout_ms": "800"}])
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    plugin = Plugin.objects.get(name="calc")
+    assert plugin.abi == "exoclaw" and plugin.tools[0]["name"] == "calc"
+    assert plugin.sha256 == spec("calc").sha256
+    grant = plugin.grants.get()
+    assert (grant.allowed_hosts, grant.timeout_ms, grant.agent) == (["api.example.com"], 800, None)
+    page = admin_client.get(f"/admin/sandbox/plugin/{plugin.pk}/change/")
+    assert b"<code>calc.calc</code>" in page.content and b"Evaluate an arithmetic expression" in page.content
+
+
+def test_uploading_a_wasm_file_works(admin_client):
+    upload = SimpleUploadedFile("mcp_text.wasm", wasm_path("mcp_text").read_bytes(), "application/wasm")
+    response = admin_client.post("/admin/sandbox/plugin/add/", {**plugin_form("mcp_text", wasm_path=""), "wasm_file": upload})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    plugin = Plugin.objects.get(name="mcp_text")
+    assert plugin.abi == "mcp" and plugin.read_wasm() == wasm_path("mcp_text").read_bytes()
+
+
+def test_an_invalid_grant_is_refused_with_its_message(admin_client):
+    response = admin_client.post(
+        "/admin/sandbox/plugin/add/", plugin_form("calc", grants=[{"allowed_hosts": '["https://api.example.com/path"]'}])
+    )
+    assert response.status_code == 200
+    assert "Give a list of host names" in response.content.decode()
+    assert not Plugin.objects.exists()
+
+
+def test_a_grant_for_a_missing_directory_is_refused(admin_client):
+    response = admin_client.post(
+        "/admin/sandbox/plugin/add/",
+        plugin_form("calc", grants=[{"allowed_paths": '[{"host": "/no/such/dir", "guest": "/data"}]'}]),
+    )
+    assert "Not a directory on this server: /no/such/dir." in response.content.decode()
+
+
+def test_a_second_default_grant_is_refused(admin_client):
+    plugin = Plugin(name="calc", wasm_path=str(wasm_path("calc")))
+    plugin.full_clean()
+    plugin.save()
+    CapabilityGrant.objects.create(plugin=plugin)
+    form = plugin_form("calc", grants=[{}])
+    response = admin_client.post(f"/admin/sandbox/plugin/{plugin.pk}/change/", form)
+    assert "This plugin already has a grant for every agent: edit that one instead." in response.content.decode()
+    assert plugin.grants.count() == 1
+    two_defaults = admin_client.post("/admin/sandbox/plugin/add/", plugin_form("echo", grants=[{}, {}]))
+    assert "already has a grant for every agent" in two_defaults.content.decode()
+    assert not Plugin.objects.filter(name="echo").exists()
+
+
+def test_a_sha256_mismatch_is_refused(admin_client):
+    response = admin_client.post("/admin/sandbox/plugin/add/", plugin_form("calc", sha256="0" * 64))
+    assert response.status_code == 200
+    assert f"The .wasm&#x27;s sha256 is {spec('calc').sha256}, not {'0' * 64}" in response.content.decode()
+    assert not Plugin.objects.exists()
+
+
+def test_a_lying_plugin_is_refused_with_the_discovery_error(admin_client):
+    response = admin_client.post("/admin/sandbox/plugin/add/", plugin_form("liar"))
+    assert "Tool discovery failed: invalid_output: describe announces mcp-style tools" in response.content.decode()
+
+
+def test_secret_values_are_never_shown(admin_client, monkeypatch):
+    monkeypatch.setenv("EXOCLAW_TEST_WEATHER_KEY", "value-that-must-not-leak")
+    plugin = Plugin(name="calc", wasm_path=str(wasm_path("calc")))
+    plugin.full_clean()
+    plugin.save()
+    CapabilityGrant.objects.create(plugin=plugin, secret_env={"api_key": "EXOCLAW_TEST_WEATHER_KEY", "other": "EXOCLAW_UNSET_VAR"})
+    page = admin_client.get(f"/admin/sandbox/plugin/{plugin.pk}/change/").content.decode()
+    assert "EXOCLAW_TEST_WEATHER_KEY</code> (set)" in page
+    assert "EXOCLAW_UNSET_VAR</code> (NOT SET" in page
+    assert "value-that-must-not-leak" not in page
+
+
+def test_rediscover_action_updates_tools(admin_client):
+    plugin = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")), tools=[])
+    response = admin_client.post(
+        "/admin/sandbox/plugin/", {"action": "rediscover_tools", "_selected_action": [plugin.pk]}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == ["calc: calc"]
+    plugin.refresh_from_db()
+    assert plugin.abi == "exoclaw" and plugin.tools[0]["name"] == "calc"

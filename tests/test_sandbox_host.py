@@ -1,0 +1,309 @@
+"""The Extism host with real plug-ins: grants, limits, errors, cancellation, concurrency."""
+
+import asyncio
+import json
+import shutil
+import time
+
+import pytest
+
+from sandbox.errors import SandboxError
+from sandbox.host import PluginSpec
+from sandbox.manifest import Grant, PathGrant
+from tests.sandbox_fixtures import host, loopback_http, spec, wasm_path  # noqa: F401
+
+
+def mcp_call(tool: str, **arguments) -> bytes:
+    return json.dumps({"params": {"name": tool, "arguments": arguments}}).encode()
+
+
+def mcp_text(output: bytes) -> tuple[str, bool]:
+    data = json.loads(output)
+    return data["content"][0]["text"], data["isError"]
+
+
+def fails_with(kind, fn, *args, **kwargs) -> SandboxError:
+    with pytest.raises(SandboxError) as caught:
+        fn(*args, **kwargs)
+    assert caught.value.kind == kind, f"expected {kind}, got {caught.value}"
+    return caught.value
+
+
+def test_echo_returns_its_input_from_a_fresh_instance(host):
+    out = host.run(spec("echo"), "echo", b"hello \x00 bytes", Grant())
+    assert out.output == b"hello \x00 bytes"
+
+
+def test_compiled_once_per_wasm_and_grant(host):
+    first = host.run(spec("echo"), "echo", b"a", Grant())
+    again = host.run(spec("echo"), "echo", b"b", Grant())
+    other_grant = host.run(spec("echo"), "echo", b"c", Grant(timeout_ms=1234))
+    assert first.compile_ms > 0 and again.compile_ms == 0 and other_grant.compile_ms > 0
+
+
+def test_no_state_leaks_between_calls(host):
+    # count_vowels keeps a running total in an Extism var: a reused instance would report 6 the second time.
+    outputs = [json.loads(host.run(spec("count_vowels"), "count_vowels", b"Hello World", Grant()).output) for _ in range(2)]
+    assert outputs == [{"count": 3, "total": 3, "vowels": "aeiouAEIOU"}] * 2
+
+
+def test_http_get_reaches_a_granted_loopback_host(host, loopback_http):
+    grant = Grant(allowed_hosts=("127.0.0.1",))
+    out = host.run(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/hi"), grant)
+    text, is_error = mcp_text(out.output)
+    assert not is_error
+    assert json.loads(text) == {"path": "/hi", "greeting": "hello from loopback"}
+
+
+def test_http_get_reports_http_errors_as_tool_errors(host, loopback_http):
+    grant = Grant(allowed_hosts=("127.0.0.1",))
+    out = host.run(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/missing"), grant)
+    text, is_error = mcp_text(out.output)
+    assert is_error and text.startswith("HTTP 404: ")
+
+
+def test_http_get_to_an_ungranted_host_is_host_denied_with_the_cause(host, loopback_http):
+    # localhost is the same server as 127.0.0.1: only the grant differs.
+    grant = Grant(allowed_hosts=("127.0.0.1",))
+    url = f"http://localhost:{loopback_http}/secret"
+    error = fails_with("host_denied", host.run, spec("http_get"), "call", mcp_call("fetch", url=url), grant)
+    assert f"HTTP request to {url} is not allowed" in error.message
+    assert "backtrace" not in error.message
+
+
+def test_http_get_with_no_grant_reaches_nothing(host, loopback_http):
+    url = f"http://127.0.0.1:{loopback_http}/"
+    fails_with("host_denied", host.run, spec("http_get"), "call", mcp_call("fetch", url=url), Grant())
+
+
+@pytest.mark.asyncio
+async def test_concurrent_denials_are_attributed_to_their_own_calls(host, loopback_http):
+    granted = Grant(allowed_hosts=("127.0.0.1",))
+    urls = [f"http://localhost:{loopback_http}/call{i}" for i in range(6)]
+    calls = [host.call(spec("http_get"), "call", mcp_call("fetch", url=url), granted) for url in urls]
+    calls += [host.call(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/ok"), granted)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for url, result in zip(urls, results):
+        assert isinstance(result, SandboxError) and result.kind == "host_denied"
+        assert url in result.message, f"{url} got someone else's cause: {result.message}"
+    assert mcp_text(results[-1].output) == ('{"path": "/ok", "greeting": "hello from loopback"}', False)
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("granted notes\n")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "fixed.txt").write_text("read only\n")
+    (tmp_path / "secret.txt").write_text("outside the grant\n")
+    grant = Grant(
+        allowed_paths=(
+            PathGrant(str(tmp_path / "data"), "/data"),
+            PathGrant(str(tmp_path / "ro"), "/ro", read_only=True),
+        )
+    )
+    return tmp_path, grant
+
+
+def read_file(host, grant, tool, **arguments):
+    return host.run(spec("read_file", wasi=True), "call", mcp_call(tool, **arguments), grant)
+
+
+def test_read_file_inside_a_granted_dir(host, files):
+    _, grant = files
+    assert mcp_text(read_file(host, grant, "read_file", path="/data/notes.txt").output) == ("granted notes\n", False)
+    assert mcp_text(read_file(host, grant, "read_file", path="/ro/fixed.txt").output) == ("read only\n", False)
+
+
+def test_read_file_outside_the_grant_is_host_denied(host, files):
+    tmp_path, grant = files
+    error = fails_with("host_denied", read_file, host, grant, "read_file", path=str(tmp_path / "secret.txt"))
+    assert "outside the granted directories" in error.message
+
+
+def test_read_file_cannot_escape_with_dotdot(host, files):
+    _, grant = files
+    fails_with("host_denied", read_file, host, grant, "read_file", path="/data/../secret.txt")
+    fails_with("host_denied", read_file, host, grant, "read_file", path="/data/../../../etc/passwd")
+
+
+def test_read_only_paths_cannot_be_written(host, files):
+    tmp_path, grant = files
+    fails_with("host_denied", read_file, host, grant, "write_file", path="/ro/fixed.txt", content="changed")
+    fails_with("host_denied", read_file, host, grant, "write_file", path="/ro/new.txt", content="new")
+    assert (tmp_path / "ro" / "fixed.txt").read_text() == "read only\n"
+    assert not (tmp_path / "ro" / "new.txt").exists()
+
+
+def test_read_write_paths_can_be_written(host, files):
+    tmp_path, grant = files
+    out = read_file(host, grant, "write_file", path="/data/new.txt", content="line one\nline two")
+    assert mcp_text(out.output) == ("wrote 17 bytes", False)
+    assert (tmp_path / "data" / "new.txt").read_text() == "line one\nline two"
+
+
+def test_a_missing_file_is_a_tool_error_not_a_denial(host, files):
+    _, grant = files
+    text, is_error = mcp_text(read_file(host, grant, "read_file", path="/data/nope.txt").output)
+    assert is_error and "No such file or directory" in text
+
+
+def test_loop_stops_at_its_timeout(host):
+    error = fails_with("timeout", host.run, spec("loop"), "spin", b"", Grant(timeout_ms=200))
+    assert "200 ms" in error.message
+
+
+@pytest.mark.parametrize("function", ["alloc", "grow"])
+def test_memory_bomb_stops_at_its_limit(host, function):
+    error = fails_with("out_of_memory", host.run, spec("membomb"), function, b"", Grant(memory_mb=8))
+    assert "8 MiB" in error.message
+
+
+def test_trap_is_a_clean_error_with_its_cause(host):
+    error = fails_with("trap", host.run, spec("trap"), "boom", b"", Grant())
+    assert "unreachable" in error.message
+
+
+def test_error_set_message_is_a_plugin_error(host):
+    error = fails_with("plugin_error", host.run, spec("trap"), "fail", b"", Grant())
+    assert error.message == "the widget is not configured"
+
+
+def test_missing_export_is_not_found(host):
+    fails_with("not_found", host.run, spec("trap"), "no_such_export", b"", Grant())
+
+
+def test_huge_output_is_refused_above_the_grant_limit(host):
+    error = fails_with("invalid_output", host.run, spec("huge_output"), "flood", b"2000000", Grant(max_output_bytes=1_000_000))
+    assert "2000000 bytes" in error.message
+    assert len(host.run(spec("huge_output"), "flood", b"1000", Grant(max_output_bytes=1000)).output) == 1000
+
+
+def test_wasm_not_matching_its_pinned_sha256_refuses_to_load(host, tmp_path):
+    path = tmp_path / "echo.wasm"
+    shutil.copy(wasm_path("echo"), path)
+    pinned = PluginSpec(name="echo", sha256=spec("echo").sha256, wasm_path=str(path))
+    path.write_bytes(wasm_path("calc").read_bytes())
+    error = fails_with("hash_mismatch", host.run, pinned, "echo", b"x", Grant())
+    assert spec("calc").sha256 in error.message and pinned.sha256 in error.message
+
+
+def test_secrets_come_from_the_environment_at_call_time(host):
+    grant = Grant(secret_env={"vowels": "EXOCLAW_TEST_VOWELS"})
+    out = host.run(spec("count_vowels"), "count_vowels", b"Hello World", grant, environ={"EXOCLAW_TEST_VOWELS": "lo"})
+    assert json.loads(out.output)["count"] == 5
+    error = fails_with("not_found", host.run, spec("count_vowels"), "count_vowels", b"x", grant, environ={})
+    assert "EXOCLAW_TEST_VOWELS" in error.message
+
+
+def started_event():
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+    return event, lambda: loop.call_soon_threadsafe(event.set)
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_task_stops_a_running_plugin_at_once(host):
+    started, on_start = started_event()
+    grant = Grant(timeout_ms=20_000, max_concurrency=1)
+    task = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, on_start=on_start))
+    await asyncio.wait_for(started.wait(), 5)
+    cancelled_at = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - cancelled_at < 5, "the plug-in ran on towards its 20 s timeout"
+    # The slot is free again (max_concurrency=1): the plug-in really stopped.
+    fails_with_kind = await asyncio.wait_for(
+        asyncio.gather(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=100, max_concurrency=1)), return_exceptions=True), 5
+    )
+    assert fails_with_kind[0].kind == "timeout"
+
+
+@pytest.mark.asyncio
+async def test_setting_the_cancel_event_gives_a_cancelled_error(host):
+    started, on_start = started_event()
+    cancel = asyncio.Event()
+    task = asyncio.create_task(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), cancel=cancel, on_start=on_start))
+    await asyncio.wait_for(started.wait(), 5)
+    cancel.set()
+    with pytest.raises(SandboxError) as caught:
+        await asyncio.wait_for(task, 5)
+    assert caught.value.kind == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_eight_stuck_calls_do_not_stop_a_quick_one(host):
+    grant = Grant(timeout_ms=20_000, max_concurrency=8)
+    started = [started_event() for _ in range(8)]
+    loops = [asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, on_start=on_start)) for _, on_start in started]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event, _ in started)), 5)
+    out = await asyncio.wait_for(host.call(spec("echo"), "echo", b"still here", Grant()), 5)
+    assert out.output == b"still here"
+    assert not any(task.done() for task in loops), "the echo answer must come while all eight loops still run"
+    for task in loops:
+        task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*loops, return_exceptions=True), 5)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
+@pytest.mark.asyncio
+async def test_per_plugin_concurrency_limit_queues_extra_calls(host):
+    grant = Grant(timeout_ms=300, max_concurrency=2)
+    running = 0
+    peak = 0
+    lock = asyncio.Lock()
+    loop = asyncio.get_running_loop()
+
+    def on_start():
+        loop.call_soon_threadsafe(note_start)
+
+    def note_start():
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+
+    async def one():
+        nonlocal running
+        try:
+            await host.call(spec("loop"), "spin", b"", grant, on_start=on_start)
+        except SandboxError:
+            pass
+        async with lock:
+            running -= 1
+
+    await asyncio.gather(*(one() for _ in range(5)))
+    assert peak == 2
+
+
+@pytest.mark.asyncio
+async def test_cancelling_one_call_leaves_a_concurrent_call_of_the_same_plugin_running(host):
+    # Extism stops a call by bumping its compiled plugin's engine epoch; sharing one would stop both.
+    grant = Grant(timeout_ms=20_000)
+    (first_started, first_on_start), (second_started, second_on_start) = started_event(), started_event()
+    first_cancel, second_cancel = asyncio.Event(), asyncio.Event()
+    first = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=first_cancel, on_start=first_on_start))
+    second = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=second_cancel, on_start=second_on_start))
+    await asyncio.wait_for(asyncio.gather(first_started.wait(), second_started.wait()), 5)
+    first_cancel.set()
+    results = await asyncio.wait_for(asyncio.gather(first, return_exceptions=True), 5)
+    assert results[0].kind == "cancelled"
+    assert (await host.call(spec("echo"), "echo", b"round trip", Grant())).output == b"round trip"
+    assert not second.done(), "the second call was stopped by the first one's cancel"
+    second_cancel.set()
+    results = await asyncio.wait_for(asyncio.gather(second, return_exceptions=True), 5)
+    assert results[0].kind == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_right_at_the_start_of_a_call_is_never_lost(host):
+    # Extism drops a cancel that lands while a call is starting, and the call then ignores its timeout.
+    grant = Grant(timeout_ms=20_000, max_concurrency=1)
+    for attempt in range(30):
+        started, on_start = started_event()
+        cancel = asyncio.Event()
+        task = asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=cancel, on_start=on_start))
+        await asyncio.wait_for(started.wait(), 5)
+        cancel.set()
+        results = await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+        assert str(results[0]) == "cancelled: the call was cancelled while it ran", f"attempt {attempt}: {results[0]!r}"

@@ -1,0 +1,139 @@
+"""`manage.py runplugin`: plugins run by hand, as a process (exit codes, stdout vs stderr) and in-process."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from agents.models import Agent
+from sandbox.models import CapabilityGrant, Plugin
+from tests.sandbox_fixtures import ROOT, loopback_http, wasm_path  # noqa: F401
+
+
+def runplugin(*args, stdin=None):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exoclaw.settings_test"}
+    return subprocess.run(
+        [sys.executable, "manage.py", "runplugin", *map(str, args)],
+        cwd=ROOT, env=env, capture_output=True, text=True, input=stdin, timeout=60,
+    )
+
+
+def test_a_third_party_plain_plugin_runs_from_its_path():
+    done = runplugin(wasm_path("count_vowels"), "count_vowels", "--input", "Hello World")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"count": 3, "total": 3, "vowels": "aeiouAEIOU"}
+    assert "compile" in done.stderr and "call" in done.stderr and "compile" not in done.stdout
+
+
+def test_a_failing_plugin_exits_1_with_the_error_kind():
+    done = runplugin(wasm_path("loop"), "spin", "--timeout-ms", "200")
+    assert done.returncode == 1
+    assert "error: timeout: the call did not finish within its 200 ms limit" in done.stderr
+    assert done.stdout == ""
+
+
+def test_usage_errors_exit_2():
+    done = runplugin(wasm_path("echo"))
+    assert done.returncode == 2 and "give exactly one of FUNCTION, --tool NAME or --describe" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["echo", "--allow-path", "relative/dir"], "--allow-path 'relative/dir': give HOST"),
+        (["echo", "--config", "novalue"], "--config 'novalue': give KEY=VALUE"),
+        (["--tool", "echo", "--args", "[1]"], "--args must be a JSON object"),
+        (["echo", "--repeat", "0"], "--repeat must be at least 1"),
+    ],
+)
+def test_bad_flags_are_usage_errors(args, message):
+    with pytest.raises(CommandError, match=message) as caught:
+        run_in_process(str(wasm_path("echo")), *args)
+    assert caught.value.returncode == 2
+
+
+def test_a_missing_wasm_path_is_a_usage_error():
+    with pytest.raises(CommandError, match="no .wasm file at tests/plugins/missing.wasm"):
+        run_in_process("tests/plugins/missing.wasm", "echo")
+
+
+def test_a_path_runs_under_the_flags_alone(loopback_http):
+    url = f"http://127.0.0.1:{loopback_http}/flags"
+    args = ["--tool", "fetch", "--args", json.dumps({"url": url})]
+    denied = runplugin(wasm_path("http_get"), *args)
+    assert denied.returncode == 1 and f"error: host_denied: HTTP request to {url} is not allowed" in denied.stderr
+    allowed = runplugin(wasm_path("http_get"), *args, "--allow-host", "127.0.0.1")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout) == {"path": "/flags", "greeting": "hello from loopback"}
+
+
+def test_wasi_paths_from_flags(tmp_path):
+    (tmp_path / "notes.txt").write_text("from the host")
+    out, _ = run_in_process(
+        str(wasm_path("read_file")), "--wasi", "--allow-path", f"{tmp_path}:/docs:ro",
+        "--tool", "read_file", "--args", '{"path": "/docs/notes.txt"}',
+    )
+    assert out.strip() == "from the host"
+
+
+def test_input_from_stdin_and_from_a_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"piped in")))
+    assert run_in_process(str(wasm_path("echo")), "echo", "--input", "-")[0].strip() == "piped in"
+    (tmp_path / "input.json").write_text('{"a": [1, 2]}')
+    out, _ = run_in_process(str(wasm_path("echo")), "echo", "--input", f"@{tmp_path / 'input.json'}")
+    assert out == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
+
+
+def run_in_process(*args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("runplugin", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def registered(db, tmp_path):
+    plugin = Plugin(name="http_get", wasm_path=str(wasm_path("http_get")))
+    plugin.full_clean()
+    plugin.save()
+    CapabilityGrant.objects.create(plugin=plugin, allowed_hosts=["127.0.0.1"], timeout_ms=3000)
+    agent = Agent.objects.create(name="narrow", tools=["*"])
+    CapabilityGrant.objects.create(plugin=plugin, agent=agent, allowed_hosts=[])
+    return plugin
+
+
+def test_a_registered_plugin_runs_under_its_stored_grant(registered, loopback_http):
+    url = f"http://127.0.0.1:{loopback_http}/stored"
+    out, err = run_in_process("http_get", "--tool", "fetch", "--args", json.dumps({"url": url}))
+    assert json.loads(out)["path"] == "/stored"
+    with pytest.raises(SystemExit) as exited:
+        run_in_process("http_get", "--tool", "fetch", "--args", json.dumps({"url": url}), "--agent", "narrow")
+    assert exited.value.code == 1
+
+
+def test_flags_may_narrow_but_not_widen_a_stored_grant(registered):
+    run_in_process("http_get", "--describe", "--timeout-ms", "100", "--allow-host", "127.0.0.1")
+    with pytest.raises(CommandError, match="host example.com is not in the stored grant.*--unsafe-override"):
+        run_in_process("http_get", "--describe", "--allow-host", "example.com")
+    with pytest.raises(CommandError, match="timeout_ms 9000 is more than the stored 3000"):
+        run_in_process("http_get", "--describe", "--timeout-ms", "9000")
+    out, err = run_in_process("http_get", "--describe", "--allow-host", "example.com", "--unsafe-override")
+    assert "warning: --unsafe-override: host example.com is not in the stored grant" in err
+    assert json.loads(out)["abi"] == "mcp"
+
+
+def test_repeat_prints_min_median_max(registered):
+    out, err = run_in_process(str(wasm_path("echo")), "echo", "--input", "x", "--repeat", "5")
+    assert out.strip() == "x"
+    assert "5 calls:" in err and "instantiate min" in err and "median" in err and "max" in err
+
+
+def test_unknown_names_are_usage_errors(registered):
+    with pytest.raises(CommandError, match="no plugin named 'nope'.*plugins: http_get"):
+        run_in_process("nope", "--describe")
+    with pytest.raises(CommandError, match="http_get has no tool 'post' \\(it has: fetch\\)"):
+        run_in_process("http_get", "--tool", "post")
