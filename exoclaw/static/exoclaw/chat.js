@@ -382,6 +382,7 @@
     sessionStorage.removeItem(RUN_KEY);
     scrollDown();
     refreshSessions();
+    if (run.reloadHistory) loadHistory();
   }
 
   async function resubscribe(run) {
@@ -635,7 +636,8 @@
       const reply = addReply(state.current.agent);
       reply.el.dataset.runId = runId;
       setBusy(runId);
-      track(runId, reply, 0);
+      // The history read above may predate even the message that started this run; read it again at the end.
+      track(runId, reply, 0).reloadHistory = true;
     } else {
       sessionStorage.removeItem(RUN_KEY);
     }
