@@ -109,7 +109,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("REDIS_PREFIX", default="exoclaw")},
+            # redis-py's pools stop at 100 connections by default; every blocking receive and every
+            # followed run (agents/runtime) holds one.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=2000)}],
+                "prefix": env.str("REDIS_PREFIX", default="exoclaw"),
+            },
         }
     }
 else:
@@ -152,6 +157,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
+# Agent runtime
+# A worker renews the lease on each run it executes; a run whose lease lapses (the worker died) ends
+# with an error event about 1.5 lease periods later.
+AGENT_RUN_LEASE_SECONDS = env.float("AGENT_RUN_LEASE_SECONDS", default=10.0)
+# How long a dispatched run may wait for an `agent-runs` worker to pick it up.
+AGENT_RUN_CLAIM_SECONDS = env.float("AGENT_RUN_CLAIM_SECONDS", default=30.0)
+# How long a run's events stay replayable for `chat.subscribe`.
+AGENT_RUN_EVENTS_TTL = env.int("AGENT_RUN_EVENTS_TTL", default=86400)
+# Runs one worker process executes at once (more wait inside the worker).
+AGENT_WORKER_CONCURRENCY = env.int("AGENT_WORKER_CONCURRENCY", default=64)
 # LLM providers: retries of failed requests before the first streamed event (agents/providers/transport.py).
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
 LLM_RETRY_INITIAL_DELAY = env.float("LLM_RETRY_INITIAL_DELAY", default=0.5)

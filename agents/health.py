@@ -1,0 +1,10 @@
+"""The session store's entry in the gateway's `status` method."""
+
+from .store import get_store
+
+
+async def store_health() -> str:
+    report = await get_store().health()
+    if not report["ok"]:
+        return f"error: {report.get('error') or 'schema version ' + str(report.get('schema_version'))}"
+    return f"ok ({report['engine']}, {report['latency_ms']} ms)"

@@ -1,0 +1,1 @@
+"""The agent runtime: the tool loop, runs as channel-layer consumers, run events and run control."""

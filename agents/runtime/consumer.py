@@ -1,0 +1,58 @@
+"""The agent-run consumer: one class for both modes (see `runs.py`).
+
+Channels creates one instance per worker process for the `agent-runs` channel and feeds it
+messages one at a time, so `agent_run` only starts a task and returns: the instance stays free to
+take the next run and to handle `run.abort` for the runs it is executing.
+"""
+
+import asyncio
+import os
+import socket
+import uuid
+
+from channels.consumer import AsyncConsumer
+from django.conf import settings
+
+from .execute import RunControl, execute_run, heartbeat, release_and_continue
+from .reaper import ensure_reaper
+from .runs import control_group, get_board
+
+
+class AgentRunConsumer(AsyncConsumer):
+    async def __call__(self, scope, receive, send):
+        self.tasks: dict[str, tuple[asyncio.Task, RunControl]] = {}
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.slots = asyncio.Semaphore(settings.AGENT_WORKER_CONCURRENCY)
+        await super().__call__(scope, receive, send)
+
+    async def agent_run(self, message):
+        payload = message["run"]
+        run_id = payload["run_id"]
+        ensure_reaper()
+        # Claim first: from here on the run is leased to this worker, so if the worker dies the run
+        # is failed by a reaper instead of hanging.
+        if not await get_board().claim(run_id, self.worker_id, settings.AGENT_RUN_LEASE_SECONDS):
+            await release_and_continue(payload)
+            return
+        await self.channel_layer.group_add(control_group(run_id), self.channel_name)
+        control = RunControl()
+        self.tasks[run_id] = (asyncio.create_task(self._run(payload, control), name=f"run-{run_id}"), control)
+
+    async def _run(self, payload, control):
+        run_id = payload["run_id"]
+        # The lease is renewed from the claim on, also while the run waits for a free slot.
+        beat = asyncio.create_task(heartbeat(run_id))
+        try:
+            async with self.slots:
+                await execute_run(payload, control)
+        finally:
+            beat.cancel()
+            self.tasks.pop(run_id, None)
+            await self.channel_layer.group_discard(control_group(run_id), self.channel_name)
+
+    async def run_abort(self, message):
+        entry = self.tasks.get(message["run_id"])
+        if entry is not None:
+            task, control = entry
+            control.aborted = True
+            task.cancel()

@@ -1,0 +1,142 @@
+"""Executing one run on a worker: load the agent and its context, run the tool loop, persist, publish.
+
+Every completed message is stored before the next event that depends on it, and always before
+`done`. A run that ends early (abort, LLM error, a crash) stores the partial assistant text with a
+marker (`interrupted`), answers tool calls left without results, and records the outcome on the run.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from . import persist
+from .loop import LLMFailed, Transcript, run_tool_loop
+from .runs import dispatch, get_board, publish
+from .toolexec import load_toolbox, make_executor, make_stream
+
+log = logging.getLogger(__name__)
+
+
+class RunEnded(Exception):
+    """The board refused an event: another process ended this run (its lease lapsed, or an abort won)."""
+
+
+@dataclass
+class RunControl:
+    aborted: bool = False
+
+
+def ms_since(wall_start: float) -> float:
+    return round((time.time() - wall_start) * 1000, 3)
+
+
+async def heartbeat(run_id: str) -> None:
+    """Renew the run's lease until cancelled."""
+    ttl = settings.AGENT_RUN_LEASE_SECONDS
+    board = get_board()
+    while True:
+        await asyncio.sleep(ttl / 3)
+        await board.renew(run_id, ttl)
+
+
+async def release_and_continue(payload: dict) -> None:
+    """Free the session and start the next run waiting for it, if any."""
+    nxt = await get_board().release(payload["session_key"], payload["run_id"], settings.AGENT_RUN_CLAIM_SECONDS)
+    if nxt is not None:
+        await dispatch(nxt)
+
+
+async def _close_interrupted(store, transcript: Transcript, marker: str, why: str) -> None:
+    if transcript.partial:
+        await store({"role": "assistant", "content": [{"type": "text", "text": transcript.partial}]}, marker)
+        transcript.partial = ""
+    if transcript.pending:
+        results = [
+            {"type": "tool_result", "tool_use_id": c.id, "content": why, "is_error": True} for c in transcript.pending
+        ]
+        await store({"role": "user", "content": results}, marker)
+        transcript.pending = []
+
+
+def _usage(t: Transcript) -> dict:
+    return {"input_tokens": t.input_tokens, "output_tokens": t.output_tokens}
+
+
+async def execute_run(payload: dict, control: RunControl) -> None:
+    run_id = payload["run_id"]
+    first_delta_ms = None
+    begun: asyncio.Future | None = None
+
+    async def settled() -> None:
+        """Wait for the run's first writes; their failure, if any, was already raised to the loop."""
+        if begun is not None:
+            await asyncio.wait({begun})
+            if not begun.cancelled() and begun.exception() is not None:
+                log.error("run %s: storing its start failed: %s", run_id, begun.exception())
+
+    async def store(message: dict, interrupted: str | None = None) -> None:
+        if begun is not None:
+            await begun
+        await persist.add_message(payload, message, interrupted=interrupted)
+
+    transcript = Transcript(persist=store)
+
+    async def emit(kind: str, body: dict) -> None:
+        nonlocal first_delta_ms
+        if kind == "delta" and first_delta_ms is None:
+            first_delta_ms = ms_since(payload["accepted_at"])
+        if await publish(run_id, {"type": kind, **body}) is None:
+            raise RunEnded(run_id)
+
+    async def finish(status: str, body: dict, error: str | None = None) -> None:
+        await settled()
+        await persist.finish_run(
+            payload, status, stop_reason=body.get("stop_reason"), usage=_usage(transcript), error=error,
+            tool_calls=transcript.tool_calls,
+        )
+        await publish(run_id, body, terminal=status)
+
+    async def store_after_failure(message: dict, interrupted: str) -> None:
+        await settled()
+        await persist.add_message(payload, message, interrupted=interrupted)
+
+    try:
+        agent = persist.agent_from(payload["agent_config"])
+        context = await persist.context(payload, agent.context_messages)
+        user = {"role": "user", "content": [{"type": "text", "text": payload["text"]}]}
+        # Written while the LLM is asked rather than before: the first delta does not wait for two
+        # durable writes. Every later write waits for these, so the history keeps its order.
+        begun = asyncio.ensure_future(persist.begin_run(payload, user))
+        toolbox = await load_toolbox(agent)
+        stop = await run_tool_loop(
+            messages=context + [user],
+            toolbox=toolbox,
+            stream=make_stream(agent),
+            execute=make_executor(agent),
+            emit=emit,
+            transcript=transcript,
+            max_tool_rounds=agent.max_tool_rounds,
+        )
+        timings = {"first_delta_ms": first_delta_ms, "total_ms": ms_since(payload["accepted_at"])}
+        await finish("done", {"type": "done", "stop_reason": stop, "usage": _usage(transcript), "timings": timings})
+    except asyncio.CancelledError:
+        if not control.aborted:
+            raise
+        await _close_interrupted(store_after_failure, transcript, "aborted", "Cancelled: the run was aborted.")
+        timings = {"first_delta_ms": first_delta_ms, "total_ms": ms_since(payload["accepted_at"])}
+        await finish("aborted", {"type": "done", "stop_reason": "aborted", "usage": _usage(transcript), "timings": timings})
+    except RunEnded:
+        log.warning("run %s was ended by another process; this worker stops executing it", run_id)
+    except LLMFailed as e:
+        await _close_interrupted(store_after_failure, transcript, "error", f"Not run: the LLM request failed ({e.reason}).")
+        await finish("error", {"type": "error", "reason": e.reason, "message": e.message}, error=f"{e.reason}: {e.message}")
+    except Exception:
+        log.exception("run %s failed", run_id)
+        await _close_interrupted(store_after_failure, transcript, "error", "Not run: the run failed.")
+        message = "The run failed inside exoclaw; the server log has the details."
+        await finish("error", {"type": "error", "reason": "internal_error", "message": message}, error=message)
+    finally:
+        await release_and_continue(payload)

@@ -1,0 +1,255 @@
+"""The agent runtime in one process (in-memory channel layer): chat.send to the last event, with the
+real echo provider, the real sandbox and the real embedded session store."""
+
+import threading
+
+import pytest
+
+from agents.store import get_store
+from tests.fakes import anthropic_server
+from tests.fakes.http import Stream, Text
+from routing.models import Binding
+from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, spin_plugin, text_of
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer", "process_store")]
+
+
+def kinds(events):
+    return [e["type"] for e in events]
+
+
+async def test_a_message_streams_back_word_by_word_and_is_stored(connect):
+    await make_agent("helper")
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "hello there world", "agent": "helper", "peer": "alice"})
+    assert sent["agent"] == "helper" and sent["queued"] is False
+    assert sent["session_key"] == "agent:helper:-:-:alice"
+    events = await client.finished(sent["run_id"])
+    assert kinds(events) == ["delta", "delta", "delta", "done"]
+    assert text_of(events) == "hello there world"
+    assert_gap_free(events)
+    done = events[-1]
+    assert done["stop_reason"] == "end_turn" and done["usage"]["output_tokens"] == 3
+    assert done["timings"]["first_delta_ms"] <= done["timings"]["total_ms"]
+    assert all(e["run_id"] == sent["run_id"] and e["session_key"] == sent["session_key"] for e in events)
+    history = await client.result("sessions.history", {"session_key": sent["session_key"]})
+    assert [(m["role"], m["content"]) for m in history["messages"]] == [
+        ("user", [{"type": "text", "text": "hello there world"}]),
+        ("assistant", [{"type": "text", "text": "hello there world"}]),
+    ]
+    run = await get_store().get_run(sent["run_id"])
+    assert (run["status"], run["stop_reason"], run["usage"]["output_tokens"]) == ("done", "end_turn", 3)
+
+
+async def test_the_route_picks_the_agent_when_none_is_named(connect):
+    agent = await make_agent("support")
+    await Binding.objects.acreate(agent=agent, channel="webchat")
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "hi", "channel": "webchat", "peer": "bob"})
+    assert (sent["agent"], sent["session_key"]) == ("support", "agent:support:webchat:-:bob")
+    assert text_of(await client.finished(sent["run_id"])) == "hi"
+
+
+async def test_no_route_and_unknown_agent_are_clear_errors(connect):
+    client = await connect()
+    answer = await client.call("chat.send", {"text": "hi", "channel": "nowhere"})
+    assert answer["error"]["data"]["reason"] == "no_route"
+    answer = await client.call("chat.send", {"text": "hi", "agent": "ghost"})
+    assert answer["error"]["data"]["reason"] == "no_agent"
+    answer = await client.call("chat.send", {"text": "  ", "agent": "ghost"})
+    assert answer["error"]["data"]["param"] == "text"
+
+
+async def test_a_tool_call_runs_in_the_sandbox_and_its_result_goes_back_to_the_llm(connect):
+    await echo_plugin()
+    await make_agent("helper", tools=["echo"])
+    client = await connect()
+    sent = await client.result("chat.send", {"text": '/tool echo.echo {"text": "ping pong"}', "agent": "helper"})
+    events = await client.finished(sent["run_id"])
+    assert_gap_free(events)
+    call = next(e for e in events if e["type"] == "tool_call")
+    result = next(e for e in events if e["type"] == "tool_result")
+    assert (call["name"], call["input"]) == ("echo.echo", {"text": "ping pong"})
+    assert (result["call_id"], result["content"], result["is_error"], result["error_kind"]) == (
+        call["call_id"], "ping pong", False, None)
+    assert result["duration_ms"] > 0
+    assert text_of(events) == "Tool echo.echo returned: ping pong"
+    assert events[-1]["stop_reason"] == "end_turn"
+    history = (await client.result("sessions.history", {"session_key": sent["session_key"]}))["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[1]["content"][0]["type"] == "tool_use"
+    assert history[2]["content"] == [
+        {"type": "tool_result", "tool_use_id": call["call_id"], "content": "ping pong", "is_error": False}]
+    run = await get_store().get_run(sent["run_id"])
+    assert [(c["name"], c["outcome"], c["output"]) for c in run["tool_calls"]] == [("echo.echo", "ok", "ping pong")]
+
+
+async def test_a_tool_outside_the_allowlist_is_refused_and_the_llm_is_told(connect):
+    await echo_plugin()
+    await make_agent("helper", tools=[])
+    client = await connect()
+    sent = await client.result("chat.send", {"text": '/tool echo.echo {"text": "x"}', "agent": "helper"})
+    events = await client.finished(sent["run_id"])
+    result = next(e for e in events if e["type"] == "tool_result")
+    assert (result["is_error"], result["error_kind"]) == (True, "not_allowed")
+    assert text_of(events).startswith("Tool echo.echo failed: There is no tool named 'echo.echo'")
+
+
+async def test_max_tool_rounds_ends_a_run_that_keeps_calling_tools(connect):
+    await echo_plugin()
+    await make_agent("helper", tools=["echo"], max_tool_rounds=0)
+    client = await connect()
+    sent = await client.result("chat.send", {"text": '/tool echo.echo {"text": "x"}', "agent": "helper"})
+    events = await client.finished(sent["run_id"])
+    assert kinds(events) == ["tool_call", "tool_result", "done"]
+    assert events[1]["error_kind"] == "max_tool_rounds"
+    assert events[-1]["stop_reason"] == "max_tool_rounds"
+    history = (await client.result("sessions.history", {"session_key": sent["session_key"]}))["messages"]
+    assert history[-1]["content"][0]["is_error"] is True
+
+
+async def test_abort_cancels_a_running_tool_at_once_and_keeps_what_was_said(connect):
+    await spin_plugin()
+    await make_agent("helper", tools=["spin"])
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper"})
+    await client.until(sent["run_id"], lambda evs: "tool_call" in kinds(evs))
+    assert await client.result("chat.abort", {"run_id": sent["run_id"]}) == {"run_id": sent["run_id"], "aborted": True}
+    # The plugin's timeout is 20 s: finishing within 10 s means the run did not wait for it.
+    events = await client.finished(sent["run_id"], timeout=10)
+    assert events[-1]["type"] == "done" and events[-1]["stop_reason"] == "aborted"
+    assert_gap_free(events)
+    run = await get_store().get_run(sent["run_id"])
+    assert (run["status"], run["stop_reason"]) == ("aborted", "aborted")
+    history = (await client.result("sessions.history", {"session_key": sent["session_key"]}))["messages"]
+    assert history[-1]["interrupted"] == "aborted" and history[-1]["content"][0]["is_error"] is True
+    assert await client.result("chat.abort", {"run_id": sent["run_id"]}) == {"run_id": sent["run_id"], "aborted": False}
+
+
+def held_answer(text: str, gate: threading.Event) -> Stream:
+    """An Anthropic answer that streams its first word, then waits for `gate`."""
+    return Stream(anthropic_server.events(Text(text)), pause_after=4, gate=gate)
+
+
+async def anthropic_agent(server, **fields):
+    return await make_agent("helper", provider="anthropic", model="m", base_url=server.base_url, **fields)
+
+
+@pytest.fixture
+def gate():
+    g = threading.Event()
+    yield g
+    g.set()
+
+
+async def test_abort_stops_the_llm_stream_and_keeps_the_partial_text(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic)
+    fake_anthropic.enqueue(held_answer("first and then more", gate))
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "talk", "agent": "helper"})
+    await client.until(sent["run_id"], lambda evs: "delta" in kinds(evs))
+    await client.result("chat.abort", {"run_id": sent["run_id"]})
+    events = await client.finished(sent["run_id"])
+    assert kinds(events) == ["delta", "done"] and events[-1]["stop_reason"] == "aborted"
+    assert fake_anthropic.requests[0].disconnected.wait(5), "the LLM request was not closed"
+    history = (await client.result("sessions.history", {"session_key": sent["session_key"]}))["messages"]
+    assert (history[-1]["content"], history[-1]["interrupted"]) == ([{"type": "text", "text": "first "}], "aborted")
+
+
+async def test_a_busy_session_queues_the_next_message_until_the_first_run_ends(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic, busy_policy="queue")
+    fake_anthropic.enqueue(held_answer("first answer", gate), anthropic_server.message(Text("second answer")))
+    client = await connect()
+    first = await client.result("chat.send", {"text": "one", "agent": "helper"})
+    await client.until(first["run_id"], lambda evs: "delta" in kinds(evs))
+    second = await client.result("chat.send", {"text": "two", "agent": "helper"})
+    assert second["queued"] is True and second["session_key"] == first["session_key"]
+    assert len(fake_anthropic.requests) == 1, "the queued run must not start while the first is running"
+    gate.set()
+    assert text_of(await client.finished(first["run_id"])) == "first answer"
+    assert text_of(await client.finished(second["run_id"])) == "second answer"
+    history = (await client.result("sessions.history", {"session_key": first["session_key"]}))["messages"]
+    assert [m["content"][0]["text"] for m in history] == ["one", "first answer", "two", "second answer"]
+
+
+async def test_a_busy_session_rejects_the_next_message_when_the_agent_says_so(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic, busy_policy="reject")
+    fake_anthropic.enqueue(held_answer("first answer", gate), anthropic_server.message(Text("elsewhere")),
+                           anthropic_server.message(Text("now")))
+    client = await connect()
+    first = await client.result("chat.send", {"text": "one", "agent": "helper"})
+    await client.until(first["run_id"], lambda evs: "delta" in kinds(evs))
+    answer = await client.call("chat.send", {"text": "me too", "agent": "helper"})
+    assert answer["error"]["code"] == -32005 and answer["error"]["data"]["reason"] == "session_busy"
+    other = await client.result("chat.send", {"text": "hi", "agent": "helper", "peer": "carol"})
+    assert text_of(await client.finished(other["run_id"])) == "elsewhere"
+    gate.set()
+    await client.finished(first["run_id"])
+    again = await client.result("chat.send", {"text": "and now?", "agent": "helper"})
+    assert text_of(await client.finished(again["run_id"])) == "now"
+
+
+async def test_the_same_idempotency_key_returns_the_same_run(connect):
+    await make_agent("helper")
+    client = await connect()
+    params = {"text": "only once", "agent": "helper", "idempotency_key": "k-1"}
+    first = await client.result("chat.send", params)
+    await client.finished(first["run_id"])
+    other = await connect()
+    again = await other.result("chat.send", params)
+    assert again["run_id"] == first["run_id"]
+    replayed = await other.finished(again["run_id"])
+    assert text_of(replayed) == "only once"
+    history = (await client.result("sessions.history", {"session_key": first["session_key"]}))["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+
+
+async def test_a_client_that_reconnects_gets_what_it_missed_and_then_the_rest_live(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic)
+    fake_anthropic.enqueue(held_answer("first of several words", gate))
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "talk", "agent": "helper"})
+    seen = await client.until(sent["run_id"], lambda evs: "delta" in kinds(evs))
+    await client.close()
+    back = await connect()
+    status = await back.result("chat.subscribe", {"run_id": sent["run_id"], "after_seq": 0})
+    assert status == {"run_id": sent["run_id"], "status": "running"}
+    assert await back.until(sent["run_id"], lambda evs: len(evs) >= len(seen)) == seen
+    gate.set()
+    events = await back.finished(sent["run_id"])
+    assert_gap_free(events)
+    assert text_of(events) == "first of several words" and events[-1]["type"] == "done"
+    late = await connect()
+    assert (await late.result("chat.subscribe", {"run_id": sent["run_id"], "after_seq": 2}))["status"] == "done"
+    assert await late.finished(sent["run_id"]) == events[2:]
+
+
+async def test_subscribe_to_an_unknown_run_is_not_found(connect):
+    client = await connect()
+    answer = await client.call("chat.subscribe", {"run_id": "nope"})
+    assert answer["error"]["data"]["reason"] == "no_run"
+
+
+async def test_sessions_can_be_listed_read_and_reset_through_the_gateway(connect):
+    await make_agent("helper")
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "remember me", "agent": "helper", "peer": "dora"})
+    await client.finished(sent["run_id"])
+    page = await client.result("sessions.list", {"agent": "helper", "q": "remember"})
+    assert [s["key"] for s in page["sessions"]] == [sent["session_key"]] and page["total"] == 1
+    assert page["sessions"][0]["message_count"] == 2
+    reset = await client.result("sessions.reset", {"session_key": sent["session_key"]})
+    assert reset["previous_session_id"] == page["sessions"][0]["id"]
+    fresh = await client.result("sessions.history", {"session_key": sent["session_key"]})
+    assert fresh["messages"] == []
+    old = await client.result("sessions.history", {"session_key": reset["previous_session_id"]})
+    assert [m["role"] for m in old["messages"]] == ["user", "assistant"]
+    reader = await connect(scopes=("sessions:read",))
+    answer = await reader.call("sessions.reset", {"session_key": sent["session_key"]})
+    assert answer["error"]["data"]["reason"] == "missing_scope"
+    answer = await reader.call("sessions.history", {"session_key": "agent:nobody:-:-:-"})
+    assert answer["error"]["data"]["reason"] == "no_session"
