@@ -157,9 +157,10 @@ class Command(BaseCommand):
         lines = _stdin_lines()
         target = route.get("agent") or "the routed agent"
         self.stderr.write(f"Connected to {url}, talking to {target}. {COMMANDS}")
+        prompt = "you> " if sys.stdin.isatty() else ""  # piped input gets a clean transcript
         try:
             while True:
-                self.stdout.write("you> ", ending="")
+                self.stdout.write(prompt, ending="")
                 self.stdout.flush()
                 line = self._typed_ahead.popleft() if self._typed_ahead else await lines.get()
                 if line is None:
@@ -221,7 +222,7 @@ class Command(BaseCommand):
         for s in sessions:
             mark = "*" if s.get("key") == self._session_key else " "
             title = s.get("title") or "(untitled)"
-            count, updated = s.get("message_count", 0), s.get("updated", "")
+            count, updated = s.get("message_count", 0), str(s.get("updated", ""))[:16].replace("T", " ")
             self.stdout.write(f"{mark} {s.get('key')}  {title}  [{count} messages, {updated}]")
 
 
