@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from exoclaw import views
+
 urlpatterns = [
     path("admin/sessions/", include("agents.admin_sessions")),
     path("admin/", admin.site.urls),
+    path("", views.chat, name="chat"),
 ]
