@@ -68,8 +68,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if sum(bool(x) for x in (options["function"], options["tool"], options["describe"])) != 1:
             raise CommandError("give exactly one of FUNCTION, --tool NAME or --describe", returncode=2)
-        if options["repeat"] < 1:
-            raise CommandError("--repeat must be at least 1", returncode=2)
+        for flag in ("repeat", "timeout_ms", "memory_mb"):
+            # 0 would otherwise read as "not given" and fall back to the stored grant without a word.
+            if options[flag] is not None and options[flag] < 1:
+                raise CommandError(f"--{flag.replace('_', '-')} must be at least 1", returncode=2)
         config = self._config(options["config"])
         spec, grant, tools = self._target(options, config)
         host = Host(max_workers=1)
