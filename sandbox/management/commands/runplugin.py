@@ -3,8 +3,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from exoclaw.management.help import CommandWithExample
 from sandbox.abi import PLAIN, ToolDef, decode_result, encode_call
 from sandbox.discovery import discover
 from sandbox.errors import SandboxError
@@ -15,7 +16,7 @@ EXAMPLES = """
 examples:
   manage.py runplugin calc --describe
   manage.py runplugin calc --tool calc --args '{"expr": "6*7"}'
-  manage.py runplugin sandbox/plugins/http_get.wasm --tool fetch --args '{"url": "http://127.0.0.1:8000/"}' \
+  manage.py runplugin sandbox/plugins/http_get.wasm --tool fetch --args '{"url": "http://127.0.0.1:8000/"}' \\
       --allow-host 127.0.0.1
   manage.py runplugin sandbox/plugins/echo.wasm echo --input 'hello' --repeat 100
   manage.py runplugin path/to/count_vowels.wasm count_vowels --input "Hello World"
@@ -29,14 +30,8 @@ stderr. Exit status: 0 ok, 1 the plugin failed (the error kind and message are p
 """
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = "Run a plugin function or tool in the sandbox, for testing tools by hand." + EXAMPLES
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        from argparse import RawDescriptionHelpFormatter
-
-        kwargs["formatter_class"] = RawDescriptionHelpFormatter
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("target", metavar="NAME_OR_PATH", help="A registered plugin's name, or the path of a .wasm file.")
