@@ -110,10 +110,17 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py's pools stop at 100 connections by default; every blocking receive and every
-            # followed run (agents/runtime) holds one.
+            # redis-py 8 stops a pool at 100 connections and a read at 5 s by default; but every blocking
+            # receive and every followed run (agents/runtime) holds a connection, and channels-redis
+            # blocks for 5 s per receive, so a 5 s read timeout crashes consumers on an idle channel.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=2000)}],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=2000),
+                        "socket_timeout": 30,
+                    }
+                ],
                 "prefix": env.str("REDIS_PREFIX", default="exoclaw"),
             },
         }

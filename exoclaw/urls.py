@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from exoclaw import views
+
 urlpatterns = [
     path("admin/sessions/", include("agents.admin_sessions")),
     path("admin/", admin.site.urls),
     path("hooks/", include("webhooks.urls")),
+    path("", views.chat, name="chat"),
 ]

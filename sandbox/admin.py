@@ -28,20 +28,19 @@ class GrantFormSet(BaseInlineFormSet):
             seen.add(key)
 
 
-class CapabilityGrantInline(admin.StackedInline):
-    model = CapabilityGrant
-    formset = GrantFormSet
-    extra = 0
-    fields = [
-        "agent",
-        "allowed_hosts",
-        "allowed_paths",
-        ("memory_mb", "timeout_ms", "max_concurrency"),
-        ("max_http_response_bytes", "max_output_bytes"),
-        "config",
-        "secret_env",
-        "secret_status",
-    ]
+GRANT_FIELDS = [
+    "agent",
+    "allowed_hosts",
+    "allowed_paths",
+    ("memory_mb", "timeout_ms", "max_concurrency"),
+    ("max_http_response_bytes", "max_output_bytes"),
+    "config",
+    "secret_env",
+    "secret_status",
+]
+
+
+class GrantSecrets:
     readonly_fields = ["secret_status"]
 
     @admin.display(description="Secrets")
@@ -57,6 +56,33 @@ class CapabilityGrantInline(admin.StackedInline):
                 for key, env_name in sorted(grant.secret_env.items())
             ),
         )
+
+
+class CapabilityGrantInline(GrantSecrets, admin.StackedInline):
+    model = CapabilityGrant
+    formset = GrantFormSet
+    extra = 0
+    fields = GRANT_FIELDS
+
+
+@admin.register(CapabilityGrant)
+class CapabilityGrantAdmin(GrantSecrets, admin.ModelAdmin):
+    """Every grant in one list, to see what each plugin may reach; they are also edited inline on their plugin."""
+
+    list_display = ["__str__", "plugin", "agent", "host_list", "path_list", "memory_mb", "timeout_ms", "max_concurrency"]
+    list_filter = ["plugin", "agent"]
+    search_fields = ["plugin__name", "agent__name", "allowed_hosts", "allowed_paths"]
+    list_select_related = ["plugin", "agent"]
+    fields = ["plugin", *GRANT_FIELDS]
+
+    @admin.display(description="hosts")
+    def host_list(self, grant):
+        return ", ".join(grant.allowed_hosts) or "none"
+
+    @admin.display(description="paths")
+    def path_list(self, grant):
+        return ", ".join(f"{p['host']}→{p.get('guest', p['host'])}{' (ro)' if p.get('read_only') else ''}"
+                         for p in grant.allowed_paths) or "none"
 
 
 @admin.register(Plugin)

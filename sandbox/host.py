@@ -14,7 +14,6 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from extism.extism import CompiledPlugin
 from .errors import SandboxError, classify
 from .extism_log import extism_log
 from .manifest import Grant, build_manifest, instance_config
+from .workers import DaemonPool
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _ms(start: float) -> float:
 
 class Host:
     def __init__(self, max_workers: int = 16, cache_size: int = 64):
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="extism")
+        self._executor = DaemonPool(max_workers, "extism")
         self._pools: OrderedDict[tuple, _Pool] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -299,4 +299,4 @@ class Host:
         return True
 
     def shutdown(self):
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown()

@@ -51,10 +51,10 @@ async def echo_plugin() -> Plugin:
     return await make_plugin("echo", SAMPLE_PLUGINS / "echo.wasm")
 
 
-async def spin_plugin() -> Plugin:
-    """A tool that never returns (until its 20 s timeout), to hold a run in a sandbox call."""
+async def spin_plugin(timeout_ms=20_000) -> Plugin:
+    """A tool that never returns (until its timeout), to hold a run in a sandbox call."""
     tool = {"name": "spin", "description": "Never returns.", "input_schema": {"type": "object"}}
-    return await make_plugin("spin", TEST_PLUGINS / "loop.wasm", [tool], timeout_ms=20_000)
+    return await make_plugin("spin", TEST_PLUGINS / "loop.wasm", [tool], timeout_ms=timeout_ms)
 
 
 @database_sync_to_async

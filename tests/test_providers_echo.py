@@ -54,6 +54,20 @@ async def test_tool_command_accepts_the_provider_visible_name():
 
 
 @pytest.mark.asyncio
+async def test_tool_command_accepts_a_plugin_name_with_one_offered_tool():
+    calc = ToolSpec("calc.calc", "Evaluate.", {"type": "object"})
+    request = LLMRequest(model="", messages=[user('/tool calc {"expr": "6*7"}')], tools=(ECHO_TOOL, calc))
+    assert (await collect(request))[0] == ToolCallStart(0, "toolu_echo_1", "calc.calc")
+
+
+@pytest.mark.asyncio
+async def test_tool_command_keeps_a_plugin_name_with_several_offered_tools():
+    tools = (ToolSpec("math.add", "", {}), ToolSpec("math.mul", "", {}))
+    request = LLMRequest(model="", messages=[user("/tool math {}")], tools=tools)
+    assert (await collect(request))[0] == ToolCallStart(0, "toolu_echo_1", "math")
+
+
+@pytest.mark.asyncio
 async def test_tool_command_for_a_tool_not_offered_is_still_called():
     result = await collect(LLMRequest(model="", messages=[user("/tool secret.read {}")]))
     assert result[-3] == ToolCallEnd(0, "toolu_echo_1", "secret.read", {})

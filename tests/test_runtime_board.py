@@ -111,3 +111,14 @@ async def test_a_waiting_follower_wakes_for_the_next_event_and_times_out_without
     await board.append("r1", {"type": "delta", "text": "b"})
     events = await asyncio.wait_for(waiting, 5)
     assert [(e["seq"], e["text"]) for e in events] == [(2, "b")]
+
+
+async def test_the_memory_board_forgets_runs_that_ended_longer_ago_than_the_events_ttl():
+    board = MemoryBoard(events_ttl=0)
+    await board.admit(run("r1"), "queue", 30)
+    await board.claim("r1", "w1", 30)
+    await board.append("r1", {"type": "done"}, terminal="done")
+    await board.release("agent:a:-:-:-", "r1", 30)
+    await board.admit(run("r2"), "queue", 30)
+    assert await board.run("r1") is None and await board.events_after("r1", 0) == []
+    assert (await board.run("r2"))["status"] == "queued"

@@ -253,3 +253,25 @@ async def test_sessions_can_be_listed_read_and_reset_through_the_gateway(connect
     assert answer["error"]["data"]["reason"] == "missing_scope"
     answer = await reader.call("sessions.history", {"session_key": "agent:nobody:-:-:-"})
     assert answer["error"]["data"]["reason"] == "no_session"
+
+
+async def test_aborting_a_queued_run_ends_it_without_starting_it(connect, fake_anthropic, gate, settings):
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    await anthropic_agent(fake_anthropic, busy_policy="queue")
+    fake_anthropic.enqueue(held_answer("first answer", gate), anthropic_server.message(Text("third answer")))
+    client = await connect()
+    first = await client.result("chat.send", {"text": "one", "agent": "helper"})
+    await client.until(first["run_id"], lambda evs: "delta" in kinds(evs))
+    second = await client.result("chat.send", {"text": "two", "agent": "helper"})
+    assert second["queued"] is True
+    assert (await client.result("chat.abort", {"run_id": second["run_id"]}))["aborted"] is True
+    events = await client.finished(second["run_id"])
+    assert kinds(events) == ["done"] and events[0]["stop_reason"] == "aborted"
+    assert (await client.result("chat.subscribe", {"run_id": second["run_id"]}))["status"] == "aborted"
+    gate.set()
+    await client.finished(first["run_id"])
+    third = await client.result("chat.send", {"text": "three", "agent": "helper"})
+    assert text_of(await client.finished(third["run_id"])) == "third answer"
+    assert len(fake_anthropic.requests) == 2, "the aborted run must never reach the LLM"
+    run = await get_store().get_run(second["run_id"])
+    assert (run["status"], run["stop_reason"]) == ("aborted", "aborted")

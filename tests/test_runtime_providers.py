@@ -6,7 +6,7 @@ import pytest
 from agents.store import get_store
 from tests.fakes import anthropic_server, openai_server
 from tests.fakes.http import Stream, Text, ToolUse, last_tool_result
-from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, text_of
+from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, spin_plugin, text_of
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -114,3 +114,42 @@ async def test_a_stream_cut_mid_answer_keeps_the_partial_text_marked(connect, ll
     history = (await client.result("sessions.history", {"session_key": sent["session_key"]}))["messages"]
     assert history[-1]["role"] == "assistant" and history[-1]["interrupted"] == "error"
     assert history[-1]["content"] == [{"type": "text", "text": partial}]
+
+
+async def test_the_tool_calls_of_one_turn_run_concurrently(connect, fake_anthropic, monkeypatch):
+    monkeypatch.setenv("EXO_TEST_LLM_KEY", "sk-test")
+    await echo_plugin()
+    await spin_plugin(timeout_ms=1000)
+    await llm_agent(("anthropic", fake_anthropic, anthropic_server), tools=["echo", "spin"])
+    fake_anthropic.enqueue(
+        anthropic_server.message(ToolUse.split("toolu_slow", "spin__spin", {}),
+                                 ToolUse.split("toolu_fast", "echo__echo", {"text": "fast"}), stop_reason="tool_use"),
+        anthropic_server.message(Text("both done")),
+    )
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "two at once", "agent": "helper"})
+    events = await client.finished(sent["run_id"])
+    results = [(e["call_id"], e["error_kind"]) for e in events if e["type"] == "tool_result"]
+    # Run one after the other, the fast call would wait for the slow one's 1 s timeout.
+    assert results == [("toolu_fast", None), ("toolu_slow", "timeout")]
+    second = fake_anthropic.wait_for_requests(2)[1].json
+    assert [b["tool_use_id"] for b in second["messages"][-1]["content"]] == ["toolu_slow", "toolu_fast"]
+    assert text_of(events) == "both done"
+
+
+async def test_tool_arguments_that_are_not_json_are_answered_with_an_error_the_llm_can_fix(connect, fake_anthropic, monkeypatch):
+    monkeypatch.setenv("EXO_TEST_LLM_KEY", "sk-test")
+    await echo_plugin()
+    await llm_agent(("anthropic", fake_anthropic, anthropic_server), tools=["echo"])
+    fake_anthropic.enqueue(
+        anthropic_server.message(ToolUse("toolu_bad", "echo__echo", ('{"text": ', '"unfinished')), stop_reason="tool_use"),
+        anthropic_server.message(Text("sorry")),
+    )
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "go", "agent": "helper"})
+    events = await client.finished(sent["run_id"])
+    result = next(e for e in events if e["type"] == "tool_result")
+    assert (result["is_error"], result["error_kind"]) == (True, "bad_input")
+    fed_back = fake_anthropic.wait_for_requests(2)[1].json["messages"][-1]["content"][0]
+    assert fed_back["is_error"] is True and "not valid JSON" in fed_back["content"]
+    assert text_of(events) == "sorry"

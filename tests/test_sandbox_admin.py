@@ -1,9 +1,10 @@
-"""The Plugin admin: add and edit with grants inline, discovered tools shown, secrets never shown."""
+"""The Plugin admin: add and edit with grants inline, discovered tools shown, secrets never shown; the grant list."""
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from agents.models import Agent
 from sandbox.models import CapabilityGrant, Plugin
 from tests.sandbox_fixtures import spec, wasm_path
 
@@ -141,3 +142,45 @@ def test_rediscover_action_updates_tools(admin_client):
     assert [str(m) for m in response.context["messages"]] == ["calc: calc"]
     plugin.refresh_from_db()
     assert plugin.abi == "exoclaw" and plugin.tools[0]["name"] == "calc"
+
+
+def grant_form(plugin, **fields):
+    return {
+        "plugin": str(plugin.pk), "agent": "", "allowed_hosts": '["api.example.com"]', "allowed_paths": "[]",
+        "memory_mb": "32", "timeout_ms": "2000", "max_concurrency": "2", "max_http_response_bytes": "1048576",
+        "max_output_bytes": "1048576", "config": "{}", "secret_env": "{}", **fields,
+    }
+
+
+def test_the_grant_list_shows_every_grant_with_filters_and_search(admin_client):
+    calc = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")))
+    echo = Plugin.objects.create(name="echo", wasm_path=str(wasm_path("echo")))
+    CapabilityGrant.objects.create(plugin=calc, allowed_hosts=["api.example.com"], memory_mb=32)
+    CapabilityGrant.objects.create(plugin=echo, agent=Agent.objects.create(name="helper", provider="echo"))
+    page = admin_client.get("/admin/sandbox/capabilitygrant/").content.decode()
+    assert "calc for every agent" in page and "echo for helper" in page and "api.example.com" in page
+    assert 'data-filter-title="plugin"' in page and 'data-filter-title="agent"' in page
+    found = admin_client.get("/admin/sandbox/capabilitygrant/", {"q": "api.example"}).content.decode()
+    assert "calc for every agent" in found and "echo for helper" not in found
+    by_agent = admin_client.get("/admin/sandbox/capabilitygrant/", {"agent__isnull": "True"}).content.decode()
+    assert "calc for every agent" in by_agent and "echo for helper" not in by_agent
+
+
+def test_a_grant_added_on_its_own_page_saves_and_a_second_default_is_refused(admin_client):
+    plugin = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")))
+    response = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin))
+    assert response.status_code == 302, response.content.decode()
+    grant = CapabilityGrant.objects.get(plugin=plugin)
+    assert grant.allowed_hosts == ["api.example.com"] and grant.memory_mb == 32
+    again = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin)).content.decode()
+    assert "This plugin already has a grant for every agent." in again
+    bad = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, allowed_hosts='["http://x/"]'))
+    assert "Give a list of host names" in bad.content.decode()
+
+
+def test_the_grant_page_never_shows_secret_values(admin_client, monkeypatch):
+    monkeypatch.setenv("EXOCLAW_TEST_WEATHER_KEY", "value-that-must-not-leak")
+    plugin = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")))
+    grant = CapabilityGrant.objects.create(plugin=plugin, secret_env={"api_key": "EXOCLAW_TEST_WEATHER_KEY"})
+    page = admin_client.get(f"/admin/sandbox/capabilitygrant/{grant.pk}/change/").content.decode()
+    assert "EXOCLAW_TEST_WEATHER_KEY</code> (set)" in page and "value-that-must-not-leak" not in page

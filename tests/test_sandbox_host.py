@@ -213,7 +213,7 @@ async def test_cancelling_the_task_stops_a_running_plugin_at_once(host):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - cancelled_at < 5, "the plug-in ran on towards its 20 s timeout"
-    # The slot is free again (max_concurrency=1): the plug-in really stopped.
+    # The slot is free again (max_concurrency=1); the host fixture checks that the plug-in really stopped.
     fails_with_kind = await asyncio.wait_for(
         asyncio.gather(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=100, max_concurrency=1)), return_exceptions=True), 5
     )

@@ -49,6 +49,8 @@ def test_usage_errors_exit_2():
         (["echo", "--config", "novalue"], "--config 'novalue': give KEY=VALUE"),
         (["--tool", "echo", "--args", "[1]"], "--args must be a JSON object"),
         (["echo", "--repeat", "0"], "--repeat must be at least 1"),
+        (["echo", "--timeout-ms", "0"], "--timeout-ms must be at least 1"),
+        (["echo", "--memory-mb", "-3"], "--memory-mb must be at least 1"),
     ],
 )
 def test_bad_flags_are_usage_errors(args, message):

@@ -4,7 +4,8 @@
   `TextDelta`, cut at `max_tokens` words (then the stop reason is `max_tokens`).
 - A user message `/tool NAME {json}` makes it call tool NAME with that JSON object (no JSON:
   `{}`). NAME is exoclaw's name (`plugin.tool`); the provider-visible form (`plugin__tool`) is
-  accepted too. The call is streamed as a real provider would (start, arguments in fragments,
+  accepted too, and so is a bare plugin name when the agent is offered exactly one tool of that
+  plugin (`/tool calc {"expr": "6*7"}` calls `calc.calc`). The call is streamed as a real provider would (start, arguments in fragments,
   end) with stop reason `tool_use`, and the events carry exoclaw's name. A name the agent does
   not offer is still called, so the tool loop's allowlist check can be exercised.
 - When the conversation ends with tool results, it reports them:
@@ -59,6 +60,12 @@ def _tool_names(request: LLMRequest) -> dict[str, str]:
     names = ToolNameMap.for_request(request)
     offered = {t.name: t.name for t in request.tools}
     offered.update({names.wire(t.name): t.name for t in request.tools})
+    by_plugin: dict[str, list[str]] = {}
+    for t in request.tools:
+        by_plugin.setdefault(t.name.partition(".")[0], []).append(t.name)
+    for plugin, tools in by_plugin.items():
+        if len(tools) == 1:
+            offered.setdefault(plugin, tools[0])
     return offered
 
 

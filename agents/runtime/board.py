@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 
 TERMINAL = ("done", "error", "aborted")
+MAX_WAIT_SECONDS = 5.0  # the longest a follower blocks in one wait_events call
+READ_TIMEOUT_SECONDS = MAX_WAIT_SECONDS + 25
 
 
 class SessionBusy(Exception):
@@ -39,7 +41,9 @@ def _event_with_seq(run_id: str, session_key: str, seq: int, body: dict) -> dict
 
 
 class MemoryBoard:
-    def __init__(self):
+    def __init__(self, events_ttl: float = 86400):
+        self.events_ttl = events_ttl
+        self.ended: dict[str, float] = {}  # run id -> when it ended, for forgetting it after events_ttl
         self.runs: dict[str, dict] = {}
         self.logs: dict[str, list[dict]] = {}
         self.leases: dict[str, float] = {}
@@ -47,7 +51,17 @@ class MemoryBoard:
         self.queues: dict[str, list[str]] = {}
         self.waiters: dict[str, list[asyncio.Future]] = {}
 
+    def _forget_old(self) -> None:
+        cutoff = time.monotonic() - self.events_ttl
+        for run_id, ended in list(self.ended.items()):
+            if ended >= cutoff:
+                break  # in order of ending
+            del self.ended[run_id]
+            self.runs.pop(run_id, None)
+            self.logs.pop(run_id, None)
+
     async def admit(self, run: dict, policy: str, claim_ttl: float) -> Admission:
+        self._forget_old()
         key = run["session_key"]
         cur = self.active.get(key)
         self.runs[run["run_id"]] = {"payload": run, "status": "queued", "owner": ""}
@@ -96,6 +110,7 @@ class MemoryBoard:
         if terminal:
             run["status"] = terminal
             self.leases.pop(run_id, None)
+            self.ended[run_id] = time.monotonic()
         for w in self.waiters.pop(run_id, []):
             if not w.done():
                 w.set_result(None)
@@ -204,7 +219,8 @@ class RedisBoard:
         import redis.asyncio as aioredis
 
         # Each follower blocked in XREAD holds a connection: the pool bounds the runs one process follows.
-        self.redis = aioredis.from_url(url, max_connections=max_connections)
+        # The read timeout must outlast the longest XREAD block (redis-py 8 defaults to 5 s).
+        self.redis = aioredis.from_url(url, max_connections=max_connections, socket_timeout=READ_TIMEOUT_SECONDS)
         self.p = f"{prefix}:runs:"
         self.events_ttl = int(events_ttl)
         self._keys: dict[str, str] = {}  # run id -> session key (never changes)

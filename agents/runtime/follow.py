@@ -11,12 +11,10 @@ import weakref
 
 from exoclaw.gateway.stats import run_finished, run_started
 
-from .board import TERMINAL
+from .board import MAX_WAIT_SECONDS, TERMINAL
 from .runs import get_board
 
 log = logging.getLogger(__name__)
-
-WAIT_SECONDS = 5.0  # longest single wait on the board; between waits the follower checks the run still exists
 
 _followers: "weakref.WeakKeyDictionary[object, dict[str, asyncio.Task]]" = weakref.WeakKeyDictionary()
 
@@ -34,7 +32,7 @@ async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
     last = after_seq
     try:
         while True:
-            events = await board.wait_events(run_id, last, WAIT_SECONDS)
+            events = await board.wait_events(run_id, last, MAX_WAIT_SECONDS)
             for event in events:
                 await ctx.notify("chat.event", event)
                 last = event["seq"]

@@ -43,7 +43,6 @@ class LLMFailed(Exception):
 class Transcript:
     persist: Callable[[dict], Awaitable[None]]
     partial: str = ""
-    first_delta_at: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     tool_calls: list[dict] = field(default_factory=list)
@@ -60,8 +59,6 @@ async def _one_turn(stream: AsyncIterator, emit, transcript: Transcript) -> tupl
     transcript.partial = ""
     async for ev in stream:
         if isinstance(ev, TextDelta):
-            if transcript.first_delta_at is None:
-                transcript.first_delta_at = time.monotonic()
             text.append(ev.text)
             transcript.partial += ev.text
             await emit("delta", {"text": ev.text})

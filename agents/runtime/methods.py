@@ -17,8 +17,8 @@ from routing.resolver import Message, NoRoute, aresolve_route, session_key
 
 from . import board as run_board
 from .execute import release_and_continue
-from .persist import agent_config
 from .follow import follow
+from .persist import agent_config
 from .reaper import ensure_reaper
 from .runs import control_group, dispatch, get_board, publish
 
@@ -114,7 +114,8 @@ async def _known_run(run_id: str) -> dict:
 async def chat_abort(ctx, *, run_id: str) -> dict:
     """Stop a run now: its stream and running tool calls are cancelled and it ends with stop reason `aborted`."""
     run = await _known_run(run_id)
-    if run["status"] in run_board.TERMINAL:
+    if run["status"] in run_board.TERMINAL or run["payload"] is None:
+        # Ended, or known only to the store: no process is executing it any more.
         return {"run_id": run_id, "aborted": False}
     if run["status"] == "queued":
         # Not started yet: end it here; a worker that receives it later finds it ended and skips it.

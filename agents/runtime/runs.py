@@ -15,15 +15,12 @@ The deployment mode follows the default channel layer, so there is one switch (`
 """
 
 import asyncio
-import logging
 import weakref
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from .board import MemoryBoard, RedisBoard
-
-log = logging.getLogger(__name__)
 
 RUNS_CHANNEL = "agent-runs"
 
@@ -47,7 +44,7 @@ def get_board():
         # One board per in-memory layer: the layer and the board hold the same process's runs.
         board = _memory_boards.get(layer)
         if board is None:
-            board = _memory_boards[layer] = MemoryBoard()
+            board = _memory_boards[layer] = MemoryBoard(settings.AGENT_RUN_EVENTS_TTL)
         return board
     loop = asyncio.get_running_loop()
     board = _boards.get(loop)

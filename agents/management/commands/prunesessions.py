@@ -1,16 +1,18 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from agents.store import InvalidInput, StoreError, get_store
 from agents.store.shapes import parse_age
+from exoclaw.management.help import CommandWithExample
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = (
-        "Delete sessions (with their messages and runs) that have been idle for longer than --older-than, "
-        "and webhook de-duplication records as old. Prints what was (or, with --dry-run, would be) deleted."
-        "\n\nExample: python manage.py prunesessions --older-than 30d --dry-run"
+        "Delete sessions (with their messages and runs) that have been idle for longer than\n"
+        "--older-than, and webhook de-duplication records as old. Prints what was (or, with\n"
+        "--dry-run, would be) deleted.\n\n"
+        "Example: python manage.py prunesessions --older-than 30d --dry-run"
     )
 
     def add_arguments(self, parser):

@@ -1,16 +1,18 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from agents.store import StoreError, get_store, redact
 from agents.store.schema import SCHEMA_VERSION
+from exoclaw.management.help import CommandWithExample
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = (
-        "Apply the session store's schema (SurrealDB tables, fields, indexes) to SURREALDB_URL and record its "
-        f"version (currently {SCHEMA_VERSION}). Safe to run any number of times; the store also applies it "
-        "when it first opens.\n\nExample: python manage.py surreal_migrate"
+        "Apply the session store's schema (SurrealDB tables, fields, indexes) to SURREALDB_URL and\n"
+        f"record its version (currently {SCHEMA_VERSION}). Safe to run any number of times; the store also\n"
+        "applies it when it first opens.\n\n"
+        "Example: python manage.py surreal_migrate"
     )
 
     def handle(self, *args, **options):

@@ -1,7 +1,8 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from exoclaw.bind import is_loopback_host, parse_bind
+from exoclaw.management.help import CommandWithExample
 from exoclaw.models import ApiToken
 
 # Frames up to this many times GATEWAY_MAX_FRAME_BYTES reach the gateway, which answers them with a
@@ -32,7 +33,7 @@ def daphne_args(host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = (
         "Serve exoclaw (HTTP, the admin and the WebSocket gateway) with daphne on EXOCLAW_BIND.\n"
         "Refuses a non-loopback address unless an API token is configured.\n\n"

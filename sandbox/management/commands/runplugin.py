@@ -3,8 +3,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from exoclaw.management.help import CommandWithExample
 from sandbox.abi import PLAIN, ToolDef, decode_result, encode_call
 from sandbox.discovery import discover
 from sandbox.errors import SandboxError
@@ -15,7 +16,7 @@ EXAMPLES = """
 examples:
   manage.py runplugin calc --describe
   manage.py runplugin calc --tool calc --args '{"expr": "6*7"}'
-  manage.py runplugin sandbox/plugins/http_get.wasm --tool fetch --args '{"url": "http://127.0.0.1:8000/"}' \
+  manage.py runplugin sandbox/plugins/http_get.wasm --tool fetch --args '{"url": "http://127.0.0.1:8000/"}' \\
       --allow-host 127.0.0.1
   manage.py runplugin sandbox/plugins/echo.wasm echo --input 'hello' --repeat 100
   manage.py runplugin path/to/count_vowels.wasm count_vowels --input "Hello World"
@@ -29,14 +30,8 @@ stderr. Exit status: 0 ok, 1 the plugin failed (the error kind and message are p
 """
 
 
-class Command(BaseCommand):
+class Command(CommandWithExample):
     help = "Run a plugin function or tool in the sandbox, for testing tools by hand." + EXAMPLES
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        from argparse import RawDescriptionHelpFormatter
-
-        kwargs["formatter_class"] = RawDescriptionHelpFormatter
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("target", metavar="NAME_OR_PATH", help="A registered plugin's name, or the path of a .wasm file.")
@@ -68,8 +63,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if sum(bool(x) for x in (options["function"], options["tool"], options["describe"])) != 1:
             raise CommandError("give exactly one of FUNCTION, --tool NAME or --describe", returncode=2)
-        if options["repeat"] < 1:
-            raise CommandError("--repeat must be at least 1", returncode=2)
+        for flag in ("repeat", "timeout_ms", "memory_mb"):
+            # 0 would otherwise read as "not given" and fall back to the stored grant without a word.
+            if options[flag] is not None and options[flag] < 1:
+                raise CommandError(f"--{flag.replace('_', '-')} must be at least 1", returncode=2)
         config = self._config(options["config"])
         spec, grant, tools = self._target(options, config)
         host = Host(max_workers=1)
