@@ -1,4 +1,4 @@
-"""Config as code: agents, plugins with their grants, and bindings in one TOML file.
+"""Config as code: agents, plugins with their grants, bindings and channels in one TOML file.
 
 `read` parses and checks the file's shape (no database); `apply` creates or updates rows in one
 transaction, running every model's own validation, and refuses the whole file if anything is
@@ -18,10 +18,11 @@ from django.db import models, transaction
 from agents.models import Agent
 from routing.models import MATCH_FIELDS, Binding
 from sandbox.models import CapabilityGrant, Plugin
+from webhooks.models import ChannelEndpoint
 
 from .tomlwrite import dumps
 
-SECTIONS = ("agents", "plugins", "bindings")
+SECTIONS = ("agents", "plugins", "bindings", "channels")
 AGENT_KEYS = (
     "name", "provider", "model", "base_url", "api_key_env", "system_prompt", "temperature", "max_tokens",
     "max_tool_rounds", "request_timeout", "context_messages", "tools", "busy_policy", "enabled",
@@ -32,6 +33,9 @@ GRANT_KEYS = (
     "max_concurrency", "config", "secret_env",
 )
 BINDING_KEYS = ("agent", *MATCH_FIELDS, "note", "enabled")
+CHANNEL_KEYS = (
+    "name", "adapter", "auth", "secret_env", "account", "api_base_url", "token_env", "max_body_bytes", "enabled",
+)
 # Model fields whose errors belong to a differently named key in the file.
 FILE_KEY = {"wasm_path": "wasm", "wasm_file": "wasm"}
 
@@ -62,7 +66,7 @@ class Config:
 
 
 def _zero_counts() -> dict:
-    return {kind: {"created": 0, "updated": 0, "unchanged": 0} for kind in ("agents", "plugins", "grants", "bindings")}
+    return {kind: {"created": 0, "updated": 0, "unchanged": 0} for kind in ("agents", "plugins", "grants", "bindings", "channels")}
 
 
 @dataclass
@@ -125,8 +129,12 @@ TYPES = {
     | {"wasm": (str,), "grant": (dict, list)},
     "grant": {k: _python_type(CapabilityGrant, k) for k in GRANT_KEYS if k != "agent"} | {"agent": (str,)},
     "bindings": {k: _python_type(Binding, k) for k in BINDING_KEYS if k != "agent"} | {"agent": (str,)},
+    "channels": {k: _python_type(ChannelEndpoint, k) for k in CHANNEL_KEYS if k != "adapter"} | {"adapter": (str,)},
 }
-REQUIRED = {"agents": ("name",), "plugins": ("name", "wasm"), "grant": (), "bindings": ("agent",)}
+REQUIRED = {
+    "agents": ("name",), "plugins": ("name", "wasm"), "grant": (), "bindings": ("agent",),
+    "channels": ("name", "adapter", "secret_env"),
+}
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "an array",
               dict: "a table"}
 
@@ -236,7 +244,8 @@ def apply(config: Config, dry_run: bool = False) -> Summary:
     with transaction.atomic():
         sections = {s: config.data.get(s, []) for s in SECTIONS}
         for kind, key_of in (("agents", lambda t: t["name"]), ("plugins", lambda t: t["name"]),
-                             ("bindings", lambda t: tuple(t.get(f, "") for f in MATCH_FIELDS))):
+                             ("bindings", lambda t: tuple(t.get(f, "") for f in MATCH_FIELDS)),
+                             ("channels", lambda t: t["name"])):
             problems += _duplicates(config, kind, sections[kind], key_of)
         for i, table in enumerate(sections["agents"]):
             _apply_agent(config, i, table, summary, problems)
@@ -244,6 +253,8 @@ def apply(config: Config, dry_run: bool = False) -> Summary:
             _apply_plugin(config, i, table, summary, problems)
         for i, table in enumerate(sections["bindings"]):
             _apply_binding(config, i, table, summary, problems)
+        for i, table in enumerate(sections["channels"]):
+            _apply_channel(config, i, table, summary, problems)
         if problems:
             raise ConfigError(problems)
         if dry_run:
@@ -361,6 +372,20 @@ def _apply_binding(config, i, table, summary, problems):
     _save(config, obj, before, ("bindings", i), "bindings", summary, problems)
 
 
+def _apply_channel(config, i, table, summary, problems):
+    adapter = Plugin.objects.filter(name=table["adapter"]).first()
+    if adapter is None:
+        where = config.where("channels", i, "adapter")
+        problems.append(f"{where}: no plugin named {table['adapter']!r} (define it under [[plugins]])")
+        return
+    obj, before = _existing(ChannelEndpoint.objects.filter(name=table["name"]), ChannelEndpoint())
+    fields = [k for k in CHANNEL_KEYS if k != "adapter"]
+    for k, v in (_defaults(ChannelEndpoint, fields) | {k: v for k, v in table.items() if k != "adapter"}).items():
+        setattr(obj, k, v)
+    obj.adapter = adapter
+    _save(config, obj, before, ("channels", i), "channels", summary, problems)
+
+
 # Writing: the database in the same format.
 
 
@@ -389,6 +414,11 @@ def collect(base_dir: Path | None = None) -> dict:
         "agents": agents,
         "plugins": plugins,
         "bindings": [{"agent": b.agent.name} | _non_default(b, BINDING_KEYS[1:]) for b in bindings],
+        "channels": [
+            {"name": c.name, "adapter": c.adapter.name}
+            | _non_default(c, list(CHANNEL_KEYS[2:]), keep=("secret_env",))
+            for c in ChannelEndpoint.objects.select_related("adapter").order_by("name")
+        ],
     }
 
 

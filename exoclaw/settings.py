@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "agents",
     "routing",
     "sandbox",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -199,6 +200,10 @@ GATEWAY_PING_TIMEOUT = env.int("GATEWAY_PING_TIMEOUT", default=30)  # seconds to
 # Tokens never reach the log, whichever logger writes them (daphne's access log included).
 LOGGING["filters"] = {"redact_tokens": {"()": "exoclaw.gateway.redact.RedactTokens"}}
 LOGGING["handlers"]["console"]["filters"] = ["redact_tokens"]
+
+# Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
+# every request's URL at INFO, so its request log stays off.
+LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"}}
 
 # Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
 # that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).

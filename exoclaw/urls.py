@@ -6,5 +6,6 @@ from exoclaw import views
 urlpatterns = [
     path("admin/sessions/", include("agents.admin_sessions")),
     path("admin/", admin.site.urls),
+    path("hooks/", include("webhooks.urls")),
     path("", views.chat, name="chat"),
 ]

@@ -86,6 +86,7 @@ def test_the_example_loads_and_routes(project):
         "plugins: 2 created, 0 updated, 0 unchanged",
         "grants: 1 created, 0 updated, 0 unchanged",
         "bindings: 3 created, 0 updated, 0 unchanged",
+        "channels: 0 created, 0 updated, 0 unchanged",
     ]
     assistant = Agent.objects.get(name="assistant")
     assert (assistant.provider, assistant.model, assistant.tools, assistant.busy_policy, assistant.temperature) == (
@@ -112,6 +113,7 @@ def test_loading_twice_changes_nothing(project):
         "plugins: 0 created, 0 updated, 2 unchanged",
         "grants: 0 created, 0 updated, 1 unchanged",
         "bindings: 0 created, 0 updated, 3 unchanged",
+        "channels: 0 created, 0 updated, 0 unchanged",
     ]
     assert rows() == first, "an unchanged row must not even be saved again"
 

@@ -19,6 +19,8 @@ _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
     # a raw API token, wherever it appears
     re.compile(r"()exo_[A-Za-z0-9_-]{16,}"),
+    # a Telegram bot token in a Bot API URL (/bot123456:AA…/sendMessage), see docs/channels.md
+    re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"),
 )
 
 

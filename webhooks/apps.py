@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
+
+
+class WebhooksConfig(AppConfig):
+    name = "webhooks"
+    verbose_name = "Channels (webhooks)"
+
+    def ready(self):
+        from sandbox.models import CapabilityGrant, Plugin
+
+        from .endpoints import invalidate
+        from .models import ChannelEndpoint
+
+        for model in (ChannelEndpoint, Plugin, CapabilityGrant):
+            post_save.connect(invalidate, sender=model, dispatch_uid=f"webhooks-endpoints-save-{model.__name__}")
+            post_delete.connect(invalidate, sender=model, dispatch_uid=f"webhooks-endpoints-delete-{model.__name__}")
