@@ -14,6 +14,7 @@ from tests.fakes import anthropic_server
 from tests.fakes.http import Stream, Text
 from tests.gateway_support import communicator, connected, session_cookie  # noqa: F401
 from tests.runtime_fixtures import Client, make_agent, text_of
+from tests.test_runtime_redis import redis_layer, worker  # noqa: F401
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer", "process_store")]
 
@@ -101,6 +102,19 @@ async def test_runs_of_other_sessions_are_not_announced_to_a_follower(connect, s
     mine = await chat.result("chat.send", {"text": "here", "agent": "helper", "peer": "alice"})
     assert (await staff.announcement())["run_id"] == mine["run_id"]
     assert staff.announced == []
+
+
+@pytest.mark.redis
+async def test_runs_are_announced_to_followers_over_redis(worker, connect, staff):  # noqa: F811
+    await make_agent("helper")
+    chat = await connect(scopes=("chat",))
+    first = await chat.result("chat.send", {"text": "hello", "agent": "helper", "peer": "dora"})
+    await chat.finished(first["run_id"])
+    await staff.result("sessions.follow", {"session_key": first["session_key"]})
+    second = await chat.result("chat.send", {"text": "over redis", "agent": "helper", "peer": "dora"})
+    assert (await staff.announcement())["run_id"] == second["run_id"]
+    await staff.result("chat.subscribe", {"run_id": second["run_id"]})
+    assert text_of(await staff.finished(second["run_id"])) == "over redis"
 
 
 async def test_follow_needs_sessions_read_and_a_known_session(connect, staff):

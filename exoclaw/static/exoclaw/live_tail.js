@@ -8,7 +8,7 @@
   if (!root || !window.WebSocket) return;
   const sessionId = root.dataset.sessionId;
   const TERMINAL = ["done", "error", "aborted"];
-  const runs = new Map(); // run id -> {el, body, text, lastSeq, finished}
+  const runs = new Map(); // run id -> what is shown of it, and the last seq shown
   let ws = null;
   let nextId = 1;
   let attempt = 0;
@@ -62,7 +62,6 @@
     const body = make("div", "live-body");
     el.append(who, body);
     list.append(el);
-    root.hidden = false;
     const run = { el, body, status, text: null, lastSeq: 0, finished: false, calls: new Map() };
     runs.set(runId, run);
     refreshState();
