@@ -1,4 +1,4 @@
-"""The gateway's session methods: `sessions.list`, `sessions.history`, `sessions.reset`.
+"""The gateway's session methods: `sessions.list`, `sessions.history`, `sessions.reset`, `sessions.follow`.
 
 Each takes the JSON-RPC `params` object and returns a JSON-ready result; bad params raise
 `agents.store.InvalidInput` and unknown sessions `agents.store.SessionNotFound`, for the gateway to
@@ -6,10 +6,12 @@ map to its error codes. `SCOPES` names the token scope each method needs; the ga
 before calling.
 """
 
-from agents.store import InvalidInput, get_store, jsonable
+from agents.store import InvalidInput, SessionNotFound, get_store, jsonable
 
-SCOPES = {"sessions.list": "sessions:read", "sessions.history": "sessions:read", "sessions.reset": "sessions:write"}
+SCOPES = {"sessions.list": "sessions:read", "sessions.history": "sessions:read", "sessions.reset": "sessions:write",
+          "sessions.follow": "sessions:read"}
 MAX_LIMIT = 200
+ACTIVE_RUN_STATUSES = ("queued", "running")
 
 
 def _params(params, allowed: set[str]) -> dict:
@@ -75,4 +77,28 @@ async def sessions_reset(params) -> dict:
     return jsonable({"session": session, "previous_session_id": session["previous_id"]})
 
 
-METHODS = {"sessions.list": sessions_list, "sessions.history": sessions_history, "sessions.reset": sessions_reset}
+async def sessions_follow(params, join=None) -> dict:
+    """{session_key} -> {"session": session, "runs": [{"run_id", "status"}]}: the session's runs that are
+    queued or running, oldest first. A session id works as well as a key.
+
+    The gateway passes `join`, awaited with the session's key before the runs are read: a run that
+    starts after the read is then announced to the caller (`agents.session_rpc.announce_run`), and
+    none falls between the two."""
+    p = _params(params, {"session_key"})
+    key = _string(p, "session_key", required=True)
+    store = get_store()
+    if key.startswith("agent:"):
+        session = await store.current_session(key)
+        if session is None:
+            raise SessionNotFound(f"no session for key {key}")
+    else:
+        session = await store.get_session(key)
+    if join is not None:
+        await join(session["key"])
+    runs = [{"run_id": r["id"], "status": r["status"]} for r in await store.runs(session["id"])
+            if r["status"] in ACTIVE_RUN_STATUSES]
+    return jsonable({"session": session, "runs": runs})
+
+
+METHODS = {"sessions.list": sessions_list, "sessions.history": sessions_history, "sessions.reset": sessions_reset,
+           "sessions.follow": sessions_follow}

@@ -4,12 +4,14 @@ Registered into the gateway's method table when the agents app is ready. docs/pr
 each one as the client sees it.
 """
 
+import logging
 import time
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from agents.models import Agent
+from agents.session_rpc import announce_run
 from agents.store import DuplicateRun, RunNotFound, get_store
 from exoclaw.gateway.errors import InvalidParams, NotFound, SessionBusy
 from exoclaw.gateway.registry import Param, method
@@ -25,6 +27,8 @@ from .runs import control_group, dispatch, get_board, publish
 FIELD = 128  # routing fields' max_length in routing.models.Binding
 ROUTE_FIELDS = ("channel", "account", "peer", "guild", "team")
 MAX_TEXT = 100_000
+
+log = logging.getLogger(__name__)
 
 
 async def _agent_and_key(agent: str, fields: dict) -> tuple[Agent, str]:
@@ -93,6 +97,12 @@ async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **field
         ensure_reaper()
         if admission.start:
             await dispatch(payload)
+        try:
+            await announce_run(session_key=key, session_id=session["id"], run_id=run["id"], agent=a.name,
+                               queued=not admission.start)
+        except Exception:
+            # Observers (sessions.follow) miss this run's notice; the sender's run is accepted and goes on.
+            log.exception("announcing run %s to the followers of session %s failed", run["id"], key)
         return {"run_id": run["id"], "session_key": key, "agent": a.name, "queued": not admission.start}
     except BaseException:
         slot.release()
