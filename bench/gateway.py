@@ -13,57 +13,14 @@ alternating measurements.
 import argparse
 import asyncio
 import json
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+from common import best_of, bench_env, free_port, manage, ratio_row, start_daphne, summarise
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parent.parent
 PING = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 1})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_daphne(port: int, var_dir: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "exoclaw.settings",
-        "EXOCLAW_VAR_DIR": var_dir,
-        "DATABASE_URL": f"sqlite:///{var_dir}/db.sqlite3",
-        "EXOCLAW_BIND": f"127.0.0.1:{port}",  # the bench client is on loopback: no token needed
-        "GATEWAY_RATE": "1000000000",  # measure the gateway's work, not its rate limit
-        "GATEWAY_BURST": "1000000000",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), "bench.gateway_asgi:application"],
-        cwd=ROOT,
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"daphne exited with code {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.terminate()
-    sys.exit("daphne did not start listening within 30 s")
 
 
 async def round_trips(ws, n: int, latencies: list[float]) -> None:
@@ -87,26 +44,22 @@ async def measure(url: str, connections: int, per_connection: int) -> dict:
         elapsed = time.perf_counter() - t0
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
-    latencies.sort()
-    return {
-        "median_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "rps": len(latencies) / elapsed,
-    }
-
-
-def row(name: str, echo: dict, gw: dict) -> str:
-    return (
-        f"{name:<26} {echo['median_ms']:>8.3f} {gw['median_ms']:>8.3f} {gw['median_ms'] / echo['median_ms']:>6.2f}x"
-        f" {echo['p99_ms']:>8.3f} {gw['p99_ms']:>8.3f} {gw['p99_ms'] / echo['p99_ms']:>6.2f}x"
-        f" {echo['rps']:>8.0f} {gw['rps']:>8.0f} {echo['rps'] / gw['rps']:>6.2f}x"
-    )
+    return summarise(latencies, elapsed)
 
 
 async def run(args) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="exoclaw-bench-") as var_dir:
-        proc = start_daphne(port, var_dir)
+        env = bench_env(
+            var_dir,
+            DJANGO_SETTINGS_MODULE="exoclaw.settings",
+            EXOCLAW_BIND=f"127.0.0.1:{port}",  # the bench client is on loopback: no token needed
+            GATEWAY_RATE="1000000000",  # measure the gateway's work, not its rate limit
+            GATEWAY_BURST="1000000000",
+            LOG_LEVEL="WARNING",
+        )
+        manage(env, "migrate", "--noinput")
+        proc = start_daphne("bench.gateway_asgi:application", port, env)
         try:
             base = f"ws://127.0.0.1:{port}"
             rows = []
@@ -121,15 +74,7 @@ async def run(args) -> None:
                     for target, path in (("echo", "/echo"), ("gateway", "/ws")):
                         print(f"{name}: {target} …", file=sys.stderr)
                         results[target].append(await measure(base + path, conns, each))
-                best = {
-                    t: {
-                        "median_ms": min(m["median_ms"] for m in r),
-                        "p99_ms": min(m["p99_ms"] for m in r),
-                        "rps": max(m["rps"] for m in r),
-                    }
-                    for t, r in results.items()
-                }
-                rows.append(row(name, best["echo"], best["gateway"]))
+                rows.append(ratio_row(name, best_of(results["echo"]), best_of(results["gateway"])))
         finally:
             proc.terminate()
             proc.wait(10)

@@ -22,62 +22,28 @@ import hashlib
 import hmac
 import itertools
 import json
-import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
+from common import best_of, bench_env, free_port, manage, ratio_row, start_daphne, summarise
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
 _ids = itertools.count()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_daphne(port: int, var_dir: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench.webhooks_settings",
-        "EXOCLAW_VAR_DIR": var_dir,
-        "DATABASE_URL": f"sqlite:///{var_dir}/db.sqlite3",
-        "BENCH_WEBHOOK_SECRET": SECRET,
-        "LOG_LEVEL": "ERROR",
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("REDIS_URL", None)
-    run = lambda *cmd: subprocess.run([sys.executable, "manage.py", *cmd], cwd=ROOT, env=env, check=True, capture_output=True)  # noqa: E731
-    run("migrate", "--noinput")
-    run("shell", "-c", (
+def start_exoclaw(port: int, var_dir: str):
+    env = bench_env(
+        var_dir, DJANGO_SETTINGS_MODULE="bench.webhooks_settings", BENCH_WEBHOOK_SECRET=SECRET, LOG_LEVEL="ERROR"
+    )
+    manage(env, "migrate", "--noinput")
+    manage(env, "shell", "-c", (
         "from sandbox.models import Plugin; from webhooks.models import ChannelEndpoint\n"
         "p = Plugin(name='generic', wasm_path='sandbox/plugins/generic.wasm'); p.clean(); p.save()\n"
         "ChannelEndpoint.objects.create(name='bench', adapter=p, secret_env='BENCH_WEBHOOK_SECRET')"
     ))  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), "exoclaw.asgi:application"],
-        cwd=ROOT,
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"daphne exited with code {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.terminate()
-    sys.exit("daphne did not start listening within 30 s")
+    return start_daphne("exoclaw.asgi:application", port, env)
 
 
 def request(kind: str) -> tuple[str, bytes, dict]:
@@ -109,26 +75,13 @@ async def measure(base: str, kind: str, connections: int, each: int) -> dict:
         t0 = time.perf_counter()
         await asyncio.gather(*(posts(client, kind, each, latencies) for _ in range(connections)))
         elapsed = time.perf_counter() - t0
-    latencies.sort()
-    return {
-        "median_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
-        "rps": len(latencies) / elapsed,
-    }
-
-
-def row(name: str, bare: dict, hook: dict) -> str:
-    return (
-        f"{name:<30} {bare['median_ms']:>7.3f} {hook['median_ms']:>7.3f} {hook['median_ms'] / bare['median_ms']:>5.2f}x"
-        f" {bare['p99_ms']:>7.3f} {hook['p99_ms']:>7.3f} {hook['p99_ms'] / bare['p99_ms']:>5.2f}x"
-        f" {bare['rps']:>6.0f} {hook['rps']:>6.0f} {bare['rps'] / hook['rps']:>5.2f}x"
-    )
+    return summarise(latencies, elapsed)
 
 
 async def run(args) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="exoclaw-bench-") as var_dir:
-        proc = start_daphne(port, var_dir)
+        proc = start_exoclaw(port, var_dir)
         try:
             base = f"http://127.0.0.1:{port}"
             rows = []
@@ -140,16 +93,15 @@ async def run(args) -> None:
                     for kind in results:
                         print(f"{label}: {kind} …", file=sys.stderr)
                         results[kind].append(await measure(base, kind, conns, each))
-                best = {k: {"median_ms": min(m["median_ms"] for m in r), "p99_ms": min(m["p99_ms"] for m in r),
-                            "rps": max(m["rps"] for m in r)} for k, r in results.items()}
-                rows.append(row(f"{label}, skipped", best["bare"], best["skipped"]))
-                rows.append(row(f"{label}, accepted", best["bare"], best["accepted"]))
+                best = {k: best_of(r) for k, r in results.items()}
+                rows.append(ratio_row(f"{label}, skipped", best["bare"], best["skipped"], width=30))
+                rows.append(ratio_row(f"{label}, accepted", best["bare"], best["accepted"], width=30))
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"{'POST /hooks/ vs /bare/':<30} {'bare':>7} {'hook':>7} {'ratio':>6} {'bare':>7} {'hook':>7} {'ratio':>6}"
-          f" {'bare':>6} {'hook':>6} {'ratio':>6}")
-    print(f"{'':<30} {'median ms':>22} {'p99 ms':>22} {'requests/s':>20}")
+    print(f"{'POST /hooks/ vs /bare/':<30} {'bare':>8} {'hook':>8} {'ratio':>7} {'bare':>8} {'hook':>8} {'ratio':>7}"
+          f" {'bare':>8} {'hook':>8} {'ratio':>7}")
+    print(f"{'':<30} {'median ms':>25} {'p99 ms':>25} {'requests/s':>25}")
     for line in rows:
         print(line)
 
