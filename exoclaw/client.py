@@ -170,11 +170,6 @@ def done_line(event: dict) -> str:
     return " · ".join(parts)
 
 
-def session_rows(listing: dict) -> list[dict]:
-    """The sessions in a `sessions.list` answer (the store names the list `items`; `sessions` is accepted too)."""
-    return listing.get("items") or listing.get("sessions") or []
-
-
 def history_lines(messages: list[dict]) -> list[str]:
     """A transcript from `sessions.history` messages, one line per text block or tool use."""
     lines = []

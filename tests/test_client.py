@@ -14,7 +14,6 @@ from exoclaw.client import (
     done_line,
     history_lines,
     plain_words,
-    session_rows,
     tool_call_line,
     tool_result_line,
 )
@@ -135,12 +134,6 @@ def test_chat_page_embeds_the_reason_table_and_forbids_outside_resources(client)
     reasons = json.loads(re.search(r'<script id="reasons" type="application/json">(.*?)</script>', html, re.S).group(1))
     assert reasons == REASONS
     assert "/admin/login/?next=/" in html
-
-
-def test_session_rows_accept_the_stores_items_and_the_sessions_spelling():
-    assert session_rows({"items": [{"key": "a"}], "total": 1}) == [{"key": "a"}]
-    assert session_rows({"sessions": [{"key": "b"}]}) == [{"key": "b"}]
-    assert session_rows({"items": [], "total": 0}) == []
 
 
 def test_chat_page_assets_reference_nothing_outside_the_server():

@@ -16,7 +16,6 @@ from exoclaw.client import (
     done_line,
     history_lines,
     plain_words,
-    session_rows,
     tool_call_line,
     tool_result_line,
 )
@@ -216,7 +215,7 @@ class Command(BaseCommand):
     async def _sessions(self, gw, route):
         filters = {k: route[k] for k in ("agent", "channel", "peer") if k in route}
         result = await gw.call("sessions.list", {**filters, "limit": 20})
-        sessions = session_rows(result)
+        sessions = result["sessions"]
         if not sessions:
             self.stdout.write("No conversations yet.")
         for s in sessions:

@@ -474,7 +474,7 @@
       return;
     }
     ui.sessionList.replaceChildren();
-    for (const s of result.items || result.sessions || []) {
+    for (const s of result.sessions) {
       const li = make("li");
       li.dataset.key = s.key;
       const button = make("button", "session");
