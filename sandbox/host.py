@@ -3,9 +3,14 @@
 `Host.run` is the blocking call (used by `runplugin` and the thread pool); `Host.call` is the async
 API: it runs `run` in a bounded thread pool, holds a per-plug-in concurrency limit, and stops the
 plug-in promptly (Extism's cancel handle) when the awaiting task is cancelled or `cancel` is set.
+
+On the async path the worker answers first and tidies after: it frees the used instance and makes
+the fresh instance for the next call once the caller has its result, so instantiating (most of a
+small plug-in's cost) is off the caller's wait. Every call still runs in an instance no call has used.
 """
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -66,11 +71,42 @@ class CallOutput:
 
 
 @dataclass
+class _Instance:
+    plugin: extism.Plugin
+    cancel_handle: object
+    config: dict
+    made_ms: float
+
+    def free(self):
+        self.plugin.__del__()
+
+
+@dataclass
+class _Copy:
+    """One compiled copy of a plug-in, which of its exports exist, and the never-used instance made
+    from it for its next call."""
+
+    compiled: CompiledPlugin
+    exports: dict[str, bool] = field(default_factory=dict)
+    spare: _Instance | None = None
+
+    def instantiate(self, config: dict) -> _Instance:
+        start = time.perf_counter()
+        plugin = extism.Plugin(self.compiled, config=config or None, functions=[])
+        return _Instance(plugin, plugin.cancel_handle(), config, _ms(start))
+
+    def exports_function(self, instance: _Instance, name: str) -> bool:
+        if name not in self.exports:
+            self.exports[name] = instance.plugin.function_exists(name)
+        return self.exports[name]
+
+
+@dataclass
 class _Pool:
     """The verified wasm of one (sha256, WASI, grant) key and its compiled copies not in use."""
 
     wasm: bytes = field(repr=False)
-    idle: list = field(default_factory=list)
+    idle: list[_Copy] = field(default_factory=list)
 
 
 class _Ticket:
@@ -108,6 +144,23 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def _settle(outcome: asyncio.Future, result, error: BaseException | None):
+    if not outcome.done():
+        if error is None:
+            outcome.set_result(result)
+        else:
+            outcome.set_exception(error)
+
+
+def _settle_from_thread(outcome: asyncio.Future, result, error: BaseException | None):
+    loop = outcome.get_loop()
+    try:
+        loop.call_soon_threadsafe(_settle, outcome, result, error)
+    except RuntimeError:
+        # The loop has closed (its caller gave up long ago); nobody is left to tell.
+        pass
+
+
 class Host:
     def __init__(self, max_workers: int = 16, cache_size: int = 64):
         self._executor = DaemonPool(max_workers, "extism")
@@ -117,7 +170,7 @@ class Host:
         self._limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         extism_log.install()
 
-    def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[tuple, CompiledPlugin, float]:
+    def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[tuple, _Copy, float]:
         """An idle compiled plug-in for this wasm and grant (compiling one if none is idle), and the compile time.
 
         Extism stops a call (timeout or cancel) by bumping its compiled plug-in's engine epoch, which
@@ -155,30 +208,30 @@ class Host:
             if error.kind == "hash_mismatch":
                 raise error from None
             raise SandboxError("plugin_error", f"{spec.name}: cannot load the .wasm: {exc}") from None
-        return key, compiled, _ms(start)
+        return key, _Copy(compiled), _ms(start)
 
-    def _checkin(self, key: tuple, compiled: CompiledPlugin, *, reusable: bool = True):
+    def _checkin(self, key: tuple, copy: _Copy, *, reusable: bool = True):
         with self._lock:
             pool = self._pools.get(key)
             if reusable and pool is not None and len(pool.idle) < _MAX_IDLE_COMPILED:
-                pool.idle.append(compiled)
+                pool.idle.append(copy)
 
     def compile_ms(self, spec: PluginSpec, grant: Grant) -> float:
         """Make sure a compiled plug-in is ready; returns how long compiling took (0 when one was cached)."""
-        key, compiled, elapsed = self._checkout(spec, grant)
-        self._checkin(key, compiled)
+        key, copy, elapsed = self._checkout(spec, grant)
+        self._checkin(key, copy)
         return elapsed
 
     def exports(self, spec: PluginSpec, grant: Grant, names: list[str]) -> set[str]:
         """Which of `names` the plug-in exports."""
-        key, compiled, _ = self._checkout(spec, grant)
+        key, copy, _ = self._checkout(spec, grant)
         try:
-            with extism.Plugin(compiled, functions=[]) as instance:
+            with extism.Plugin(copy.compiled, functions=[]) as instance:
                 return {name for name in names if instance.function_exists(name)}
         except extism.Error as exc:
             raise classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb) from None
         finally:
-            self._checkin(key, compiled)
+            self._checkin(key, copy)
 
     def run(
         self,
@@ -190,14 +243,19 @@ class Host:
         environ: Mapping[str, str] = os.environ,
         ticket: _Ticket | None = None,
         on_start: Callable[[], None] | None = None,
+        defer: list | None = None,
     ) -> CallOutput:
-        """Call `function` in a fresh instance under `grant`. Blocks; raises SandboxError."""
+        """Call `function` in a fresh instance under `grant`. Blocks; raises SandboxError.
+
+        Given `defer`, the tidying is appended to it instead of done before returning, and includes
+        making the instance for the copy's next call."""
         ticket = ticket or _Ticket()
         config = instance_config(spec.config, grant, environ)
-        key, compiled, compile_ms = self._checkout(spec, grant)
-        reusable = False
+        key, copy, compile_ms = self._checkout(spec, grant)
+        instance, reusable = None, False
         try:
-            output = self._call_instance(spec, compiled, function, data, grant, config, ticket, on_start, compile_ms)
+            instance = self._instance(copy, config, grant)
+            output = self._call_instance(spec, copy, instance, function, data, grant, ticket, on_start, compile_ms)
             reusable = True
             return output
         except SandboxError as exc:
@@ -206,39 +264,61 @@ class Host:
             reusable = exc.kind in _REUSABLE_AFTER
             raise
         finally:
-            self._checkin(key, compiled, reusable=reusable)
+            tidy = functools.partial(self._tidy, key, copy, instance, reusable, config if defer is not None else None)
+            if defer is None:
+                tidy()
+            else:
+                defer.append(tidy)
 
-    def _call_instance(self, spec, compiled, function, data, grant, config, ticket, on_start, compile_ms) -> CallOutput:
-        start = time.perf_counter()
+    @staticmethod
+    def _instance(copy: _Copy, config: dict, grant: Grant) -> _Instance:
+        """The copy's spare when it was made with this config (a secret may have changed since), else a new one."""
+        spare, copy.spare = copy.spare, None
+        if spare is not None:
+            if spare.config == config:
+                return spare
+            spare.free()
         try:
-            instance = extism.Plugin(compiled, config=config or None, functions=[])
+            return copy.instantiate(config)
         except extism.Error as exc:
             raise classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb) from None
-        with instance:
-            if not instance.function_exists(function):
-                raise SandboxError("not_found", f"{spec.name} has no export {function!r}")
-            instantiate_ms = _ms(start)
-            if not ticket.attach(instance.cancel_handle()):
-                raise SandboxError("cancelled", "the call was cancelled before it started")
-            if on_start is not None:
-                on_start()
-            start = time.perf_counter()
+
+    def _tidy(self, key: tuple, copy: _Copy, used: _Instance | None, reusable: bool, next_config: dict | None):
+        """Free the used instance, make the spare for the copy's next call if asked, and check the copy in."""
+        if used is not None:
+            used.free()
+        if reusable and next_config is not None:
             try:
-                buffer = instance.call(function, data, parse=None)
-                if len(buffer) > grant.max_output_bytes:
-                    raise SandboxError(
-                        "invalid_output",
-                        f"{function} returned {len(buffer)} bytes, more than the grant's limit of {grant.max_output_bytes}",
-                    )
-                output = bytes(buffer)
-            except extism.Error as exc:
-                causes = extism_log.causes_for(str(instance.id))
-                raise classify(
-                    str(exc), causes, cancelled=ticket.cancelled, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb
-                ) from None
-            finally:
-                ticket.detach()
-            return CallOutput(output, compile_ms, instantiate_ms, _ms(start))
+                copy.spare = copy.instantiate(next_config)
+            except extism.Error:
+                pass  # the next call makes its own instance and reports the error
+        self._checkin(key, copy, reusable=reusable)
+
+    @staticmethod
+    def _call_instance(spec, copy, instance, function, data, grant, ticket, on_start, compile_ms) -> CallOutput:
+        if not copy.exports_function(instance, function):
+            raise SandboxError("not_found", f"{spec.name} has no export {function!r}")
+        if not ticket.attach(instance.cancel_handle):
+            raise SandboxError("cancelled", "the call was cancelled before it started")
+        if on_start is not None:
+            on_start()
+        start = time.perf_counter()
+        try:
+            buffer = instance.plugin.call(function, data, parse=None)
+            if len(buffer) > grant.max_output_bytes:
+                raise SandboxError(
+                    "invalid_output",
+                    f"{function} returned {len(buffer)} bytes, more than the grant's limit of {grant.max_output_bytes}",
+                )
+            output = bytes(buffer)
+        except extism.Error as exc:
+            causes = extism_log.causes_for(str(instance.plugin.id))
+            raise classify(
+                str(exc), causes, cancelled=ticket.cancelled, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb
+            ) from None
+        finally:
+            ticket.detach()
+        return CallOutput(output, compile_ms, instance.made_ms, _ms(start))
 
     def _limit(self, name: str, limit: int) -> asyncio.Semaphore:
         # Semaphores belong to one event loop; tests and commands may run several loops in turn.
@@ -262,9 +342,11 @@ class Host:
         cancelling the awaiting task stops it too and re-raises CancelledError once the plug-in has stopped."""
         async with self._limit(spec.name, grant.max_concurrency):
             ticket = _Ticket()
-            # The concurrent future outlives a cancelled await, so the plug-in can be stopped and waited for.
-            work = self._executor.submit(self.run, spec, function, data, grant, ticket=ticket, on_start=on_start)
-            outcome = asyncio.wrap_future(work)
+            outcome = asyncio.get_running_loop().create_future()
+            self._executor.start(
+                functools.partial(self._serve, outcome, spec, function, data, grant, ticket, on_start),
+                abandon=functools.partial(_settle_from_thread, outcome, None, SandboxError("cancelled", "the sandbox host shut down")),
+            )
             try:
                 if cancel is not None:
                     waiter = asyncio.ensure_future(cancel.wait())
@@ -274,14 +356,25 @@ class Host:
                         waiter.cancel()
                     if not outcome.done() and not await self._stop(outcome, ticket, f"{spec.name}.{function}"):
                         raise SandboxError("cancelled", "the call was cancelled, but the plug-in could not be stopped")
-                return await outcome
+                # Shielded: `outcome` must outlive a cancelled await, so the plug-in can be stopped and waited for.
+                return await asyncio.shield(outcome)
             except asyncio.CancelledError:
-                # Awaiting `outcome` when the task was cancelled cancelled it too; watch the worker afresh.
-                stopping = outcome if not outcome.cancelled() else asyncio.wrap_future(work)
-                await self._stop(stopping, ticket, f"{spec.name}.{function}")
-                if stopping.done() and not stopping.cancelled() and stopping.exception() is not None:
-                    log.info("%s.%s stopped: %s", spec.name, function, stopping.exception())
+                await self._stop(outcome, ticket, f"{spec.name}.{function}")
+                if outcome.done() and outcome.exception() is not None:
+                    log.info("%s.%s stopped: %s", spec.name, function, outcome.exception())
                 raise
+
+    def _serve(self, outcome, spec, function, data, grant, ticket, on_start):
+        """The worker's side of `call`: wake the caller as soon as the result is known, then tidy."""
+        deferred: list = []
+        try:
+            result = self.run(spec, function, data, grant, ticket=ticket, on_start=on_start, defer=deferred)
+        except BaseException as exc:
+            _settle_from_thread(outcome, None, exc)
+        else:
+            _settle_from_thread(outcome, result, None)
+        for step in deferred:
+            step()
 
     @staticmethod
     async def _stop(outcome: asyncio.Future, ticket: _Ticket, what: str) -> bool:

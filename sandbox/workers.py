@@ -4,11 +4,17 @@
 that Extism failed to stop (a lost cancel, see `sandbox.host._Ticket`) never returns, so with it the
 process could never exit: `serve` would hang on shutdown and a test run would never finish. These
 workers are daemon threads, so such a call is abandoned when the process exits.
+
+Jobs report their own results (the host wakes its event loop directly), so a job can answer first
+and tidy afterwards on the same worker while its caller goes on.
 """
 
+import logging
 import queue
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -25,42 +31,39 @@ class DaemonPool:
         self._idle = threading.Semaphore(0)
         self._shutdown = False
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
+    def start(self, job: Callable[[], None], abandon: Callable[[], None]) -> None:
+        """Run job() on a worker; if the pool shuts down before the job starts, abandon() runs instead."""
         with self._lock:
             if self._shutdown:
-                raise RuntimeError("cannot submit after shutdown")
-            self._queue.put((future, fn, args, kwargs))
+                raise RuntimeError("cannot start a job after shutdown")
+            self._queue.put((job, abandon))
             # Start a worker only when none is idle, as ThreadPoolExecutor does.
             if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
-        return future
 
     def _work(self):
         while True:
             item = self._queue.get()
             if item is _STOP:
                 return
-            future, fn, args, kwargs = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as exc:
-                    future.set_exception(exc)
-            del item, future, fn, args, kwargs
+            try:
+                item[0]()
+            except BaseException:
+                log.exception("a %s job failed", self._name)
+            del item
             self._idle.release()
 
     def shutdown(self):
-        """Cancel the calls not started yet and let the workers end; running calls finish on their own."""
+        """Abandon the jobs not started yet and let the workers end; running jobs finish on their own."""
         with self._lock:
             self._shutdown = True
             while True:
                 try:
-                    item = self._queue.get_nowait()
+                    job, abandon = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                item[0].cancel()
+                abandon()
             for _ in self._threads:
                 self._queue.put(_STOP)

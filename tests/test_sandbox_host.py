@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sandbox.errors import SandboxError
-from sandbox.host import PluginSpec
+from sandbox.host import Host, PluginSpec
 from sandbox.manifest import Grant, PathGrant
 from tests.sandbox_fixtures import host, loopback_http, spec, wasm_path  # noqa: F401
 
@@ -194,6 +194,46 @@ def test_secrets_come_from_the_environment_at_call_time(host):
     assert json.loads(out.output)["count"] == 5
     error = fails_with("not_found", host.run, spec("count_vowels"), "count_vowels", b"x", grant, environ={})
     assert "EXOCLAW_TEST_VOWELS" in error.message
+
+
+@pytest.mark.asyncio
+async def test_async_calls_each_get_an_instance_no_call_has_used(host):
+    # The async path prepares the next call's instance ahead; it must be a new one every time.
+    outputs = [json.loads((await host.call(spec("count_vowels"), "count_vowels", b"Hello World", Grant())).output) for _ in range(6)]
+    assert outputs == [{"count": 3, "total": 3, "vowels": "aeiouAEIOU"}] * 6
+
+
+@pytest.mark.asyncio
+async def test_an_instance_prepared_ahead_is_not_used_once_a_secret_has_changed(monkeypatch):
+    # One worker: each call's tidying (which prepares the next instance with the secret as it was)
+    # finishes before the next call starts, so the second call finds a prepared instance.
+    single = Host(max_workers=1)
+    grant = Grant(secret_env={"vowels": "EXOCLAW_TEST_VOWELS"})
+    try:
+        monkeypatch.setenv("EXOCLAW_TEST_VOWELS", "lo")
+        first = await single.call(spec("count_vowels"), "count_vowels", b"Hello World", grant)
+        monkeypatch.setenv("EXOCLAW_TEST_VOWELS", "o")
+        second = await single.call(spec("count_vowels"), "count_vowels", b"Hello World", grant)
+    finally:
+        single.shutdown()
+    assert json.loads(first.output)["count"] == 5 and json.loads(second.output)["count"] == 2
+
+
+@pytest.mark.asyncio
+async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
+    single = Host(max_workers=1)
+    started, on_start = started_event()
+    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
+    await asyncio.wait_for(started.wait(), 5)
+    queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant()))
+    await asyncio.sleep(0)  # one loop turn: the task, scheduled first, runs up to its wait on the pool
+    single.shutdown()
+    with pytest.raises(SandboxError) as caught:
+        await asyncio.wait_for(queued, 5)
+    assert caught.value.kind == "cancelled" and "shut down" in caught.value.message
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(stuck, 5)
 
 
 def started_event():
