@@ -139,10 +139,14 @@ class CapabilityGrant(models.Model):
         '"read_only": true}].',
     )
     memory_mb = models.PositiveIntegerField(
-        default=DEFAULT_MEMORY_MB, validators=[MinValueValidator(1), MaxValueValidator(4096)]
+        default=DEFAULT_MEMORY_MB,
+        validators=[MinValueValidator(1), MaxValueValidator(4096)],
+        help_text="Most memory one call's instance may grow to, in MiB; beyond it the call fails with out_of_memory.",
     )
     timeout_ms = models.PositiveIntegerField(
-        default=DEFAULT_TIMEOUT_MS, validators=[MinValueValidator(1), MaxValueValidator(600_000)]
+        default=DEFAULT_TIMEOUT_MS,
+        validators=[MinValueValidator(1), MaxValueValidator(600_000)],
+        help_text="Longest one call may run, in milliseconds; then it is stopped with a timeout error.",
     )
     max_http_response_bytes = models.PositiveIntegerField(
         default=DEFAULT_MAX_HTTP_RESPONSE_BYTES, help_text="Largest HTTP response body the plugin may receive."
