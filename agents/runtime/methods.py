@@ -68,9 +68,8 @@ async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **field
     board = get_board()
     slot = ctx.claim_run()
     try:
-        session = await store.open_session(key, agent=a.name, **fields)
         try:
-            run = await store.create_run(session["id"], a.name, idempotency_key or None)
+            session, run = await store.start_run(key, a.name, idempotency_key or None, **fields)
         except DuplicateRun as dup:
             # The same message again (a retry after a lost answer): the same run, followed from the start.
             known = await board.run(dup.run["id"])
