@@ -37,6 +37,19 @@ def test_history_pages_backwards_by_seq(store):
         store.sync.history("agent:helper:webchat:-:nobody")
 
 
+def test_llm_context_is_the_last_messages_role_and_content_only(store):
+    s = store.sync.open_session("agent:a:-:-:ctx", agent="a")
+    tool_use = {"type": "tool_use", "id": "tu_1", "name": "calc.add", "input": {"a": 1}}
+    store.sync.append_message(s["id"], "user", "first")
+    store.sync.append_message(s["id"], "assistant", [tool_use], tokens=3)
+    store.sync.append_message(s["id"], "user", [{"type": "tool_result", "tool_use_id": "tu_1", "content": "1"}])
+    store.sync.append_message(s["id"], "assistant", "half an answ", interrupted="aborted")
+    full = store.sync.last_messages(s["id"], 3)
+    assert store.sync.llm_context(s["id"], 3) == [{"role": m["role"], "content": m["content"]} for m in full]
+    assert [m["content"] for m in store.sync.llm_context(s["id"], 10)][0] == [{"type": "text", "text": "first"}]
+    assert store.sync.llm_context(store.sync.open_session("agent:a:-:-:empty", agent="a")["id"], 10) == []
+
+
 def test_first_user_message_titles_the_session(store):
     s = store.sync.open_session("agent:a:-:-:x", agent="a")
     store.sync.append_message(s["id"], "assistant", "Welcome!")

@@ -42,7 +42,7 @@ def _sendable(rows: list[dict]) -> list[dict]:
 
 
 async def context(payload: dict, n: int) -> list[dict]:
-    return trim_context(_sendable(await get_store().last_messages(payload["session_id"], n)))
+    return trim_context(_sendable(await get_store().llm_context(payload["session_id"], n)))
 
 
 async def begin_run(payload: dict, user_message: dict) -> None:
