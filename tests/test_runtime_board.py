@@ -38,6 +38,20 @@ async def test_seq_is_gap_free_and_replay_returns_what_came_after(board):
     assert replay[0]["session_key"] == "agent:a:-:-:-" and replay[0]["run_id"] == "r1"
 
 
+async def test_appends_that_wake_a_follower_still_answer_with_their_own_seq():
+    board = MemoryBoard()
+    await board.admit(run("r1"), "queue", 30)
+    await board.claim("r1", "w1", 30)
+    follower = asyncio.ensure_future(board.wait_events("r1", 0, 5))
+    await asyncio.sleep(0)  # one loop turn: the follower registers its waiter
+    assert board.waiters.get("r1"), "the follower should be waiting before the appends"
+    # Tool calls of one turn emit at once, and an append that wakes a follower lets it run before
+    # returning: each append must still answer with the seq its own event got.
+    appended = await asyncio.gather(*(board.append("r1", {"type": "tool_call", "n": i}) for i in range(4)))
+    assert [(e["seq"], e["n"]) for e in appended] == [(1, 0), (2, 1), (3, 2), (4, 3)]
+    assert [e["seq"] for e in await follower][0] == 1
+
+
 async def test_nothing_is_appended_after_the_terminal_event(board):
     await board.admit(run("r1"), "queue", 30)
     await board.claim("r1", "w1", 30)

@@ -111,10 +111,17 @@ class MemoryBoard:
             run["status"] = terminal
             self.leases.pop(run_id, None)
             self.ended[run_id] = time.monotonic()
+        event = _event_with_seq(run_id, run["payload"]["session_key"], len(log), body)
+        woken = False
         for w in self.waiters.pop(run_id, []):
             if not w.done():
                 w.set_result(None)
-        return _event_with_seq(run_id, run["payload"]["session_key"], len(log), body)
+                woken = True
+        if woken:
+            # Let the followers send the event now: a run whose LLM answer is already buffered would
+            # otherwise append its whole turn before any follower ran (0.7 ms on the first delta).
+            await asyncio.sleep(0)
+        return event
 
     async def wait_events(self, run_id: str, after_seq: int, timeout: float) -> list[dict]:
         """Events after `after_seq`, waiting up to `timeout` seconds for the first one."""
@@ -124,8 +131,10 @@ class MemoryBoard:
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(run_id, []).append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
+            # Not wait_for: it wakes this task one loop turn after the waiter, behind the appender.
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
             return []
         finally:
             if waiter in self.waiters.get(run_id, []):
