@@ -52,6 +52,24 @@ async def test_appends_that_wake_a_follower_still_answer_with_their_own_seq():
     assert [e["seq"] for e in await follower][0] == 1
 
 
+async def test_events_carry_the_session_key_in_every_process_that_touches_the_run(redis_url):
+    prefix = f"test-{uuid.uuid4().hex}"
+    gateway, worker, follower = (RedisBoard(redis_url, prefix) for _ in range(3))
+    try:
+        await gateway.admit(run("r1", key="agent:a:-:-:k"), "queue", 30)
+        assert await worker.claim("r1", "w1", 30)
+        assert not await worker.claim("r1", "w2", 30)
+        assert not await worker.claim("never-admitted", "w1", 30)
+        assert (await worker.append("r1", {"type": "delta", "text": "x"}))["session_key"] == "agent:a:-:-:k"
+        assert [e["session_key"] for e in await follower.events_after("r1", 0)] == ["agent:a:-:-:k"]
+    finally:
+        keys = [k async for k in gateway.redis.scan_iter(match=f"{gateway.p}*")]
+        if keys:
+            await gateway.redis.delete(*keys)
+        for b in (gateway, worker, follower):
+            await b.aclose()
+
+
 async def test_nothing_is_appended_after_the_terminal_event(board):
     await board.admit(run("r1"), "queue", 30)
     await board.claim("r1", "w1", 30)
