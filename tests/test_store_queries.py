@@ -45,9 +45,15 @@ def test_llm_context_is_the_last_messages_role_and_content_only(store):
     store.sync.append_message(s["id"], "user", [{"type": "tool_result", "tool_use_id": "tu_1", "content": "1"}])
     store.sync.append_message(s["id"], "assistant", "half an answ", interrupted="aborted")
     full = store.sync.last_messages(s["id"], 3)
-    assert store.sync.llm_context(s["id"], 3) == [{"role": m["role"], "content": m["content"]} for m in full]
-    assert [m["content"] for m in store.sync.llm_context(s["id"], 10)][0] == [{"type": "text", "text": "first"}]
-    assert store.sync.llm_context(store.sync.open_session("agent:a:-:-:empty", agent="a")["id"], 10) == []
+    got = store.sync.llm_context(s["id"], 3)
+    assert got == {"count": 4, "messages": [{k: m[k] for k in ("seq", "role", "content")} for m in full]}
+    assert store.sync.llm_context(s["id"], 10)["messages"][0]["content"] == [{"type": "text", "text": "first"}]
+    assert [m["seq"] for m in store.sync.llm_context(s["id"], 3, after_seq=2)["messages"]] == [3, 4]
+    assert store.sync.llm_context(s["id"], 3, after_seq=4) == {"count": 4, "messages": []}
+    empty = store.sync.open_session("agent:a:-:-:empty", agent="a")
+    assert store.sync.llm_context(empty["id"], 10) == {"count": 0, "messages": []}
+    store.sync.delete(s["id"])
+    assert store.sync.llm_context(s["id"], 3, after_seq=4) == {"count": None, "messages": []}
 
 
 def test_first_user_message_titles_the_session(store):
