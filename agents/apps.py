@@ -5,7 +5,15 @@ class AgentsConfig(AppConfig):
     name = "agents"
 
     def ready(self):
+        from django.db.models.signals import post_delete, post_save
+
         from exoclaw.gateway.health import register_health_check
+
+        from .lookup import invalidate
+        from .models import Agent
+
+        post_save.connect(invalidate, sender=Agent, dispatch_uid="agents-lookup-save")
+        post_delete.connect(invalidate, sender=Agent, dispatch_uid="agents-lookup-delete")
 
         from .health import store_health
 

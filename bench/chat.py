@@ -102,6 +102,9 @@ def row(label: str, values: list[float], base: float) -> str:
 
 async def main(args) -> None:
     os.environ["BENCH_KEY"] = "sk-bench"  # the bench agent's api_key_env, inherited by the servers
+    # One connection sends every sequential run: at more than 20 runs/s the gateway's per-connection
+    # rate limit (a client protection, not part of a run's cost) would refuse chat.send.
+    os.environ["GATEWAY_RATE"] = os.environ["GATEWAY_BURST"] = "100000"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exoclaw.settings_test")
     fake = anthropic_server.FakeAnthropic(lambda request: anthropic_server.message(Text(ANSWER))).start()
     seed = (f"\nAgent.objects.create(name='bench', provider='anthropic', model='m', base_url='{fake.base_url}', "

@@ -38,6 +38,38 @@ async def test_seq_is_gap_free_and_replay_returns_what_came_after(board):
     assert replay[0]["session_key"] == "agent:a:-:-:-" and replay[0]["run_id"] == "r1"
 
 
+async def test_appends_that_wake_a_follower_still_answer_with_their_own_seq():
+    board = MemoryBoard()
+    await board.admit(run("r1"), "queue", 30)
+    await board.claim("r1", "w1", 30)
+    follower = asyncio.ensure_future(board.wait_events("r1", 0, 5))
+    await asyncio.sleep(0)  # one loop turn: the follower registers its waiter
+    assert board.waiters.get("r1"), "the follower should be waiting before the appends"
+    # Tool calls of one turn emit at once, and an append that wakes a follower lets it run before
+    # returning: each append must still answer with the seq its own event got.
+    appended = await asyncio.gather(*(board.append("r1", {"type": "tool_call", "n": i}) for i in range(4)))
+    assert [(e["seq"], e["n"]) for e in appended] == [(1, 0), (2, 1), (3, 2), (4, 3)]
+    assert [e["seq"] for e in await follower][0] == 1
+
+
+async def test_events_carry_the_session_key_in_every_process_that_touches_the_run(redis_url):
+    prefix = f"test-{uuid.uuid4().hex}"
+    gateway, worker, follower = (RedisBoard(redis_url, prefix) for _ in range(3))
+    try:
+        await gateway.admit(run("r1", key="agent:a:-:-:k"), "queue", 30)
+        assert await worker.claim("r1", "w1", 30)
+        assert not await worker.claim("r1", "w2", 30)
+        assert not await worker.claim("never-admitted", "w1", 30)
+        assert (await worker.append("r1", {"type": "delta", "text": "x"}))["session_key"] == "agent:a:-:-:k"
+        assert [e["session_key"] for e in await follower.events_after("r1", 0)] == ["agent:a:-:-:k"]
+    finally:
+        keys = [k async for k in gateway.redis.scan_iter(match=f"{gateway.p}*")]
+        if keys:
+            await gateway.redis.delete(*keys)
+        for b in (gateway, worker, follower):
+            await b.aclose()
+
+
 async def test_nothing_is_appended_after_the_terminal_event(board):
     await board.admit(run("r1"), "queue", 30)
     await board.claim("r1", "w1", 30)

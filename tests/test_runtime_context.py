@@ -1,3 +1,6 @@
+import pytest
+
+from agents.runtime import persist
 from agents.runtime.persist import _sendable, trim_context
 
 
@@ -16,3 +19,38 @@ def test_empty_text_blocks_and_system_messages_are_not_sent_to_the_llm():
     lost = {"role": "assistant", "content": [{"type": "text", "text": ""}]}
     system = {"role": "system", "content": [{"type": "text", "text": "note"}]}
     assert _sendable([user("q"), lost, system]) == [user("q")]
+
+
+@pytest.mark.asyncio
+async def test_a_sessions_context_stays_what_the_store_holds_across_runs_and_other_writers(process_store):
+    session = await process_store.open_session("agent:a:-:-:ctx", agent="a")
+    payload = {"session_id": session["id"]}
+
+    async def expected(n):
+        return trim_context(_sendable(
+            [{"role": m["role"], "content": m["content"]} for m in await process_store.last_messages(session["id"], n)]))
+
+    assert await persist.context(payload, 4) == []
+    for i in range(7):
+        # A run's messages, or another process's: the context read next sees them either way.
+        await process_store.append_message(session["id"], "user", f"question {i}")
+        await process_store.append_message(session["id"], "assistant", f"answer {i}")
+        assert await persist.context(payload, 4) == await expected(4), f"after {i + 1} exchanges"
+    for _ in range(3):  # more new messages than the window holds
+        await process_store.append_message(session["id"], "user", "again")
+    assert await persist.context(payload, 4) == await expected(4)
+    assert await persist.context(payload, 10) == await expected(10), "a larger window reads the older messages too"
+    assert await persist.context(payload, 3) == await expected(3)
+    await process_store.delete(session["id"])
+    assert await persist.context(payload, 3) == []
+
+
+@pytest.mark.asyncio
+async def test_the_context_cache_keeps_only_recent_sessions(process_store, monkeypatch):
+    monkeypatch.setattr(persist, "RECENT_SESSIONS", 2)
+    sessions = [await process_store.open_session(f"agent:a:-:-:p{i}", agent="a") for i in range(4)]
+    for s in sessions:
+        await process_store.append_message(s["id"], "user", "hi")
+        assert await persist.context({"session_id": s["id"]}, 5) == [user("hi")]
+    assert list(persist._recent)[-2:] == [sessions[2]["id"], sessions[3]["id"]]
+    assert sessions[0]["id"] not in persist._recent and len(persist._recent) <= 2

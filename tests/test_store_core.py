@@ -82,6 +82,20 @@ async def test_fifty_concurrent_appends_to_one_session_get_seq_1_to_50(engine, k
     await store.aclose()
 
 
+@pytest.mark.asyncio
+async def test_calls_racing_the_first_open_wait_for_the_schema(store):
+    # The first call opens the store and applies the schema on the store's thread; calls made
+    # meanwhile must not write before it is applied (a session created before its field defaults
+    # exist is unreadable afterwards). Start them one loop turn apart, across the opening.
+    calls = []
+    for i in range(60):
+        calls.append(asyncio.ensure_future(store.start_run(f"agent:a:-:-:p{i}", "a")))
+        await asyncio.sleep(0)
+    started = await asyncio.gather(*calls)
+    assert all(session["current"] is True and run["status"] == "queued" for session, run in started)
+    assert (await store.list_sessions(limit=100))["total"] == 60
+
+
 def test_appends_from_threads_and_loops_together_stay_gap_free(store):
     session = store.sync.open_session(KEY, agent="helper")
     seqs, lock = [], threading.Lock()
@@ -212,6 +226,87 @@ async def test_idempotency_key_finds_the_first_run_and_refuses_a_second(store):
         await store.create_run(session["id"], "helper", idempotency_key="client-42")
     assert caught.value.run == run
     assert len(await store.runs(session["id"])) == 1
+
+
+@pytest.mark.asyncio
+async def test_start_run_opens_the_keys_session_and_records_a_queued_run(store):
+    session, run = await store.start_run(KEY, "helper", channel="webchat", peer="alice")
+    assert (session["key"], session["agent"], session["channel"], session["peer"]) == (KEY, "helper", "webchat", "alice")
+    assert (run["session_id"], run["session_key"], run["agent"], run["status"]) == (session["id"], KEY, "helper", "queued")
+    assert run["idempotency_key"] is None and run["started"] is None
+    assert (await store.current_session(KEY))["status"] == "queued"
+    again, second = await store.start_run(KEY, "helper", channel="webchat", peer="alice")
+    assert again["id"] == session["id"], "the key's current session is reused"
+    assert [r["id"] for r in await store.runs(session["id"])] == [run["id"], second["id"]]
+    assert (await open_alice(store))["id"] == session["id"], "open_session finds the session start_run created"
+
+
+@pytest.mark.asyncio
+async def test_start_run_after_a_reset_records_the_run_in_the_new_session(store):
+    old, _ = await store.start_run(KEY, "helper")
+    new = await store.reset(KEY)
+    session, run = await store.start_run(KEY, "helper")
+    assert session["id"] == new["id"] != old["id"] and run["session_id"] == new["id"]
+
+
+@pytest.mark.asyncio
+async def test_start_run_with_a_repeated_idempotency_key_returns_the_first_run_and_writes_nothing(kv_url):
+    store = Store(kv_url)
+    session, run = await store.start_run(KEY, "helper", idempotency_key="client-7")
+    with pytest.raises(DuplicateRun) as caught:
+        await store.start_run(KEY, "helper", idempotency_key="client-7")
+    assert caught.value.run == run
+    other_key, other = await store.start_run("agent:helper:webchat:-:bob", "helper", idempotency_key="client-7")
+    assert other["id"] != run["id"], "an idempotency key belongs to one session key"
+    made_by_create_run = await store.create_run(session["id"], "helper", idempotency_key="client-8")
+    with pytest.raises(DuplicateRun) as caught:
+        await store.start_run(KEY, "helper", idempotency_key="client-8")
+    assert caught.value.run == made_by_create_run
+    await store.aclose()
+
+    reopened = Store(kv_url)
+    with pytest.raises(DuplicateRun) as caught:
+        await reopened.start_run(KEY, "helper", idempotency_key="client-7")
+    assert caught.value.run["id"] == run["id"], "the key is kept in the store, so it holds after a restart"
+    assert len(await reopened.runs(session["id"])) == 2
+    assert (await reopened.get_session(session["id"]))["status"] == "queued"
+    await reopened.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_duplicate_start_run_for_a_new_key_leaves_no_session_behind(store):
+    await store.start_run(KEY, "helper", idempotency_key="k")
+    await store.reset(KEY)
+    fresh = await store.current_session(KEY)
+    with pytest.raises(DuplicateRun):
+        await store.start_run(KEY, "helper", idempotency_key="k")
+    assert (await store.current_session(KEY))["id"] == fresh["id"]
+    assert await store.runs(fresh["id"]) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("engine", ["mem", "surrealkv"])
+async def test_concurrent_start_runs_for_a_new_key_share_one_session_and_one_run_per_idempotency_key(engine, kv_url):
+    store = Store("mem://" if engine == "mem" else kv_url)
+    results = await asyncio.gather(
+        *(store.start_run(KEY, "helper", idempotency_key=f"k{i % 5}") for i in range(30)), return_exceptions=True
+    )
+    started = [r for r in results if not isinstance(r, BaseException)]
+    duplicates = [r for r in results if isinstance(r, DuplicateRun)]
+    assert len(started) == 5 and len(duplicates) == 25, [r for r in results if isinstance(r, Exception)][:3]
+    assert len({session["id"] for session, _ in started}) == 1
+    first_by_key = {run["idempotency_key"]: run for _, run in started}
+    assert all(d.run == first_by_key[d.run["idempotency_key"]] for d in duplicates)
+    assert len(await store.runs(started[0][0]["id"])) == 5
+    await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_start_run_refuses_a_missing_key_or_agent(store):
+    with pytest.raises(InvalidInput, match="needs a key and an agent"):
+        await store.start_run("", "helper")
+    with pytest.raises(InvalidInput, match="needs a key and an agent"):
+        await store.start_run(KEY, "")
 
 
 @pytest.mark.asyncio

@@ -37,6 +37,25 @@ def test_history_pages_backwards_by_seq(store):
         store.sync.history("agent:helper:webchat:-:nobody")
 
 
+def test_llm_context_is_the_last_messages_role_and_content_only(store):
+    s = store.sync.open_session("agent:a:-:-:ctx", agent="a")
+    tool_use = {"type": "tool_use", "id": "tu_1", "name": "calc.add", "input": {"a": 1}}
+    store.sync.append_message(s["id"], "user", "first")
+    store.sync.append_message(s["id"], "assistant", [tool_use], tokens=3)
+    store.sync.append_message(s["id"], "user", [{"type": "tool_result", "tool_use_id": "tu_1", "content": "1"}])
+    store.sync.append_message(s["id"], "assistant", "half an answ", interrupted="aborted")
+    full = store.sync.last_messages(s["id"], 3)
+    got = store.sync.llm_context(s["id"], 3)
+    assert got == {"count": 4, "messages": [{k: m[k] for k in ("seq", "role", "content")} for m in full]}
+    assert store.sync.llm_context(s["id"], 10)["messages"][0]["content"] == [{"type": "text", "text": "first"}]
+    assert [m["seq"] for m in store.sync.llm_context(s["id"], 3, after_seq=2)["messages"]] == [3, 4]
+    assert store.sync.llm_context(s["id"], 3, after_seq=4) == {"count": 4, "messages": []}
+    empty = store.sync.open_session("agent:a:-:-:empty", agent="a")
+    assert store.sync.llm_context(empty["id"], 10) == {"count": 0, "messages": []}
+    store.sync.delete(s["id"])
+    assert store.sync.llm_context(s["id"], 3, after_seq=4) == {"count": None, "messages": []}
+
+
 def test_first_user_message_titles_the_session(store):
     s = store.sync.open_session("agent:a:-:-:x", agent="a")
     store.sync.append_message(s["id"], "assistant", "Welcome!")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.store import Store, StoreError
+from agents.store import DuplicateRun, Store, StoreError
 from tests.surreal_ws_server import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +114,45 @@ async def test_write_conflicts_between_server_clients_are_retried():
         await a.aclose()
         await b.aclose()
         server.stop()
+
+
+STARTER = """
+import asyncio, sys
+from agents.store import DuplicateRun, Store
+
+async def main(url, key):
+    store = Store(url)
+
+    async def start(i):
+        try:
+            return (await store.start_run(key, "helper", idempotency_key=f"k{i % 4}"))[1]["id"]
+        except DuplicateRun as dup:
+            return "dup:" + dup.run["id"]
+
+    print(" ".join(await asyncio.gather(*(start(i) for i in range(12)))))
+    await store.aclose()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_start_runs_from_two_processes_through_a_server_record_one_run_per_idempotency_key(surreal_ws_url):
+    procs = [
+        subprocess.Popen([sys.executable, "-c", STARTER, surreal_ws_url, KEY], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    answers = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        answers += out.split()
+    started = [a for a in answers if not a.startswith("dup:")]
+    assert len(started) == 4, answers
+    assert {a.removeprefix("dup:") for a in answers} == set(started), "every duplicate names a run that was started"
+    store = Store(surreal_ws_url)
+    session = store.sync.current_session(KEY)
+    assert sorted(r["id"] for r in store.sync.runs(session["id"])) == sorted(started)
+    with pytest.raises(DuplicateRun):
+        store.sync.start_run(KEY, "helper", idempotency_key="k0")
+    store.close()

@@ -111,10 +111,17 @@ class MemoryBoard:
             run["status"] = terminal
             self.leases.pop(run_id, None)
             self.ended[run_id] = time.monotonic()
+        event = _event_with_seq(run_id, run["payload"]["session_key"], len(log), body)
+        woken = False
         for w in self.waiters.pop(run_id, []):
             if not w.done():
                 w.set_result(None)
-        return _event_with_seq(run_id, run["payload"]["session_key"], len(log), body)
+                woken = True
+        if woken:
+            # Let the followers send the event now: a run whose LLM answer is already buffered would
+            # otherwise append its whole turn before any follower ran (0.7 ms on the first delta).
+            await asyncio.sleep(0)
+        return event
 
     async def wait_events(self, run_id: str, after_seq: int, timeout: float) -> list[dict]:
         """Events after `after_seq`, waiting up to `timeout` seconds for the first one."""
@@ -124,8 +131,10 @@ class MemoryBoard:
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(run_id, []).append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
+            # Not wait_for: it wakes this task one loop turn after the waiter, behind the appender.
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
             return []
         finally:
             if waiter in self.waiters.get(run_id, []):
@@ -191,11 +200,11 @@ end
 """
 
 _CLAIM = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return false end
 redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
-return 1
+return cjson.decode(redis.call('HGET', KEYS[1], 'payload')).session_key
 """
 
 _APPEND = """
@@ -243,6 +252,7 @@ class RedisBoard:
         )
         if result == b"busy":
             raise SessionBusy(run["session_key"])
+        self._remember(run["run_id"], run["session_key"])
         return Admission(start=result == b"start")
 
     async def release(self, session_key: str, run_id: str, claim_ttl: float) -> dict | None:
@@ -252,7 +262,12 @@ class RedisBoard:
 
     async def claim(self, run_id: str, owner: str, ttl: float) -> bool:
         keys = [self._run(run_id), f"{self.p}lease:{run_id}", f"{self.p}leased"]
-        return bool(await self._claim(keys=keys, args=[owner, int(ttl * 1000), run_id]))
+        session_key = await self._claim(keys=keys, args=[owner, int(ttl * 1000), run_id])
+        if session_key is None:
+            return False
+        # The run's events carry its session key: knowing it spares the first append a read.
+        self._remember(run_id, session_key.decode())
+        return True
 
     async def renew(self, run_id: str, ttl: float) -> None:
         await self.redis.pexpire(f"{self.p}lease:{run_id}", int(ttl * 1000), xx=True)
@@ -264,15 +279,19 @@ class RedisBoard:
             return None
         return _event_with_seq(run_id, await self._session_key(run_id), int(seq), body)
 
+    def _remember(self, run_id: str, session_key: str) -> None:
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[run_id] = session_key
+
     async def _session_key(self, run_id: str) -> str | None:
         key = self._keys.get(run_id)
         if key is None:
             payload = await self.redis.hget(self._run(run_id), "payload")
             if payload is None:
                 return None
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            key = self._keys[run_id] = json.loads(payload)["session_key"]
+            key = json.loads(payload)["session_key"]
+            self._remember(run_id, key)
         return key
 
     def _decode(self, run_id: str, key: str, rows) -> list[dict]:

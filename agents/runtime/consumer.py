@@ -10,7 +10,7 @@ import os
 import socket
 import uuid
 
-from channels.consumer import AsyncConsumer
+from channels.consumer import AsyncConsumer, get_handler_name
 from django.conf import settings
 
 from .execute import RunControl, execute_run, heartbeat, release_and_continue
@@ -24,6 +24,16 @@ class AgentRunConsumer(AsyncConsumer):
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots = asyncio.Semaphore(settings.AGENT_WORKER_CONCURRENCY)
         await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message):
+        # Channels' own dispatch first closes stale database connections in the ORM's one thread, a
+        # thread hop before every run that queues behind every other ORM call of the process. A
+        # run touches the database only through database_sync_to_async (sandbox.tools), which
+        # closes stale connections around each call itself, so the hop bought nothing here.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def agent_run(self, message):
         payload = message["run"]

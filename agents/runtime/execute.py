@@ -105,12 +105,14 @@ async def execute_run(payload: dict, control: RunControl) -> None:
 
     try:
         agent = persist.agent_from(payload["agent_config"])
-        context = await persist.context(payload, agent.context_messages)
+        # Both come before the LLM request and neither needs the other: the store read and the
+        # tools' query (a thread hop) overlap.
+        context, toolbox = await asyncio.gather(persist.context(payload, agent.context_messages), load_toolbox(agent))
         user = {"role": "user", "content": [{"type": "text", "text": payload["text"]}]}
         # Written while the LLM is asked rather than before: the first delta does not wait for two
-        # durable writes. Every later write waits for these, so the history keeps its order.
+        # durable writes. Every later write waits for these, so the history keeps its order (and
+        # the context read above cannot see the new user message twice).
         begun = asyncio.ensure_future(persist.begin_run(payload, user))
-        toolbox = await load_toolbox(agent)
         stop = await run_tool_loop(
             messages=context + [user],
             toolbox=toolbox,

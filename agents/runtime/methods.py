@@ -10,6 +10,7 @@ import time
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from agents.lookup import enabled_agent
 from agents.models import Agent
 from agents.session_rpc import announce_run
 from agents.store import DuplicateRun, RunNotFound, get_store
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 async def _agent_and_key(agent: str, fields: dict) -> tuple[Agent, str]:
     if agent:
-        a = await Agent.objects.filter(name=agent, enabled=True).afirst()
+        a = await enabled_agent(agent)
         if a is None:
             raise NotFound(f"no enabled agent named {agent!r}", reason="no_agent")
         return a, session_key(a.name, Message(**fields))
@@ -41,7 +42,7 @@ async def _agent_and_key(agent: str, fields: dict) -> tuple[Agent, str]:
         route = await aresolve_route(**fields)
     except NoRoute as e:
         raise NotFound(str(e), reason="no_route") from None
-    a = await Agent.objects.filter(name=route.agent, enabled=True).afirst()
+    a = await enabled_agent(route.agent)
     if a is None:
         raise NotFound(f"the route chose agent {route.agent!r}, which no longer exists", reason="no_agent")
     return a, route.session_key
@@ -67,9 +68,8 @@ async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **field
     board = get_board()
     slot = ctx.claim_run()
     try:
-        session = await store.open_session(key, agent=a.name, **fields)
         try:
-            run = await store.create_run(session["id"], a.name, idempotency_key or None)
+            session, run = await store.start_run(key, a.name, idempotency_key or None, **fields)
         except DuplicateRun as dup:
             # The same message again (a retry after a lost answer): the same run, followed from the start.
             known = await board.run(dup.run["id"])

@@ -100,7 +100,7 @@ def api(write: bool, direct: bool = False):
     def decorate(fn):
         @functools.wraps(fn)
         async def call(self, *args, **kwargs):
-            if direct and self.embedded and self._db is not None and not self._closed:
+            if direct and self.embedded and self._ready and not self._closed:
                 work = self._call(fn, args, kwargs)
                 return await (asyncio.shield(asyncio.ensure_future(work)) if write else work)
             fut = asyncio.wrap_future(self._submit(fn, args, kwargs))
@@ -159,6 +159,9 @@ class Store:
         self._username, self._password = username, password
         self._sync_writes = sync_writes
         self._db = None
+        # Connected and migrated: until then every call waits in `_open`, so none runs against a
+        # database whose schema is still being applied.
+        self._ready = False
         self._lock: EmbeddedLock | None = None
         self._open_lock: asyncio.Lock | None = None
         self._writer = WriterLock()
@@ -180,7 +183,7 @@ class Store:
         return self._thread.submit(self._call(fn, args, kwargs))
 
     async def _call(self, fn, args, kwargs):
-        if self._db is None:
+        if not self._ready:
             await self._open()
         if not (self.embedded and getattr(fn, "writes", False)):
             return await fn(self, *args, **kwargs)
@@ -194,7 +197,7 @@ class Store:
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
-            if self._db is not None:
+            if self._ready:
                 return
             if self.scheme in ON_DISK_SCHEMES:
                 self._lock = EmbeddedLock(self.url.partition("://")[2])
@@ -210,6 +213,7 @@ class Store:
                 await db.use(self._ns, self._db_name)
                 self._db = db
                 self.migration = await self._migrate()
+                self._ready = True
             except Exception as e:
                 self._db = None
                 if self._lock:
@@ -251,6 +255,7 @@ class Store:
         # A server connection that dropped stays dead in the SDK: forget it; the next call reconnects.
         if self._db is db:
             self._db = None
+            self._ready = False
         raise StoreError(f"lost the connection to the session store {redact(self.url)} ({why}); the next call reconnects")
 
     async def _tx(self, surql: str, vars: dict | None = None):
@@ -308,6 +313,7 @@ class Store:
         self._thread.stop()
 
     async def _close(self):
+        self._ready = False
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -570,6 +576,25 @@ class Store:
         """The last `n` messages, oldest first: one record-ID range read, however long the session."""
         return await self._last(_session(session_id), n)
 
+    @api(write=False, direct=True)
+    async def llm_context(self, session_id: str, n: int, after_seq: int = 0) -> dict:
+        """The last `n` messages as an LLM request needs them, leaving out those up to `after_seq`:
+        `{"count": the session's message count (None if it does not exist), "messages": [{"seq",
+        "role", "content"}, …] oldest first}`.
+
+        A message never changes once written, so a caller that holds the earlier ones reads only
+        what came after them. The fields a request does not use are not read: decoding whole
+        messages (search words, timestamps, record ids) was about 2 ms of the 3.4 ms that reading
+        50 of them cost, on the path to every run's first delta."""
+        [*_, row] = await self._q(
+            """LET $c = $s.message_count;
+            LET $lo = IF $c = NONE THEN 1 ELSE math::max([1, $c - $n + 1, $after + 1]) END;
+            RETURN {count: $c, messages: IF $c = NONE THEN [] ELSE (SELECT seq, role, content FROM message:[$s, $lo]..=[$s, $c]) END};""",
+            {"s": _session(session_id), "n": int(n), "after": int(after_seq)},
+        )
+        return {"count": row["count"],
+                "messages": [{"seq": m["seq"], "role": m["role"], "content": m["content"]} for m in row["messages"]]}
+
     @api(write=False)
     async def messages(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict]:
         """Messages with seq after `after_seq`, oldest first, at most `limit`: for reading a whole
@@ -642,6 +667,49 @@ class Store:
             existing = await self._find_idempotent(session["key"], idempotency_key)
             raise DuplicateRun(existing) from None
         return shapes.run_out(row)
+
+    @api(write=True, direct=True)
+    async def start_run(self, key: str, agent: str, idempotency_key: str | None = None, channel: str = "",
+                        account: str = "", peer: str = "", guild: str = "", team: str = "") -> tuple[dict, dict]:
+        """`open_session` and `create_run` (status `queued`) in one transaction: (session, run).
+
+        This is `chat.send`'s one durable write before it answers, so a message costs one commit
+        and no separate read. The session is returned as it was opened. A repeated idempotency key
+        for `key` raises DuplicateRun carrying the first run, and then nothing is written."""
+        if not key or not agent:
+            raise InvalidInput("a session needs a key and an agent")
+        fields = {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer,
+                  "guild": guild, "team": team}
+        async with self._session_lock(f"key:{key}"):
+            for _ in range(RETRIES):
+                try:
+                    row = await self._tx(
+                        """LET $k = type::thing('session_key', $fields.key);
+                        LET $dup = IF $ik = NONE THEN NONE ELSE type::thing('idempotency', [$fields.key, $ik]).run.* END;
+                        IF $dup != NONE { RETURN {duplicate: $dup} };
+                        LET $sess = $k.current.* ?? {
+                            LET $new = CREATE ONLY session:ulid() CONTENT $fields;
+                            CREATE $k SET current = $new.id;
+                            $new
+                        };
+                        LET $r = CREATE ONLY run:ulid() CONTENT {
+                            session: $sess.id, session_key: $fields.key, agent: $fields.agent, status: 'queued',
+                            idempotency_key: $ik };
+                        IF $ik != NONE { CREATE type::thing('idempotency', [$fields.key, $ik]) SET run = $r.id };
+                        UPDATE $sess.id SET status = 'queued', updated = time::now();
+                        RETURN {session: $sess, run: $r};""",
+                        {"fields": fields, "ik": idempotency_key},
+                    )
+                except StoreError as e:
+                    # Another writer (a process on the same server) created the key's session or used
+                    # the idempotency key first: the next pass finds what it wrote.
+                    if "already exists" not in str(e):
+                        raise
+                    continue
+                if "duplicate" in row:
+                    raise DuplicateRun(shapes.run_out(row["duplicate"]))
+                return shapes.session_out(row["session"]), shapes.run_out(row["run"])
+        raise StoreError(f"could not start a run for {key!r}")
 
     async def _find_idempotent(self, session_key: str, key: str) -> dict | None:
         [row] = await self._q("RETURN type::thing('idempotency', [$sk, $ik]).run.*", {"sk": session_key, "ik": key})
