@@ -39,12 +39,16 @@ class AgentRunConsumer(AsyncConsumer):
         payload = message["run"]
         run_id = payload["run_id"]
         ensure_reaper()
-        # Claim first: from here on the run is leased to this worker, so if the worker dies the run
-        # is failed by a reaper instead of hanging.
+        # Listen for aborts before claiming: once claimed the run shows as running, and a chat.abort
+        # sent then goes only to the control group. Messages reach this consumer one at a time, so
+        # an abort that arrives now is handled after the task below exists.
+        await self.channel_layer.group_add(control_group(run_id), self.channel_name)
+        # From the claim on the run is leased to this worker, so if the worker dies the run is
+        # failed by a reaper instead of hanging.
         if not await get_board().claim(run_id, self.worker_id, settings.AGENT_RUN_LEASE_SECONDS):
+            await self.channel_layer.group_discard(control_group(run_id), self.channel_name)
             await release_and_continue(payload)
             return
-        await self.channel_layer.group_add(control_group(run_id), self.channel_name)
         control = RunControl()
         self.tasks[run_id] = (asyncio.create_task(self._run(payload, control), name=f"run-{run_id}"), control)
 
