@@ -54,3 +54,20 @@ async def test_the_context_cache_keeps_only_recent_sessions(process_store, monke
         assert await persist.context({"session_id": s["id"]}, 5) == [user("hi")]
     assert list(persist._recent)[-2:] == [sessions[2]["id"], sessions[3]["id"]]
     assert sessions[0]["id"] not in persist._recent and len(persist._recent) <= 2
+
+
+@pytest.mark.asyncio
+async def test_the_context_cache_is_bounded_by_size_too(process_store, monkeypatch):
+    monkeypatch.setattr(persist, "RECENT_BYTES", 3000)
+    big = "x" * 1000
+    sessions = [await process_store.open_session(f"agent:a:-:-:big{i}", agent="a") for i in range(3)]
+    for s in sessions:
+        await process_store.append_message(s["id"], "user", big)
+        assert await persist.context({"session_id": s["id"]}, 5) == [user(big)]
+    # Each context is a little over 1,000 bytes: the oldest had to go to stay under 3,000.
+    assert sessions[0]["id"] not in persist._recent and sessions[2]["id"] in persist._recent
+    assert persist._recent_bytes == sum(sum(entry[2]) for entry in persist._recent.values()) <= 3000
+    huge = await process_store.open_session("agent:a:-:-:huge", agent="a")
+    await process_store.append_message(huge["id"], "user", "y" * 5000)
+    assert await persist.context({"session_id": huge["id"]}, 5) == [user("y" * 5000)]
+    assert huge["id"] not in persist._recent and persist._recent_bytes <= 3000
