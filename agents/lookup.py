@@ -10,6 +10,7 @@ not exist cannot grow the cache, and a disabled or deleted agent is never served
 import time
 from threading import Lock
 
+from channels.db import database_sync_to_async
 from django.db import transaction
 
 from .models import Agent
@@ -35,6 +36,11 @@ def invalidate(**_kwargs) -> None:
     transaction.on_commit(clear_cache)
 
 
+@database_sync_to_async
+def _read(name: str) -> Agent | None:
+    return Agent.objects.filter(name=name, enabled=True).first()
+
+
 async def enabled_agent(name: str, clock=time.monotonic) -> Agent | None:
     """The enabled agent `name`, or None. Callers must not modify the instance: it is shared."""
     now = clock()
@@ -43,7 +49,7 @@ async def enabled_agent(name: str, clock=time.monotonic) -> Agent | None:
         generation = _generation
     if hit is not None and now - hit[0] < TTL:
         return hit[1]
-    agent = await Agent.objects.filter(name=name, enabled=True).afirst()
+    agent = await _read(name)
     with _lock:
         # A change that cleared the cache while we read must not be overwritten by what we read.
         if generation == _generation:

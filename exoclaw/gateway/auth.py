@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -126,16 +127,26 @@ def staff_principal(user) -> Principal | None:
     return None
 
 
+@database_sync_to_async
+def _token_row(digest: str) -> ApiToken | None:
+    return ApiToken.objects.filter(token_hash=digest).first()
+
+
+@database_sync_to_async
+def _mark_used(pk: int) -> None:
+    ApiToken.objects.filter(pk=pk).update(last_used_at=timezone.now())
+
+
 async def check_token(raw: str) -> Principal:
     """Raises Unauthorized unless `raw` is an enabled, unexpired API token or EXOCLAW_TOKEN."""
     digest = hash_token(raw)
-    row = await ApiToken.objects.filter(token_hash=digest).afirst()
+    row = await _token_row(digest)
     if row is not None and hmac.compare_digest(row.token_hash, digest):
         if not row.enabled:
             raise Unauthorized("this token is disabled", reason="token_disabled")
         if row.is_expired():
             raise Unauthorized("this token has expired", reason="token_expired")
-        await ApiToken.objects.filter(pk=row.pk).aupdate(last_used_at=timezone.now())
+        await _mark_used(row.pk)
         return Principal(f"token:{row.name}", "token", frozenset(s for s in row.scopes if s in SCOPES))
     # Before `bootstrap` has stored it, EXOCLAW_TOKEN still works, compared in constant time.
     if settings.EXOCLAW_TOKEN and hmac.compare_digest(raw.encode(), settings.EXOCLAW_TOKEN.encode()):

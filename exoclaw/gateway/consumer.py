@@ -26,6 +26,15 @@ CLOSE_THROTTLED = 4429
 class GatewayConsumer(AsyncWebsocketConsumer):
     ctx: Context | None = None
 
+    async def dispatch(self, message):
+        # Channels closes stale database connections before every message: a hop to the ORM's one
+        # thread, queued behind every other ORM call of the process. Frames skip it: what a method
+        # reads from the database goes through database_sync_to_async, which does it around each call.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def connect(self):
         if not origin_allowed(self.scope):
             await self.close()

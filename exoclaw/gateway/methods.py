@@ -60,8 +60,12 @@ async def status(ctx: Context) -> dict:
 @method("agents.list", scope=None)
 async def agents_list(ctx: Context) -> list[dict]:
     """Every agent: name, provider, model, tool allowlist, busy policy and whether it is enabled."""
-    rows = Agent.objects.order_by("name").values("name", "provider", "model", "tools", "busy_policy", "enabled")
-    return [row async for row in rows]
+    return await _agents()
+
+
+@database_sync_to_async
+def _agents() -> list[dict]:
+    return list(Agent.objects.order_by("name").values("name", "provider", "model", "tools", "busy_policy", "enabled"))
 
 
 def grant_summary(g: CapabilityGrant) -> dict:
