@@ -149,6 +149,12 @@ def _close_open_stores():
             log.exception("closing %r at exit", store)
 
 
+
+def _session_fields(key: str, agent: str, channel: str, account: str, peer: str, guild: str, team: str) -> dict:
+    if not key or not agent:
+        raise InvalidInput("a session needs a key and an agent")
+    return {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer, "guild": guild, "team": team}
+
 class Store:
     def __init__(self, url: str, namespace: str = "exoclaw", database: str = "exoclaw",
                  username: str = "", password: str = "", sync_writes: bool = True):
@@ -363,10 +369,7 @@ class Store:
     async def open_session(self, key: str, agent: str, channel: str = "", account: str = "", peer: str = "",
                            guild: str = "", team: str = "") -> dict:
         """The current session for `key`, created on first use."""
-        if not key or not agent:
-            raise InvalidInput("a session needs a key and an agent")
-        fields = {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer,
-                  "guild": guild, "team": team}
+        fields = _session_fields(key, agent, channel, account, peer, guild, team)
         async with self._session_lock(f"key:{key}"):
             for _ in range(RETRIES):
                 [row] = await self._q("RETURN type::thing('session_key', $key).current.*", {"key": key})
@@ -676,10 +679,7 @@ class Store:
         This is `chat.send`'s one durable write before it answers, so a message costs one commit
         and no separate read. The session is returned as it was opened. A repeated idempotency key
         for `key` raises DuplicateRun carrying the first run, and then nothing is written."""
-        if not key or not agent:
-            raise InvalidInput("a session needs a key and an agent")
-        fields = {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer,
-                  "guild": guild, "team": team}
+        fields = _session_fields(key, agent, channel, account, peer, guild, team)
         async with self._session_lock(f"key:{key}"):
             for _ in range(RETRIES):
                 try:
