@@ -4,9 +4,10 @@
 API: it runs `run` in a bounded thread pool, holds a per-plug-in concurrency limit, and stops the
 plug-in promptly (Extism's cancel handle) when the awaiting task is cancelled or `cancel` is set.
 
-On the async path the worker answers first and tidies after: it frees the used instance and makes
-the fresh instance for the next call once the caller has its result, so instantiating (most of a
-small plug-in's cost) is off the caller's wait. Every call still runs in an instance no call has used.
+On the async path the worker answers first and tidies after: it frees the used instance and, for
+plug-ins without granted paths, makes the fresh instance for the copy's next call once the caller has
+its result, so instantiating (most of a small plug-in's cost) is off the caller's wait. Every call
+still runs in an instance no call has used.
 """
 
 import asyncio
@@ -64,6 +65,8 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class CallOutput:
+    """A call's output and timings. `instantiate_ms` is 0 when the instance was made ahead of the call."""
+
     output: bytes
     compile_ms: float
     instantiate_ms: float
@@ -75,7 +78,6 @@ class _Instance:
     plugin: extism.Plugin
     cancel_handle: object
     config: dict
-    made_ms: float
 
     def free(self):
         self.plugin.__del__()
@@ -91,9 +93,8 @@ class _Copy:
     spare: _Instance | None = None
 
     def instantiate(self, config: dict) -> _Instance:
-        start = time.perf_counter()
         plugin = extism.Plugin(self.compiled, config=config or None, functions=[])
-        return _Instance(plugin, plugin.cancel_handle(), config, _ms(start))
+        return _Instance(plugin, plugin.cancel_handle(), config)
 
     def exports_function(self, instance: _Instance, name: str) -> bool:
         if name not in self.exports:
@@ -103,41 +104,55 @@ class _Copy:
 
 @dataclass
 class _Pool:
-    """The verified wasm of one (sha256, WASI, grant) key and its compiled copies not in use."""
+    """The verified wasm of one (sha256, WASI, grant) key, its compiled copies not in use, and how many
+    copies are being tidied: back within a fraction of a millisecond, worth waiting for, not compiling."""
 
     wasm: bytes = field(repr=False)
     idle: list[_Copy] = field(default_factory=list)
+    tidying: int = 0
 
 
 class _Ticket:
-    """Connects a running call to whoever may cancel it; the handle is only valid while the instance lives.
+    """Connects a call to whoever may cancel it; the handle is only valid while the instance lives.
 
-    Extism loses a cancel that lands while a call is still starting, and then that call ignores its
-    timeout too (measured: about 1 in 100 immediate cancels). So a cancel is only sent once the call
-    has been running for _SAFE_CANCEL_DELAY_S; until then it is recorded and sent by a later retry.
+    A call cancelled before a worker takes it never runs. Extism loses a cancel that lands while a
+    call is still starting, and then that call ignores its timeout too (measured: about 1 in 100
+    immediate cancels). So a cancel is only sent once the call has been running for
+    _SAFE_CANCEL_DELAY_S; until then it is recorded and sent by a later retry.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._handle = None
         self._started_at = 0.0
+        self.taken = False
+        self.ran = False
         self.cancelled = False
+
+    def take(self) -> bool:
+        """A worker takes the call: False if it was cancelled while it waited."""
+        with self._lock:
+            self.taken = not self.cancelled
+            return self.taken
 
     def attach(self, handle) -> bool:
         with self._lock:
             self._handle = handle
             self._started_at = time.monotonic()
-            return not self.cancelled
+            self.ran = not self.cancelled
+            return self.ran
 
     def detach(self):
         with self._lock:
             self._handle = None
 
-    def cancel(self):
+    def cancel(self) -> bool:
+        """Cancel the call; False if no worker had taken it (and so none will run it)."""
         with self._lock:
             self.cancelled = True
             if self._handle is not None and time.monotonic() - self._started_at >= _SAFE_CANCEL_DELAY_S:
                 self._handle.cancel()
+            return self.taken
 
 
 def _ms(start: float) -> float:
@@ -161,17 +176,32 @@ def _settle_from_thread(outcome: asyncio.Future, result, error: BaseException | 
         pass
 
 
+def _retrieve(outcome: asyncio.Future):
+    # The caller gave up on this outcome: read its error here so asyncio does not report it as lost.
+    if not outcome.cancelled():
+        outcome.exception()
+
+
 class Host:
     def __init__(self, max_workers: int = 16, cache_size: int = 64):
         self._executor = DaemonPool(max_workers, "extism")
         self._pools: OrderedDict[tuple, _Pool] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._copy_back = threading.Condition(self._lock)
         self._limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         extism_log.install()
 
-    def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[tuple, _Copy, float]:
-        """An idle compiled plug-in for this wasm and grant (compiling one if none is idle), and the compile time.
+    def _take_idle(self, pool: _Pool) -> _Copy | None:
+        """An idle copy, after waiting for one being tidied if none is idle; None if none will come back.
+        Called with the lock held."""
+        while not pool.idle and pool.tidying:
+            self._copy_back.wait()
+        return pool.idle.pop() if pool.idle else None
+
+    def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, _Copy, float]:
+        """An idle compiled plug-in for this wasm and grant (compiling one if none is idle or being
+        tidied), and the compile time.
 
         Extism stops a call (timeout or cancel) by bumping its compiled plug-in's engine epoch, which
         interrupts every instance running from that engine; so no two calls run from the same one.
@@ -181,8 +211,8 @@ class Host:
             pool = self._pools.get(key) if key else None
             if pool is not None:
                 self._pools.move_to_end(key)
-                if pool.idle:
-                    return key, pool.idle.pop(), 0.0
+                if (copy := self._take_idle(pool)) is not None:
+                    return pool, copy, 0.0
         if pool is None:
             wasm = spec.load()
             actual = hashlib.sha256(wasm).hexdigest()
@@ -198,8 +228,8 @@ class Host:
                 self._pools.move_to_end(key)
                 while len(self._pools) > self._cache_size:
                     self._pools.popitem(last=False)
-                if pool.idle:
-                    return key, pool.idle.pop(), 0.0
+                if (copy := self._take_idle(pool)) is not None:
+                    return pool, copy, 0.0
         start = time.perf_counter()
         try:
             compiled = CompiledPlugin(build_manifest(pool.wasm, key[0], grant), spec.wasi, [])
@@ -208,30 +238,37 @@ class Host:
             if error.kind == "hash_mismatch":
                 raise error from None
             raise SandboxError("plugin_error", f"{spec.name}: cannot load the .wasm: {exc}") from None
-        return key, _Copy(compiled), _ms(start)
+        return pool, _Copy(compiled), _ms(start)
 
-    def _checkin(self, key: tuple, copy: _Copy, *, reusable: bool = True):
+    def _keeps(self, pool: _Pool) -> bool:
+        """Whether a copy checked in now would be kept. Called with the lock held."""
+        return any(p is pool for p in self._pools.values()) and len(pool.idle) < _MAX_IDLE_COMPILED
+
+    def _checkin(self, pool: _Pool, copy: _Copy | None, *, tidied: bool = False):
+        """Return a copy to its pool (None: it is dropped); `tidied` ends the tidying `run` announced."""
         with self._lock:
-            pool = self._pools.get(key)
-            if reusable and pool is not None and len(pool.idle) < _MAX_IDLE_COMPILED:
+            if tidied:
+                pool.tidying -= 1
+            if copy is not None and self._keeps(pool):
                 pool.idle.append(copy)
+            self._copy_back.notify_all()
 
     def compile_ms(self, spec: PluginSpec, grant: Grant) -> float:
         """Make sure a compiled plug-in is ready; returns how long compiling took (0 when one was cached)."""
-        key, copy, elapsed = self._checkout(spec, grant)
-        self._checkin(key, copy)
+        pool, copy, elapsed = self._checkout(spec, grant)
+        self._checkin(pool, copy)
         return elapsed
 
     def exports(self, spec: PluginSpec, grant: Grant, names: list[str]) -> set[str]:
         """Which of `names` the plug-in exports."""
-        key, copy, _ = self._checkout(spec, grant)
+        pool, copy, _ = self._checkout(spec, grant)
         try:
             with extism.Plugin(copy.compiled, functions=[]) as instance:
                 return {name for name in names if instance.function_exists(name)}
         except extism.Error as exc:
             raise classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb) from None
         finally:
-            self._checkin(key, copy)
+            self._checkin(pool, copy)
 
     def run(
         self,
@@ -248,54 +285,69 @@ class Host:
         """Call `function` in a fresh instance under `grant`. Blocks; raises SandboxError.
 
         Given `defer`, the tidying is appended to it instead of done before returning, and includes
-        making the instance for the copy's next call."""
+        making the instance for the copy's next call unless the grant opens paths: an instance opens
+        its granted directories when it is made, and a call must see them as they are when it runs."""
         ticket = ticket or _Ticket()
         config = instance_config(spec.config, grant, environ)
-        key, copy, compile_ms = self._checkout(spec, grant)
+        pool, copy, compile_ms = self._checkout(spec, grant)
         instance, reusable = None, False
         try:
-            instance = self._instance(copy, config, grant)
-            output = self._call_instance(spec, copy, instance, function, data, grant, ticket, on_start, compile_ms)
+            instance, instantiate_ms = self._instance(copy, config, grant)
+            output = self._call_instance(spec, copy, instance, function, data, grant, ticket, on_start)
             reusable = True
-            return output
+            return CallOutput(output[0], compile_ms, instantiate_ms, output[1])
         except SandboxError as exc:
             # After an interrupted call (timeout, cancel, trap) Extism's engine can end up where a later
             # cancel is lost and the next call runs unbounded (measured); such a compiled copy is dropped.
-            reusable = exc.kind in _REUSABLE_AFTER
+            # A call cancelled before it ran interrupted nothing.
+            reusable = exc.kind in _REUSABLE_AFTER or (exc.kind == "cancelled" and not ticket.ran)
             raise
         finally:
-            tidy = functools.partial(self._tidy, key, copy, instance, reusable, config if defer is not None else None)
             if defer is None:
-                tidy()
+                self._tidy(pool, copy, instance, reusable, next_config=None, deferred=False)
             else:
-                defer.append(tidy)
+                with self._lock:
+                    pool.tidying += 1
+                prepare = reusable and not grant.allowed_paths
+                defer.append(functools.partial(
+                    self._tidy, pool, copy, instance, reusable, next_config=config if prepare else None, deferred=True
+                ))
 
     @staticmethod
-    def _instance(copy: _Copy, config: dict, grant: Grant) -> _Instance:
-        """The copy's spare when it was made with this config (a secret may have changed since), else a new one."""
+    def _instance(copy: _Copy, config: dict, grant: Grant) -> tuple[_Instance, float]:
+        """The copy's spare when it was made with this config (a secret may have changed since), else a
+        new instance; and how long making it took on this call's path."""
         spare, copy.spare = copy.spare, None
         if spare is not None:
             if spare.config == config:
-                return spare
+                return spare, 0.0
             spare.free()
+        start = time.perf_counter()
         try:
-            return copy.instantiate(config)
+            return copy.instantiate(config), _ms(start)
         except extism.Error as exc:
             raise classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb) from None
 
-    def _tidy(self, key: tuple, copy: _Copy, used: _Instance | None, reusable: bool, next_config: dict | None):
-        """Free the used instance, make the spare for the copy's next call if asked, and check the copy in."""
-        if used is not None:
-            used.free()
-        if reusable and next_config is not None:
-            try:
-                copy.spare = copy.instantiate(next_config)
-            except extism.Error:
-                pass  # the next call makes its own instance and reports the error
-        self._checkin(key, copy, reusable=reusable)
+    def _tidy(self, pool: _Pool, copy: _Copy, used: _Instance | None, reusable: bool, *,
+              next_config: dict | None, deferred: bool):
+        """Free the used instance, make the copy's next one if asked and the copy is to be kept, check it in."""
+        try:
+            if used is not None:
+                used.free()
+            if reusable and next_config is not None:
+                with self._lock:
+                    kept = self._keeps(pool)
+                if kept:
+                    try:
+                        copy.spare = copy.instantiate(next_config)
+                    except extism.Error:
+                        pass  # the next call makes its own instance and reports the error
+        finally:
+            self._checkin(pool, copy if reusable else None, tidied=deferred)
 
     @staticmethod
-    def _call_instance(spec, copy, instance, function, data, grant, ticket, on_start, compile_ms) -> CallOutput:
+    def _call_instance(spec, copy, instance, function, data, grant, ticket, on_start) -> tuple[bytes, float]:
+        """The call's output and how long the call took."""
         if not copy.exports_function(instance, function):
             raise SandboxError("not_found", f"{spec.name} has no export {function!r}")
         if not ticket.attach(instance.cancel_handle):
@@ -310,7 +362,7 @@ class Host:
                     "invalid_output",
                     f"{function} returned {len(buffer)} bytes, more than the grant's limit of {grant.max_output_bytes}",
                 )
-            output = bytes(buffer)
+            return bytes(buffer), _ms(start)
         except extism.Error as exc:
             causes = extism_log.causes_for(str(instance.plugin.id))
             raise classify(
@@ -318,7 +370,6 @@ class Host:
             ) from None
         finally:
             ticket.detach()
-        return CallOutput(output, compile_ms, instance.made_ms, _ms(start))
 
     def _limit(self, name: str, limit: int) -> asyncio.Semaphore:
         # Semaphores belong to one event loop; tests and commands may run several loops in turn.
@@ -339,7 +390,9 @@ class Host:
         on_start: Callable[[], None] | None = None,
     ) -> CallOutput:
         """Run `function` in the thread pool. Setting `cancel` stops it and raises SandboxError("cancelled");
-        cancelling the awaiting task stops it too and re-raises CancelledError once the plug-in has stopped."""
+        cancelling the awaiting task stops it too and re-raises CancelledError once the plug-in has stopped
+        (a call still waiting for a worker is dropped at once)."""
+        what = f"{spec.name}.{function}"
         async with self._limit(spec.name, grant.max_concurrency):
             ticket = _Ticket()
             outcome = asyncio.get_running_loop().create_future()
@@ -354,18 +407,27 @@ class Host:
                         await asyncio.wait({outcome, waiter}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         waiter.cancel()
-                    if not outcome.done() and not await self._stop(outcome, ticket, f"{spec.name}.{function}"):
-                        raise SandboxError("cancelled", "the call was cancelled, but the plug-in could not be stopped")
+                    if not outcome.done():
+                        stopped = await self._stop(outcome, ticket, what)
+                        if not outcome.done():
+                            outcome.add_done_callback(_retrieve)
+                            raise SandboxError("cancelled", "the call was cancelled before it started" if stopped
+                                               else "the call was cancelled, but the plug-in could not be stopped")
                 # Shielded: `outcome` must outlive a cancelled await, so the plug-in can be stopped and waited for.
                 return await asyncio.shield(outcome)
             except asyncio.CancelledError:
-                await self._stop(outcome, ticket, f"{spec.name}.{function}")
-                if outcome.done() and outcome.exception() is not None:
-                    log.info("%s.%s stopped: %s", spec.name, function, outcome.exception())
+                await self._stop(outcome, ticket, what)
+                if not outcome.done():
+                    outcome.add_done_callback(_retrieve)
+                elif outcome.exception() is not None:
+                    log.info("%s stopped: %s", what, outcome.exception())
                 raise
 
     def _serve(self, outcome, spec, function, data, grant, ticket, on_start):
         """The worker's side of `call`: wake the caller as soon as the result is known, then tidy."""
+        if not ticket.take():
+            _settle_from_thread(outcome, None, SandboxError("cancelled", "the call was cancelled before it started"))
+            return
         deferred: list = []
         try:
             result = self.run(spec, function, data, grant, ticket=ticket, on_start=on_start, defer=deferred)
@@ -378,13 +440,15 @@ class Host:
 
     @staticmethod
     async def _stop(outcome: asyncio.Future, ticket: _Ticket, what: str) -> bool:
-        """Cancel until the worker returns; False if it is still running after _RUNAWAY_S."""
+        """Cancel until the worker returns, or at once if no worker has taken the call (it will not run);
+        False if the plug-in is still running after _RUNAWAY_S."""
         deadline = time.monotonic() + _RUNAWAY_S
         while not outcome.done():
+            if not ticket.cancel():
+                return True
             if time.monotonic() > deadline:
                 log.error("%s could not be stopped: its thread keeps running until the process exits", what)
                 return False
-            ticket.cancel()
             try:
                 await asyncio.wait({outcome}, timeout=_CANCEL_RETRY_S)
             except asyncio.CancelledError:

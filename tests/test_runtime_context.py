@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from agents.runtime import persist
@@ -71,3 +73,13 @@ async def test_the_context_cache_is_bounded_by_size_too(process_store, monkeypat
     await process_store.append_message(huge["id"], "user", "y" * 5000)
     assert await persist.context({"session_id": huge["id"]}, 5) == [user("y" * 5000)]
     assert huge["id"] not in persist._recent and persist._recent_bytes <= 3000
+
+
+@pytest.mark.asyncio
+async def test_two_reads_of_one_session_at_once_keep_the_size_count_true(process_store):
+    session = await process_store.open_session("agent:a:-:-:twice", agent="a")
+    await process_store.append_message(session["id"], "user", "z" * 500)
+    payload = {"session_id": session["id"]}
+    first, second = await asyncio.gather(persist.context(payload, 5), persist.context(payload, 5))
+    assert first == second == [user("z" * 500)]
+    assert persist._recent_bytes == sum(sum(entry[2]) for entry in persist._recent.values())

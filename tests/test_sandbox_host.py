@@ -1,6 +1,7 @@
 """The Extism host with real plug-ins: grants, limits, errors, cancellation, concurrency."""
 
 import asyncio
+import functools
 import json
 import shutil
 import time
@@ -217,6 +218,64 @@ async def test_an_instance_prepared_ahead_is_not_used_once_a_secret_has_changed(
     finally:
         single.shutdown()
     assert json.loads(first.output)["count"] == 5 and json.loads(second.output)["count"] == 2
+
+
+@pytest.mark.asyncio
+async def test_back_to_back_async_calls_reuse_one_compiled_copy_and_an_instance_made_ahead(host):
+    outputs = [await host.call(spec("echo"), "echo", b"x", Grant(timeout_ms=4321)) for _ in range(30)]
+    # The next call waits the moment its copy takes to be tidied rather than compiling another.
+    assert [o.compile_ms > 0 for o in outputs] == [True] + [False] * 29
+    assert all(o.instantiate_ms == 0 for o in outputs[1:]), "every later call found its instance made ahead"
+
+
+@pytest.mark.asyncio
+async def test_a_path_granted_call_sees_its_directories_as_they_are_when_it_runs(files):
+    tmp_path, grant = files
+    single = Host(max_workers=1)
+    read = functools.partial(single.call, spec("read_file", wasi=True), "call", grant=grant)
+    try:
+        first = await read(mcp_call("read_file", path="/data/notes.txt"))
+        # The one worker tidies after the first call before it takes the next: once this echo has
+        # answered, anything made for read_file's next call has been made.
+        await single.call(spec("echo"), "echo", b"x", Grant())
+        (tmp_path / "data").rename(tmp_path / "old-data")
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "notes.txt").write_text("replaced\n")
+        second = await read(mcp_call("read_file", path="/data/notes.txt"))
+    finally:
+        single.shutdown()
+    assert mcp_text(first.output) == ("granted notes\n", False)
+    assert mcp_text(second.output) == ("replaced\n", False)
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(caplog):
+    single = Host(max_workers=1)
+    started, on_start = started_event()
+    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
+    await asyncio.wait_for(started.wait(), 5)
+    ran = []
+    queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant(), on_start=lambda: ran.append("queued")))
+    cancel = asyncio.Event()
+    by_event = asyncio.create_task(single.call(spec("echo"), "echo", b"y", Grant(), cancel=cancel,
+                                              on_start=lambda: ran.append("by_event")))
+    await asyncio.sleep(0)  # one loop turn: both tasks, scheduled first, run up to their wait on the pool
+    queued.cancel()
+    cancel.set()
+    # Both end without waiting for the stuck call (the 5 s bound is far below its 20 s timeout).
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(queued, 5)
+    with pytest.raises(SandboxError) as caught:
+        await asyncio.wait_for(by_event, 5)
+    assert caught.value.kind == "cancelled" and "before it started" in caught.value.message
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(stuck, 5)
+    # The one worker has now passed the dropped calls: a later call answers, and they never ran.
+    assert (await single.call(spec("echo"), "echo", b"after", Grant())).output == b"after"
+    single.shutdown()
+    assert ran == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
 
 
 @pytest.mark.asyncio

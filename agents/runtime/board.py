@@ -117,9 +117,11 @@ class MemoryBoard:
             if not w.done():
                 w.set_result(None)
                 woken = True
-        if woken:
+        if woken and not terminal:
             # Let the followers send the event now: a run whose LLM answer is already buffered would
             # otherwise append its whole turn before any follower ran (0.7 ms on the first delta).
+            # Not after the last event: nothing follows it to overtake, and an abort landing in that
+            # turn would end as aborted a run already done.
             await asyncio.sleep(0)
         return event
 

@@ -45,7 +45,12 @@ class AgentRunConsumer(AsyncConsumer):
         await self.channel_layer.group_add(control_group(run_id), self.channel_name)
         # From the claim on the run is leased to this worker, so if the worker dies the run is
         # failed by a reaper instead of hanging.
-        if not await get_board().claim(run_id, self.worker_id, settings.AGENT_RUN_LEASE_SECONDS):
+        try:
+            claimed = await get_board().claim(run_id, self.worker_id, settings.AGENT_RUN_LEASE_SECONDS)
+        except BaseException:
+            await self.channel_layer.group_discard(control_group(run_id), self.channel_name)
+            raise
+        if not claimed:
             await self.channel_layer.group_discard(control_group(run_id), self.channel_name)
             await release_and_continue(payload)
             return

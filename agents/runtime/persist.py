@@ -77,9 +77,11 @@ async def context(payload: dict, n: int) -> list[dict]:
     # Contiguous: what was read starts right after `held`, or is n messages on its own.
     rows = (held + got["messages"])[-n:]
     sizes = (sizes + [len(json.dumps(m["content"])) for m in got["messages"]])[-n:]
+    # Another run of this session in this process may have stored its entry while this one read.
+    _forget(session_id)
     _recent[session_id] = (n, rows, sizes)
     _recent_bytes += sum(sizes)
-    while len(_recent) > RECENT_SESSIONS or _recent_bytes > RECENT_BYTES:
+    while _recent and (len(_recent) > RECENT_SESSIONS or _recent_bytes > RECENT_BYTES):
         _forget(next(iter(_recent)))
     return trim_context(_sendable(rows))
 
