@@ -40,6 +40,10 @@ _SAFE_CANCEL_DELAY_S = 0.02
 _RUNAWAY_S = 3.0
 # Compiled copies kept per (wasm, grant) for reuse; concurrent calls beyond this compile afresh.
 _MAX_IDLE_COMPILED = 8
+# A copy being tidied is back within about one instantiation. When none is idle, a plug-in that took
+# longer than this to compile waits for it; a quicker one compiles another copy, which back-to-back
+# calls then take turns with, each finding its instance made ahead.
+_WAIT_RATHER_THAN_COMPILE_MS = 5.0
 _REUSABLE_AFTER = {"plugin_error", "invalid_output", "not_found"}
 
 
@@ -104,12 +108,13 @@ class _Copy:
 
 @dataclass
 class _Pool:
-    """The verified wasm of one (sha256, WASI, grant) key, its compiled copies not in use, and how many
-    copies are being tidied: back within a fraction of a millisecond, worth waiting for, not compiling."""
+    """The verified wasm of one (sha256, WASI, grant) key, its compiled copies not in use, how many
+    copies are being tidied, and how long compiling one took."""
 
     wasm: bytes = field(repr=False)
     idle: list[_Copy] = field(default_factory=list)
     tidying: int = 0
+    compile_ms: float = 0.0
 
 
 class _Ticket:
@@ -193,15 +198,15 @@ class Host:
         extism_log.install()
 
     def _take_idle(self, pool: _Pool) -> _Copy | None:
-        """An idle copy, after waiting for one being tidied if none is idle; None if none will come back.
-        Called with the lock held."""
-        while not pool.idle and pool.tidying:
+        """An idle copy, after waiting for one being tidied if none is idle and compiling is slow; None
+        if compiling another is the quicker way. Called with the lock held."""
+        while not pool.idle and pool.tidying and pool.compile_ms >= _WAIT_RATHER_THAN_COMPILE_MS:
             self._copy_back.wait()
         return pool.idle.pop() if pool.idle else None
 
     def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, _Copy, float]:
-        """An idle compiled plug-in for this wasm and grant (compiling one if none is idle or being
-        tidied), and the compile time.
+        """An idle compiled plug-in for this wasm and grant (compiling one if none is idle, see
+        _WAIT_RATHER_THAN_COMPILE_MS), and the compile time.
 
         Extism stops a call (timeout or cancel) by bumping its compiled plug-in's engine epoch, which
         interrupts every instance running from that engine; so no two calls run from the same one.
@@ -238,7 +243,9 @@ class Host:
             if error.kind == "hash_mismatch":
                 raise error from None
             raise SandboxError("plugin_error", f"{spec.name}: cannot load the .wasm: {exc}") from None
-        return pool, _Copy(compiled), _ms(start)
+        elapsed = _ms(start)
+        pool.compile_ms = elapsed
+        return pool, _Copy(compiled), elapsed
 
     def _keeps(self, pool: _Pool) -> bool:
         """Whether a copy checked in now would be kept. Called with the lock held."""

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from sandbox.errors import SandboxError
+from sandbox import host as host_module
 from sandbox.host import Host, PluginSpec
 from sandbox.manifest import Grant, PathGrant
 from tests.sandbox_fixtures import host, loopback_http, spec, wasm_path  # noqa: F401
@@ -221,11 +222,23 @@ async def test_an_instance_prepared_ahead_is_not_used_once_a_secret_has_changed(
 
 
 @pytest.mark.asyncio
-async def test_back_to_back_async_calls_reuse_one_compiled_copy_and_an_instance_made_ahead(host):
+async def test_back_to_back_calls_of_a_slow_to_compile_plugin_wait_for_their_copy(host, monkeypatch):
+    # As if compiling echo took longer than tidying a copy: the next call waits for the copy.
+    monkeypatch.setattr(host_module, "_WAIT_RATHER_THAN_COMPILE_MS", 0.0)
     outputs = [await host.call(spec("echo"), "echo", b"x", Grant(timeout_ms=4321)) for _ in range(30)]
-    # The next call waits the moment its copy takes to be tidied rather than compiling another.
     assert [o.compile_ms > 0 for o in outputs] == [True] + [False] * 29
     assert all(o.instantiate_ms == 0 for o in outputs[1:]), "every later call found its instance made ahead"
+
+
+@pytest.mark.asyncio
+async def test_a_quick_to_compile_plugin_compiles_no_more_copies_than_can_be_busy_at_once(monkeypatch):
+    monkeypatch.setattr(host_module, "_WAIT_RATHER_THAN_COMPILE_MS", float("inf"))
+    two = Host(max_workers=2)  # a copy is busy while its worker calls or tidies: two at most
+    try:
+        outputs = [await two.call(spec("echo"), "echo", b"x", Grant(timeout_ms=4322)) for _ in range(60)]
+    finally:
+        two.shutdown()
+    assert outputs[0].compile_ms > 0 and sum(o.compile_ms > 0 for o in outputs) <= 2
 
 
 @pytest.mark.asyncio
