@@ -1,8 +1,16 @@
+import secrets
+
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from .models import ApiToken
+
+# Session key: the add forms already used, each by its `once` value, with the pk of the token it made.
+_CREATED_FORMS = "exoclaw_token_forms_used"
+_CREATED_FORMS_KEPT = 20
 
 
 class ApiTokenForm(forms.ModelForm):
@@ -12,6 +20,10 @@ class ApiTokenForm(forms.ModelForm):
         error_messages={"required": "Pick at least one scope: a token without scopes can do nothing."},
         help_text="What the token may do over the gateway. Give each client the least it needs.",
     )
+
+    # Identifies one filled-in add form, so that sending it again (a reload of the page that showed
+    # the token) does not create a second token.
+    once = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = ApiToken
@@ -30,6 +42,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = [(None, {"fields": ["name", "scopes", "expires_at", "enabled"]})]
         if obj is None:
+            fieldsets[0][1]["fields"].append("once")
             fieldsets[0][1]["description"] = (
                 "The token is generated when you save and shown once, on the next page. "
                 "Only its hash is stored: copy it then, or create a new one."
@@ -48,6 +61,21 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return "revoked"
         return "expired" if obj.is_expired() else "active"
 
+    def get_changeform_initial_data(self, request):
+        return {**super().get_changeform_initial_data(request), "once": secrets.token_urlsafe(16)}
+
+    def add_view(self, request, form_url="", extra_context=None):
+        created = request.session.get(_CREATED_FORMS, {}).get(request.POST.get("once", "")) if request.method == "POST" else None
+        if created is not None:
+            self.message_user(
+                request,
+                "This form was sent again, so no second token was made. The token it created is below; "
+                "its secret was shown once and cannot be shown again.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:exoclaw_apitoken_change", args=[created]))
+        return super().add_view(request, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
         if not change:
             # Kept on the request only: the raw token goes into this one response and nowhere else.
@@ -56,6 +84,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def response_add(self, request, obj, post_url_continue=None):
         raw = getattr(request, "_new_api_token", None)
+        if once := request.POST.get("once"):
+            # The form's id and the token's pk only: nothing secret goes into the session.
+            created = request.session.get(_CREATED_FORMS, {})
+            created[once] = obj.pk
+            request.session[_CREATED_FORMS] = dict(list(created.items())[-_CREATED_FORMS_KEPT:])
         if raw is None or "_popup" in request.POST:
             return super().response_add(request, obj, post_url_continue)
         # Rendered straight into the POST's response, not carried over a redirect in a message,

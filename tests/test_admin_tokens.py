@@ -97,3 +97,20 @@ def test_the_revoke_action_disables_tokens(admin_client):
     token.refresh_from_db()
     assert not token.enabled
     assert "revoked" in admin_client.get("/admin/exoclaw/apitoken/").content.decode()
+
+
+def test_sending_the_add_form_again_does_not_make_a_second_token(admin_client):
+    page = admin_client.get(ADD_URL).content.decode()
+    once = page.split('name="once" value="', 1)[1].split('"', 1)[0]
+    assert len(once) >= 16
+    response, token, raw = create_token(admin_client, once=once)
+    again = admin_client.post(ADD_URL, token_form(once=once), follow=True)
+    assert ApiToken.objects.count() == 1
+    assert again.redirect_chain == [(f"/admin/exoclaw/apitoken/{token.pk}/change/", 302)]
+    text = again.content.decode()
+    assert "no second token was made" in text and raw not in text
+    # A new form has a new id and makes a new token.
+    fresh = admin_client.get(ADD_URL).content.decode().split('name="once" value="', 1)[1].split('"', 1)[0]
+    assert fresh != once
+    create_token(admin_client, name="second", once=fresh)
+    assert ApiToken.objects.count() == 2
