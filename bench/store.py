@@ -199,7 +199,6 @@ async def main(args):
         long_session = await populate(url, args.messages)
         store = Store(url)
         await store.open()
-        append_session = (await store.open_session("agent:bench:-:-:appends", agent="bench"))["id"]
         bare_r, ours_r, bare_a, ours_a = [], [], [], []
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}", file=sys.stderr)

@@ -17,8 +17,6 @@ from urllib.parse import quote
 
 from channels.db import database_sync_to_async
 
-from .models import MATCH_FIELDS
-
 PRIORITY = ("peer", "guild", "team", "account", "channel")
 
 # Peers are unbounded (every new user is a new cache key), so the cache forgets its oldest entries.
