@@ -261,12 +261,18 @@ async def test_a_path_granted_call_sees_its_directories_as_they_are_when_it_runs
     assert mcp_text(second.output) == ("replaced\n", False)
 
 
-@pytest.mark.asyncio
-async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(caplog):
+async def host_with_its_one_worker_stuck() -> tuple[Host, asyncio.Task]:
+    """A host with one worker, busy in the loop plug-in (20 s timeout) until the returned task is cancelled."""
     single = Host(max_workers=1)
     started, on_start = started_event()
     stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
     await asyncio.wait_for(started.wait(), 5)
+    return single, stuck
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(caplog):
+    single, stuck = await host_with_its_one_worker_stuck()
     ran = []
     queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant(), on_start=lambda: ran.append("queued")))
     cancel = asyncio.Event()
@@ -293,10 +299,7 @@ async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(cap
 
 @pytest.mark.asyncio
 async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
-    single = Host(max_workers=1)
-    started, on_start = started_event()
-    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
-    await asyncio.wait_for(started.wait(), 5)
+    single, stuck = await host_with_its_one_worker_stuck()
     queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant()))
     await asyncio.sleep(0)  # one loop turn: the task, scheduled first, runs up to its wait on the pool
     single.shutdown()
