@@ -149,11 +149,11 @@ def _close_open_stores():
             log.exception("closing %r at exit", store)
 
 
-
 def _session_fields(key: str, agent: str, channel: str, account: str, peer: str, guild: str, team: str) -> dict:
     if not key or not agent:
         raise InvalidInput("a session needs a key and an agent")
     return {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer, "guild": guild, "team": team}
+
 
 class Store:
     def __init__(self, url: str, namespace: str = "exoclaw", database: str = "exoclaw",
