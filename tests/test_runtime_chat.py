@@ -275,3 +275,44 @@ async def test_aborting_a_queued_run_ends_it_without_starting_it(connect, fake_a
     assert len(fake_anthropic.requests) == 2, "the aborted run must never reach the LLM"
     run = await get_store().get_run(second["run_id"])
     assert (run["status"], run["stop_reason"]) == ("aborted", "aborted")
+
+
+async def test_a_run_left_unfinished_by_a_process_that_died_ends_as_worker_lost_for_whoever_asks(connect, monkeypatch):
+    # What a gateway that died mid-run leaves behind: the run recorded as running in the store, and
+    # no board that knows it (the new process's in-memory board starts empty).
+    from agents.runtime import follow
+
+    monkeypatch.setattr(follow, "MAX_WAIT_SECONDS", 0.2)
+    await make_agent("helper")
+    store = get_store()
+    session, run = await store.start_run("agent:helper:-:-:gone", "helper", "key-gone")
+    await store.update_run(run["id"], status="running")
+    client = await connect()
+    status = await client.result("chat.subscribe", {"run_id": run["id"], "after_seq": 3})
+    assert status == {"run_id": run["id"], "status": "running"}
+    [ending] = await client.finished(run["id"])
+    assert ending["type"] == "error" and ending["reason"] == "worker_lost" and ending["seq"] == 4
+    assert ending["session_key"] == "agent:helper:-:-:gone"
+    stored = await store.get_run(run["id"])
+    assert stored["status"] == "error" and stored["error"].startswith("worker_lost: ")
+    history = await client.result("sessions.history", {"session_key": "agent:helper:-:-:gone"})
+    assert [m["interrupted"] for m in history["messages"]] == [f"error: {stored['error']}"]
+    # Retrying the message with its idempotency key gets the same run and its ending, not a silence.
+    other = await connect()
+    again = await other.result("chat.send", {"text": "hello?", "agent": "helper", "peer": "gone",
+                                             "idempotency_key": "key-gone"})
+    assert again["run_id"] == run["id"]
+    [repeat] = await other.finished(run["id"])
+    assert {k: repeat[k] for k in ("type", "reason", "seq")} == {"type": "error", "reason": "worker_lost", "seq": 1}
+
+
+async def test_a_run_the_board_has_forgotten_gets_its_recorded_ending(connect):
+    await make_agent("helper")
+    store = get_store()
+    session, run = await store.start_run("agent:helper:-:-:old", "helper")
+    await store.update_run(run["id"], status="done", stop_reason="end_turn", usage={"input_tokens": 4, "output_tokens": 2})
+    client = await connect()
+    assert (await client.result("chat.subscribe", {"run_id": run["id"]}))["status"] == "done"
+    [ending] = await client.finished(run["id"], timeout=2)
+    assert ending["type"] == "done" and ending["stop_reason"] == "end_turn" and ending["seq"] == 1
+    assert ending["usage"] == {"input_tokens": 4, "output_tokens": 2}

@@ -3,15 +3,23 @@
 A follower reads the run's log from the last `seq` it sent and blocks on the board until more
 arrives, so a connection gets each event exactly once, whether it started the run, subscribed
 late, or came back after a disconnect.
+
+A run the board does not know (its events were forgotten after AGENT_RUN_EVENTS_TTL, or the process
+that ran it died with its in-process board) still gets an ending from the session store: its
+outcome as recorded, or, for a run recorded as unfinished that nothing can be executing any more,
+`worker_lost`, recorded in the store first.
 """
 
 import asyncio
 import logging
 import weakref
 
+from agents.store import RunNotFound, get_store
 from exoclaw.gateway.stats import run_finished, run_started
 
-from .board import MAX_WAIT_SECONDS, TERMINAL
+from . import persist
+from .board import MAX_WAIT_SECONDS, TERMINAL, MemoryBoard, _event_with_seq
+from .reaper import LOST
 from .runs import get_board
 
 log = logging.getLogger(__name__)
@@ -27,12 +35,55 @@ def following(ctx) -> dict[str, asyncio.Task]:
     return tasks
 
 
+def _ending(run: dict) -> dict:
+    """A run's last event, as the store recorded its outcome."""
+    if run["status"] == "error":
+        reason, sep, message = (run.get("error") or "").partition(": ")
+        if not sep or not reason.replace("_", "").isalnum():
+            reason, message = "error", run.get("error") or "the run failed"
+        return {"type": "error", "reason": reason, "message": message}
+    return {"type": "done", "stop_reason": run.get("stop_reason") or run["status"], "usage": run["usage"],
+            "timings": {"first_delta_ms": None, "total_ms": None}}
+
+
+async def _ending_from_store(board, run_id: str, seq: int, settle_lost: bool) -> dict | None:
+    """The last event of a run the board does not know, from the store; None if the store does not
+    know it either, or it is unfinished and `settle_lost` is false."""
+    store = get_store()
+    try:
+        run = await store.get_run(run_id)
+    except RunNotFound:
+        return None
+    if run["status"] not in TERMINAL:
+        # Only where the board sees every live run: a shared board, or the one process an embedded
+        # store allows. Several gateways with in-memory boards each see only their own runs.
+        if not settle_lost or (isinstance(board, MemoryBoard) and not store.embedded):
+            return None
+        reason, message = LOST
+        await persist.record_lost_run({"run_id": run_id, "session_id": run["session_id"]}, f"{reason}: {message}")
+        run = await store.get_run(run_id)  # ended here, or by whoever got there first
+    return _event_with_seq(run_id, run["session_key"], seq, _ending(run))
+
+
 async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
     board = get_board()
     last = after_seq
     try:
+        known = await board.run(run_id) is not None
+        waited = False
         while True:
+            if not known:
+                # An ended run is answered from the store at once. An unfinished one may be about to be
+                # admitted (a repeated chat.send racing its first), so it is judged lost after one wait.
+                ending = await _ending_from_store(board, run_id, last + 1, settle_lost=waited)
+                if ending is not None:
+                    await ctx.notify("chat.event", ending)
+                    return
+                if waited:
+                    return
             events = await board.wait_events(run_id, last, MAX_WAIT_SECONDS)
+            waited = True
+            known = known or bool(events)
             for event in events:
                 await ctx.notify("chat.event", event)
                 last = event["seq"]
@@ -40,7 +91,8 @@ async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
                     return
             if not events:
                 run = await board.run(run_id)
-                if run is None or (run["status"] in TERMINAL and not await board.events_after(run_id, last)):
+                known = run is not None
+                if known and run["status"] in TERMINAL and not await board.events_after(run_id, last):
                     return
     except asyncio.CancelledError:
         raise

@@ -149,6 +149,6 @@ async def chat_subscribe(ctx, *, run_id: str, after_seq: int) -> dict:
     if after_seq < 0:
         raise InvalidParams("after_seq", "must be 0 or more")
     run = await _known_run(run_id)
-    if run["payload"] is not None:
-        follow(ctx, run_id, after_seq)
+    # Also a run known only to the store: the follower gives it its ending from there.
+    follow(ctx, run_id, after_seq)
     return {"run_id": run_id, "status": run["status"]}
