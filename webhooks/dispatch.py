@@ -9,6 +9,8 @@ import contextvars
 import json
 import logging
 import os
+import time
+from datetime import timedelta
 
 import httpx
 from django.utils import timezone
@@ -19,7 +21,7 @@ from . import adapter
 from .delivery import DeliveryError, RetryPolicy, send
 from .messages import AdapterOutputError, parse_outgoing_output
 from .models import InboundEvent
-from .runs import run_agent
+from .runs import RUN_WAIT_SECONDS, run_agent
 
 log = logging.getLogger(__name__)
 Status = InboundEvent.Status
@@ -28,14 +30,48 @@ _tasks: set[asyncio.Task] = set()
 retry_policy = RetryPolicy()
 
 
+# No process still works on a message accepted this long ago: a run is awaited RUN_WAIT_SECONDS at
+# most and a reply's delivery gives up within minutes, so the process handling it stopped on the way.
+STALE_AFTER = timedelta(seconds=RUN_WAIT_SECONDS) + timedelta(minutes=30)
+SWEEP_EVERY_SECONDS = 60.0
+_last_sweep = float("-inf")
+
+
 def start(event: InboundEvent, content: str) -> None:
     """Run the agent for `event` (its endpoint, adapter and grants loaded) in the background."""
+    global _last_sweep
+    _spawn(_guarded(event, content))
+    if time.monotonic() - _last_sweep >= SWEEP_EVERY_SECONDS:
+        _last_sweep = time.monotonic()
+        _spawn(_swept())
+
+
+def _spawn(work) -> None:
     # A context of its own: the request's carries asgiref's per-request thread executor, which is shut
     # down when the response has gone, and the run must still reach the database after that.
-    task = asyncio.get_running_loop().create_task(_guarded(event, content), context=contextvars.Context())
+    task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
     # The loop keeps only weak references to tasks; this set keeps them alive until they finish.
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
+
+
+async def sweep_stale(now=None) -> int:
+    """Mark as failed the accepted events that no process will finish any more; how many there were."""
+    now = now or timezone.now()
+    return await InboundEvent.objects.filter(status=Status.ACCEPTED, received__lt=now - STALE_AFTER).aupdate(
+        status=Status.FAILED,
+        finished=now,
+        error="the server process handling this message stopped before its run and reply were finished "
+        "(the conversation so far is in the session history)",
+    )
+
+
+async def _swept() -> None:
+    try:
+        if swept := await sweep_stale():
+            log.warning("%d inbound event(s) left unfinished by a stopped process were marked failed", swept)
+    except Exception:
+        log.exception("marking unfinished inbound events as failed failed; trying again later")
 
 
 async def idle() -> None:
