@@ -2,14 +2,17 @@
 through the real ASGI app, the adapter in the sandbox, chat.send's run path and the session store."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient
+from django.utils import timezone
 
 from agents.models import Agent
 from agents.store import get_store
 from routing.models import Binding
+from routing.resolver import aresolve_route
 from tests.runtime_fixtures import SAMPLE_PLUGINS, make_agent, make_plugin
 from tests.webhooks_fixtures import BOT_TOKEN, adapter_plugin
 from webhooks import dispatch
@@ -177,3 +180,67 @@ async def test_non_message_updates_and_malformed_bodies_run_nothing_and_store_no
     assert fake_telegram.requests() == []
     assert await InboundEvent.objects.acount() == 0
     assert (await get_store().list_sessions())["total"] == 0
+
+
+PAST = timedelta(minutes=5)
+PEER = {"account": "exoclaw_bot", "peer": "777001", "message_id": "42"}
+
+
+async def orphan(endpoint, update_id, text) -> InboundEvent:
+    """What a process that stopped leaves behind: an accepted event whose lease has run out."""
+    return await InboundEvent.objects.acreate(
+        endpoint=endpoint, update_id=update_id, content=text, owner="gone-host:1:abc123",
+        lease_until=timezone.now() - PAST, **PEER,
+    )
+
+
+async def test_an_event_left_by_a_stopped_process_is_taken_over_and_answered(telegram, fake_telegram):
+    event = await orphan(telegram, "900001", "hello again")
+    assert await dispatch.keep_once() == [event.pk]
+    await dispatch.idle()
+    event = await InboundEvent.objects.aget(pk=event.pk)
+    assert (event.status, event.content, event.owner, event.lease_until) == ("replied", "", "", None)
+    assert [m["text"] for m in fake_telegram.sent_messages()] == ["hello again"]
+    assert await dispatch.keep_once() == [], "taken over once"
+
+
+async def test_a_live_process_renews_its_leases_and_keeps_its_events(telegram, monkeypatch):
+    event = await orphan(telegram, "900002", "mine")
+    await InboundEvent.objects.filter(pk=event.pk).aupdate(owner=dispatch.PROCESS)
+    monkeypatch.setattr(dispatch, "_handling", {event.pk})
+    assert await dispatch.keep_once() == []
+    event = await InboundEvent.objects.aget(pk=event.pk)
+    assert event.owner == dispatch.PROCESS and event.lease_until > timezone.now() and event.status == "accepted"
+
+
+async def test_a_taken_over_event_whose_run_had_finished_gets_that_runs_answer_not_a_second_run(telegram, fake_telegram):
+    key = (await aresolve_route(channel="telegram", account="exoclaw_bot", peer="777001")).session_key
+    store = get_store()
+    session, run = await store.start_run(key, "helper", "webhook:telegram:900003", channel="telegram",
+                                         account="exoclaw_bot", peer="777001")
+    await store.append_message(session["id"], "user", "what was asked", run_id=run["id"])
+    await store.append_message(session["id"], "assistant", "the answer it gave", run_id=run["id"])
+    await store.update_run(run["id"], status="done", stop_reason="end_turn")
+    event = await orphan(telegram, "900003", "what was asked")
+    await dispatch.keep_once()
+    await dispatch.idle()
+    event = await InboundEvent.objects.aget(pk=event.pk)
+    assert (event.status, event.run_id) == ("replied", run["id"])
+    assert [m["text"] for m in fake_telegram.sent_messages()] == ["the answer it gave"]
+    assert [r["id"] for r in await store.runs(session["id"])] == [run["id"]]
+
+
+async def test_a_taken_over_event_whose_run_died_with_its_process_fails_as_worker_lost(telegram, fake_telegram, monkeypatch):
+    from agents.runtime import follow
+
+    monkeypatch.setattr(follow, "MAX_WAIT_SECONDS", 0.2)
+    key = (await aresolve_route(channel="telegram", account="exoclaw_bot", peer="777001")).session_key
+    session, run = await get_store().start_run(key, "helper", "webhook:telegram:900004", channel="telegram",
+                                               account="exoclaw_bot", peer="777001")
+    await get_store().update_run(run["id"], status="running")
+    event = await orphan(telegram, "900004", "lost with it")
+    await dispatch.keep_once()
+    await dispatch.idle()
+    event = await InboundEvent.objects.aget(pk=event.pk)
+    assert event.status == "failed" and event.error.startswith("worker_lost: ")
+    assert fake_telegram.sent_messages() == []

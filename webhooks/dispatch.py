@@ -9,7 +9,9 @@ import contextvars
 import json
 import logging
 import os
-import time
+import socket
+import uuid
+import weakref
 from datetime import timedelta
 
 import httpx
@@ -21,7 +23,8 @@ from . import adapter
 from .delivery import DeliveryError, RetryPolicy, send
 from .messages import AdapterOutputError, parse_outgoing_output
 from .models import InboundEvent
-from .runs import RUN_WAIT_SECONDS, run_agent
+from .endpoints import get_endpoint
+from .runs import run_agent
 
 log = logging.getLogger(__name__)
 Status = InboundEvent.Status
@@ -30,20 +33,24 @@ _tasks: set[asyncio.Task] = set()
 retry_policy = RetryPolicy()
 
 
-# No process still works on a message accepted this long ago: a run is awaited RUN_WAIT_SECONDS at
-# most and a reply's delivery gives up within minutes, so the process handling it stopped on the way.
-STALE_AFTER = timedelta(seconds=RUN_WAIT_SECONDS) + timedelta(minutes=30)
-SWEEP_EVERY_SECONDS = 60.0
-_last_sweep = float("-inf")
+# A process renews the lease of every event it handles every third of this; an event whose lease has
+# run out belongs to a process that stopped, and the next process to check takes it over.
+LEASE_SECONDS = 60.0
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+_handling: set[int] = set()
+_keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
+
+
+def lease_until():
+    return timezone.now() + timedelta(seconds=LEASE_SECONDS)
 
 
 def start(event: InboundEvent, content: str) -> None:
-    """Run the agent for `event` (its endpoint, adapter and grants loaded) in the background."""
-    global _last_sweep
+    """Run the agent for `event` (its endpoint, adapter and grants loaded) in the background; the
+    event must carry this process's lease (see `views.hook`)."""
+    _handling.add(event.pk)
     _spawn(_guarded(event, content))
-    if time.monotonic() - _last_sweep >= SWEEP_EVERY_SECONDS:
-        _last_sweep = time.monotonic()
-        _spawn(_swept())
+    ensure_keeper()
 
 
 def _spawn(work) -> None:
@@ -55,23 +62,56 @@ def _spawn(work) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-async def sweep_stale(now=None) -> int:
-    """Mark as failed the accepted events that no process will finish any more; how many there were."""
-    now = now or timezone.now()
-    return await InboundEvent.objects.filter(status=Status.ACCEPTED, received__lt=now - STALE_AFTER).aupdate(
-        status=Status.FAILED,
-        finished=now,
-        error="the server process handling this message stopped before its run and reply were finished "
-        "(the conversation so far is in the session history)",
-    )
+def ensure_keeper() -> None:
+    """Start this process's lease keeper (renewing its events' leases, taking over lapsed ones) once."""
+    loop = asyncio.get_running_loop()
+    task = _keepers.get(loop)
+    if task is None or task.done():
+        _keepers[loop] = loop.create_task(_keep_forever(), name="exoclaw-webhook-leases", context=contextvars.Context())
 
 
-async def _swept() -> None:
-    try:
-        if swept := await sweep_stale():
-            log.warning("%d inbound event(s) left unfinished by a stopped process were marked failed", swept)
-    except Exception:
-        log.exception("marking unfinished inbound events as failed failed; trying again later")
+async def _keep_forever() -> None:
+    while True:
+        try:
+            await keep_once()
+        except Exception:
+            log.exception("renewing or taking over inbound events failed; trying again")
+        await asyncio.sleep(LEASE_SECONDS / 3)
+
+
+async def keep_once() -> list[int]:
+    """Renew the leases of the events this process handles, then take over the events whose lease ran
+    out; returns the ids of those taken over."""
+    if _handling:
+        await InboundEvent.objects.filter(pk__in=list(_handling), status=Status.ACCEPTED, owner=PROCESS).aupdate(
+            lease_until=lease_until()
+        )
+    lapsed = InboundEvent.objects.filter(status=Status.ACCEPTED, lease_until__lt=timezone.now())
+    taken = []
+    async for pk, lease in lapsed.values_list("pk", "lease_until")[:50]:
+        # The lease as read is the condition: of several processes checking at once, one wins.
+        if await InboundEvent.objects.filter(pk=pk, status=Status.ACCEPTED, lease_until=lease).aupdate(
+            owner=PROCESS, lease_until=lease_until()
+        ):
+            taken.append(pk)
+            await _take_over(pk)
+    return taken
+
+
+async def _take_over(pk: int) -> None:
+    event = await InboundEvent.objects.select_related("endpoint").aget(pk=pk)
+    log.warning("channel %s: taking over inbound event %s from a process that stopped (%s)",
+                event.endpoint.name, pk, event.owner)
+    endpoint = await get_endpoint(event.endpoint.name)
+    if endpoint is None:
+        await _finish(event, Status.FAILED, "taken over from a stopped process, but the channel is disabled now")
+        return
+    event.endpoint = endpoint
+    if not event.content:
+        await _finish(event, Status.FAILED, "the process handling this message stopped, and its text was not kept")
+        return
+    # The same idempotency key: the run the stopped process started is followed, not started again.
+    start(event, event.content)
 
 
 async def idle() -> None:
@@ -82,9 +122,12 @@ async def idle() -> None:
 
 async def _finish(event: InboundEvent, status: str, error: str = "") -> None:
     event.status, event.error, event.finished = status, error, timezone.now()
-    await event.asave(
-        update_fields=["status", "error", "finished", "delivery_attempts", "run_id", "agent", "session_key"]
-    )
+    event.content, event.owner, event.lease_until = "", "", None
+    await event.asave(update_fields=[
+        "status", "error", "finished", "delivery_attempts", "run_id", "agent", "session_key", "content", "owner",
+        "lease_until",
+    ])
+    _handling.discard(event.pk)
 
 
 async def _guarded(event: InboundEvent, content: str) -> None:
@@ -94,8 +137,10 @@ async def _guarded(event: InboundEvent, content: str) -> None:
     except Exception as e:
         log.exception("inbound event %s failed", event.pk)
         await InboundEvent.objects.filter(pk=event.pk).aupdate(
-            status=Status.FAILED, error=f"internal error: {e}", finished=timezone.now()
+            status=Status.FAILED, error=f"internal error: {e}", finished=timezone.now(), content="", owner="",
+            lease_until=None,
         )
+        _handling.discard(event.pk)
 
 
 async def process(event: InboundEvent, content: str) -> None:

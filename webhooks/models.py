@@ -107,6 +107,11 @@ class InboundEvent(models.Model):
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
     received = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # While the event is unfinished: its message text, and which process handles it until when, so
+    # that another process can take it over if that one stops. Cleared when the event is finished.
+    content = models.TextField(blank=True, editable=False)
+    owner = models.CharField(max_length=128, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-received"]

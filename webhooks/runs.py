@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from agents.runtime.methods import MAX_TEXT, chat_send
+from agents.store import get_store
 from exoclaw.gateway.context import Context
 from exoclaw.gateway.errors import RpcError
 
@@ -40,6 +41,14 @@ def reply_text(events: list[dict]) -> str:
         elif event.get("type") == "tool_call":
             parts = []
     return "".join(parts).strip()
+
+
+async def _reply_from_history(session_key: str, run_id: str) -> str:
+    page = await get_store().history(session_key, limit=50)
+    said = [m for m in page["messages"] if m["run_id"] == run_id and m["role"] == "assistant"]
+    if not said:
+        return ""
+    return "".join(b.get("text", "") for b in said[-1]["content"] if b.get("type") == "text").strip()
 
 
 async def run_agent(*, text: str, channel: str, account: str, peer: str, guild: str, team: str, idempotency_key: str) -> Outcome:
@@ -81,6 +90,10 @@ async def run_agent(*, text: str, channel: str, account: str, peer: str, guild: 
                         outcome.error = "the run was aborted"
                     break
         outcome.reply = "" if outcome.error else reply_text(seen)
+        if not outcome.error and not any(e["type"] == "delta" for e in seen):
+            # Only its ending came (the run had ended before this process followed it, and its events
+            # are gone): the session history has what it said.
+            outcome.reply = await _reply_from_history(outcome.session_key, outcome.run_id)
     except RpcError as e:
         outcome.error = str(e)
     except TimeoutError:

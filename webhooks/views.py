@@ -42,6 +42,8 @@ def _declared_length(request) -> int:
 @csrf_exempt
 @require_POST
 async def hook(request, channel: str):
+    # A server that was restarted starts taking over what its predecessor left unfinished here.
+    dispatch.ensure_keeper()
     endpoint = await get_endpoint(channel)
     if endpoint is None:
         return _error(404, "not_found", f"No enabled channel named {channel!r}.")
@@ -86,6 +88,9 @@ async def hook(request, channel: str):
             guild=parsed.guild,
             team=parsed.team,
             message_id=parsed.message_id,
+            content=parsed.content,
+            owner=dispatch.PROCESS,
+            lease_until=dispatch.lease_until(),
         )
     except IntegrityError:
         return JsonResponse({"ok": True, "duplicate": True})
