@@ -204,6 +204,9 @@ LOGGING["handlers"]["console"]["filters"] = ["redact_tokens"]
 # Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
 # every request's URL at INFO, so its request log stays off.
 LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"}}
+# The process handling an accepted webhook renews its lease on it every third of this; another
+# process takes over an event whose lease ran out (its process stopped).
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
 
 # Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
 # that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).

@@ -5,6 +5,7 @@ from daphne to a fake Telegram Bot API on loopback."""
 import asyncio
 import json
 import sqlite3
+import sys
 import time
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 import redis as redis_lib
 from websockets.asyncio.client import connect
 
-from tests.runtime_cluster import Cluster, rpc
+from tests.runtime_cluster import Cluster, Proc, free_port, rpc
 from tests.webhooks_fixtures import BOT_TOKEN, PLUGINS
 
 pytestmark = pytest.mark.asyncio
@@ -42,6 +43,8 @@ def cluster(tmp_path, redis_url, surreal_ws_url, fake_telegram, monkeypatch):
     monkeypatch.setenv("CLUSTER_TG_SECRET", SECRET)
     monkeypatch.setenv("CLUSTER_TG_TOKEN", BOT_TOKEN)
     monkeypatch.setenv("CLUSTER_TG_API", fake_telegram.url)
+    # Short leases, so that taking over from a killed daphne happens within the test's patience.
+    monkeypatch.setenv("WEBHOOK_LEASE_SECONDS", "1.5")
     c = Cluster(tmp_path, redis_url, surreal_ws_url, seed=SEED)
     c.redis = redis_lib.Redis.from_url(redis_url)
     c.db = tmp_path / "db.sqlite3"
@@ -148,3 +151,38 @@ async def test_a_telegram_update_is_run_by_a_worker_and_answered_once_even_when_
         ("user", "and again"),
         ("assistant", "and again"),
     ]
+
+
+def runs_on_the_board(cluster: Cluster) -> list[str]:
+    keys = [k.decode() for k in cluster.redis.scan_iter(match=f"{cluster.prefix}:runs:run:*")]
+    return [k.rsplit(":", 1)[1] for k in keys if not k.endswith(":log")]
+
+
+async def test_when_the_daphne_that_accepted_an_update_dies_mid_run_another_delivers_the_reply(cluster, fake_telegram):
+    # The echo agent calls the spin tool, which runs on a worker until its 4 s timeout: time to kill daphne.
+    response = await post(cluster, update(815100003, "/tool spin {}"))
+    assert response.status_code == 200, response.text
+    [run_id] = await until(lambda: runs_on_the_board(cluster), "the run to reach the board", cluster)
+    # Killed once a worker has the run: a daphne killed between admitting a run and dispatching it
+    # leaves it queued until the claim deadline ends it as no_worker, which is another test's matter.
+    await until(lambda: cluster.owner_pid(cluster.redis, run_id), "a worker to claim the run", cluster)
+    cluster.daphne.kill()
+    port = free_port()
+    second = Proc([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], cluster.env,
+                  f"Listening on TCP address 127.0.0.1:{port}")
+    try:
+        second.wait_ready("the second daphne")
+        cluster.daphne, cluster.port = second, port  # for the helpers and the cluster's teardown
+        # Any request to /hooks/ starts the new process's lease keeper; this one is refused.
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(f"http://127.0.0.1:{port}/hooks/telegram/", content=b"{}",
+                                        headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+        assert refused.status_code == 401
+        [event] = await until(lambda: settled(cluster), "the taken-over event to finish", cluster, timeout=30)
+    finally:
+        second.stop()
+    update_id, status, event_run, session_key, attempts = event
+    assert (update_id, status, event_run, attempts) == ("815100003", "replied", run_id, 1), event
+    [sent] = fake_telegram.sent_messages()
+    assert sent["chat_id"] == CHAT_ID and "spin" in sent["text"], sent
+    assert runs_on_the_board(cluster) == [run_id], "the same run was followed, not a second one started"

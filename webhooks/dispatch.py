@@ -15,6 +15,7 @@ import weakref
 from datetime import timedelta
 
 import httpx
+from django.conf import settings
 from django.utils import timezone
 
 from agents.store import get_store
@@ -33,16 +34,14 @@ _tasks: set[asyncio.Task] = set()
 retry_policy = RetryPolicy()
 
 
-# A process renews the lease of every event it handles every third of this; an event whose lease has
-# run out belongs to a process that stopped, and the next process to check takes it over.
-LEASE_SECONDS = 60.0
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 _handling: set[int] = set()
 _keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
 
 
 def lease_until():
-    return timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    # An event whose lease has run out belongs to a process that stopped: the next process to check takes it over.
+    return timezone.now() + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
 
 
 def start(event: InboundEvent, content: str) -> None:
@@ -76,7 +75,7 @@ async def _keep_forever() -> None:
             await keep_once()
         except Exception:
             log.exception("renewing or taking over inbound events failed; trying again")
-        await asyncio.sleep(LEASE_SECONDS / 3)
+        await asyncio.sleep(settings.WEBHOOK_LEASE_SECONDS / 3)
 
 
 async def keep_once() -> list[int]:
@@ -88,20 +87,19 @@ async def keep_once() -> list[int]:
         )
     lapsed = InboundEvent.objects.filter(status=Status.ACCEPTED, lease_until__lt=timezone.now())
     taken = []
-    async for pk, lease in lapsed.values_list("pk", "lease_until")[:50]:
+    async for pk, lease, owner in lapsed.values_list("pk", "lease_until", "owner")[:50]:
         # The lease as read is the condition: of several processes checking at once, one wins.
         if await InboundEvent.objects.filter(pk=pk, status=Status.ACCEPTED, lease_until=lease).aupdate(
             owner=PROCESS, lease_until=lease_until()
         ):
             taken.append(pk)
-            await _take_over(pk)
+            await _take_over(pk, owner)
     return taken
 
 
-async def _take_over(pk: int) -> None:
+async def _take_over(pk: int, stopped: str) -> None:
     event = await InboundEvent.objects.select_related("endpoint").aget(pk=pk)
-    log.warning("channel %s: taking over inbound event %s from a process that stopped (%s)",
-                event.endpoint.name, pk, event.owner)
+    log.warning("channel %s: taking over inbound event %s from %s, which stopped", event.endpoint.name, pk, stopped)
     endpoint = await get_endpoint(event.endpoint.name)
     if endpoint is None:
         await _finish(event, Status.FAILED, "taken over from a stopped process, but the channel is disabled now")
