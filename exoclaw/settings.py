@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -207,6 +208,8 @@ LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"
 # The process handling an accepted webhook renews its lease on it every third of this; another
 # process takes over an event whose lease ran out (its process stopped).
 WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+if WEBHOOK_LEASE_SECONDS <= 0:
+    raise ImproperlyConfigured(f"WEBHOOK_LEASE_SECONDS must be more than 0, not {WEBHOOK_LEASE_SECONDS}")
 
 # Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
 # that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).

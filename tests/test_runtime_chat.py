@@ -316,3 +316,25 @@ async def test_a_run_the_board_has_forgotten_gets_its_recorded_ending(connect):
     [ending] = await client.finished(run["id"], timeout=2)
     assert ending["type"] == "done" and ending["stop_reason"] == "end_turn" and ending["seq"] == 1
     assert ending["usage"] == {"input_tokens": 4, "output_tokens": 2}
+
+
+async def test_a_run_admitted_while_a_follower_waits_is_followed_not_declared_lost(connect, monkeypatch):
+    # A repeated chat.send can reach the store's run before its first call has put it on the board:
+    # the follower must give the board a moment before it calls the run lost.
+    from agents.runtime import follow
+    from agents.runtime.runs import get_board, publish
+
+    monkeypatch.setattr(follow, "MAX_WAIT_SECONDS", 3.0)
+    await make_agent("helper")
+    store = get_store()
+    session, run = await store.start_run("agent:helper:-:-:late", "helper")
+    client = await connect()
+    assert (await client.result("chat.subscribe", {"run_id": run["id"]}))["status"] == "queued"
+    payload = {"run_id": run["id"], "session_id": session["id"], "session_key": "agent:helper:-:-:late",
+               "agent": "helper", "text": "hi", "accepted_at": 0}
+    await get_board().admit(payload, "queue", 30)
+    await publish(run["id"], {"type": "delta", "text": "on the board"})
+    await publish(run["id"], {"type": "done", "stop_reason": "end_turn", "usage": {}, "timings": {}}, terminal="done")
+    events = await client.finished(run["id"])
+    assert [(e["type"], e["seq"]) for e in events] == [("delta", 1), ("done", 2)]
+    assert (await store.get_run(run["id"]))["status"] == "queued", "not recorded as lost"

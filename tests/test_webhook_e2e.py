@@ -244,3 +244,14 @@ async def test_a_taken_over_event_whose_run_died_with_its_process_fails_as_worke
     event = await InboundEvent.objects.aget(pk=event.pk)
     assert event.status == "failed" and event.error.startswith("worker_lost: ")
     assert fake_telegram.sent_messages() == []
+
+
+async def test_a_process_whose_event_was_taken_over_meanwhile_sends_nothing(telegram, fake_telegram):
+    # Its lease lapsed (a stall) and another process took the event over: that one answers it.
+    event = await orphan(telegram, "900005", "hello")
+    await InboundEvent.objects.filter(pk=event.pk).aupdate(owner="other-host:2:def456", lease_until=timezone.now() + PAST)
+    event.endpoint = telegram
+    await dispatch.deliver_reply(event, "a reply nobody should get twice")
+    assert fake_telegram.sent_messages() == []
+    event = await InboundEvent.objects.aget(pk=event.pk)
+    assert (event.status, event.owner) == ("accepted", "other-host:2:def456")

@@ -15,7 +15,9 @@ import weakref
 from datetime import timedelta
 
 import httpx
+from channels.db import aclose_old_connections
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.store import get_store
@@ -72,6 +74,8 @@ def ensure_keeper() -> None:
 async def _keep_forever() -> None:
     while True:
         try:
+            # This task's queries run outside any request, where Django would recycle the connection.
+            await aclose_old_connections()
             await keep_once()
         except Exception:
             log.exception("renewing or taking over inbound events failed; trying again")
@@ -82,9 +86,8 @@ async def keep_once() -> list[int]:
     """Renew the leases of the events this process handles, then take over the events whose lease ran
     out; returns the ids of those taken over."""
     if _handling:
-        await InboundEvent.objects.filter(pk__in=list(_handling), status=Status.ACCEPTED, owner=PROCESS).aupdate(
-            lease_until=lease_until()
-        )
+        mine = InboundEvent.objects.filter(pk__in=list(_handling), status=Status.ACCEPTED, owner=PROCESS)
+        await mine.aupdate(lease_until=lease_until())
     lapsed = InboundEvent.objects.filter(status=Status.ACCEPTED, lease_until__lt=timezone.now())
     taken = []
     async for pk, lease, owner in lapsed.values_list("pk", "lease_until", "owner")[:50]:
@@ -93,7 +96,10 @@ async def keep_once() -> list[int]:
             owner=PROCESS, lease_until=lease_until()
         ):
             taken.append(pk)
-            await _take_over(pk, owner)
+            try:
+                await _take_over(pk, owner)
+            except Exception:
+                log.exception("taking over inbound event %s failed; its lease will lapse again", pk)
     return taken
 
 
@@ -112,6 +118,17 @@ async def _take_over(pk: int, stopped: str) -> None:
     start(event, event.content)
 
 
+def _mine(pk: int):
+    # An event without an owner was never leased (made before leases existed): whoever has it, holds it.
+    return InboundEvent.objects.filter(Q(owner=PROCESS) | Q(owner=""), pk=pk)
+
+
+async def still_mine(event: InboundEvent) -> bool:
+    """Whether this process still holds the event: one whose lease lapsed (a stall, a database outage)
+    may have been taken over by another process, which then answers it instead."""
+    return await _mine(event.pk).filter(status=Status.ACCEPTED).aexists()
+
+
 async def idle() -> None:
     """Wait until every message this process has dispatched is finished."""
     while _tasks:
@@ -119,13 +136,12 @@ async def idle() -> None:
 
 
 async def _finish(event: InboundEvent, status: str, error: str = "") -> None:
+    """Record the event's outcome, unless another process has taken the event over meanwhile."""
     event.status, event.error, event.finished = status, error, timezone.now()
-    event.content, event.owner, event.lease_until = "", "", None
-    await event.asave(update_fields=[
-        "status", "error", "finished", "delivery_attempts", "run_id", "agent", "session_key", "content", "owner",
-        "lease_until",
-    ])
-    _handling.discard(event.pk)
+    await _mine(event.pk).aupdate(
+        status=status, error=error, finished=event.finished, delivery_attempts=event.delivery_attempts,
+        run_id=event.run_id, agent=event.agent, session_key=event.session_key, content="", owner="", lease_until=None,
+    )
 
 
 async def _guarded(event: InboundEvent, content: str) -> None:
@@ -134,18 +150,21 @@ async def _guarded(event: InboundEvent, content: str) -> None:
         await process(event, content)
     except Exception as e:
         log.exception("inbound event %s failed", event.pk)
-        await InboundEvent.objects.filter(pk=event.pk).aupdate(
+        await _mine(event.pk).aupdate(
             status=Status.FAILED, error=f"internal error: {e}", finished=timezone.now(), content="", owner="",
             lease_until=None,
         )
+    finally:
         _handling.discard(event.pk)
 
 
 async def process(event: InboundEvent, content: str) -> None:
     channel = event.endpoint.name
+    # Per message, also for platforms that send no update id: a process taking the event over
+    # follows the run this key started rather than starting another.
     outcome = await run_agent(
         text=content, channel=channel, account=event.account, peer=event.peer, guild=event.guild,
-        team=event.team, idempotency_key=f"webhook:{channel}:{event.update_id}" if event.update_id else "",
+        team=event.team, idempotency_key=f"webhook:{channel}:{event.update_id or f'event-{event.pk}'}",
     )  # fmt: skip
     event.run_id, event.agent, event.session_key = outcome.run_id, outcome.agent, outcome.session_key
     if outcome.error:
@@ -186,6 +205,10 @@ async def deliver_reply(event: InboundEvent, text: str, policy: RetryPolicy | No
         return
     token = os.environ.get(endpoint.token_env, "") if endpoint.token_env else ""
     secret = os.environ.get(endpoint.secret_env, "")
+    if not await still_mine(event):
+        log.warning("channel %s: inbound event %s was taken over by another process; it sends the reply",
+                    endpoint.name, event.pk)
+        return
     try:
         async with httpx.AsyncClient() as client:
             for request in requests:

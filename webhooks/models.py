@@ -80,7 +80,8 @@ class ChannelEndpoint(models.Model):
 class InboundEvent(models.Model):
     """One accepted webhook message: the persistent dedupe record and what became of it.
 
-    The message text itself lives in the session store; this row only says where it went.
+    The message text lives in the session store; this row keeps it only until the event is finished,
+    so that another process can take the event over if the one handling it stops.
     """
 
     class Status(models.TextChoices):
@@ -115,6 +116,10 @@ class InboundEvent(models.Model):
 
     class Meta:
         ordering = ["-received"]
+        indexes = [
+            # Every process serving /hooks/ looks for lapsed leases a few times a minute.
+            models.Index(fields=["lease_until"], condition=models.Q(status="accepted"), name="accepted_by_lease"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["endpoint", "update_id"],

@@ -44,11 +44,16 @@ def reply_text(events: list[dict]) -> str:
 
 
 async def _reply_from_history(session_key: str, run_id: str) -> str:
-    page = await get_store().history(session_key, limit=50)
-    said = [m for m in page["messages"] if m["run_id"] == run_id and m["role"] == "assistant"]
-    if not said:
-        return ""
-    return "".join(b.get("text", "") for b in said[-1]["content"] if b.get("type") == "text").strip()
+    """What the run's last assistant message said, looking back through the session page by page."""
+    before = None
+    while True:
+        page = await get_store().history(session_key, limit=200, before_seq=before)
+        said = [m for m in page["messages"] if m["run_id"] == run_id and m["role"] == "assistant"]
+        if said:
+            return "".join(b.get("text", "") for b in said[-1]["content"] if b.get("type") == "text").strip()
+        if not page["has_more"] or any(m["run_id"] == run_id for m in page["messages"]):
+            return ""
+        before = page["messages"][0]["seq"]
 
 
 async def run_agent(*, text: str, channel: str, account: str, peer: str, guild: str, team: str, idempotency_key: str) -> Outcome:

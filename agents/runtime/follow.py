@@ -69,21 +69,22 @@ async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
     board = get_board()
     last = after_seq
     try:
-        known = await board.run(run_id) is not None
-        waited = False
+        if await board.run(run_id) is None:
+            # An ended run is answered from the store at once. An unfinished one may be about to be
+            # admitted (a repeated chat.send racing its first call), so it is judged lost only if the
+            # board still does not know it after a pause.
+            ending = await _ending_from_store(board, run_id, last + 1, settle_lost=False)
+            if ending is None:
+                await asyncio.sleep(MAX_WAIT_SECONDS)
+                if await board.run(run_id) is None:
+                    ending = await _ending_from_store(board, run_id, last + 1, settle_lost=True)
+            if ending is not None:
+                await ctx.notify("chat.event", ending)
+                return
+            if await board.run(run_id) is None:
+                return
         while True:
-            if not known:
-                # An ended run is answered from the store at once. An unfinished one may be about to be
-                # admitted (a repeated chat.send racing its first), so it is judged lost after one wait.
-                ending = await _ending_from_store(board, run_id, last + 1, settle_lost=waited)
-                if ending is not None:
-                    await ctx.notify("chat.event", ending)
-                    return
-                if waited:
-                    return
             events = await board.wait_events(run_id, last, MAX_WAIT_SECONDS)
-            waited = True
-            known = known or bool(events)
             for event in events:
                 await ctx.notify("chat.event", event)
                 last = event["seq"]
@@ -91,8 +92,13 @@ async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
                     return
             if not events:
                 run = await board.run(run_id)
-                known = run is not None
-                if known and run["status"] in TERMINAL and not await board.events_after(run_id, last):
+                if run is None:
+                    # Forgotten while followed (its events outlived AGENT_RUN_EVENTS_TTL): end it from the store.
+                    ending = await _ending_from_store(board, run_id, last + 1, settle_lost=False)
+                    if ending is not None:
+                        await ctx.notify("chat.event", ending)
+                    return
+                if run["status"] in TERMINAL and not await board.events_after(run_id, last):
                     return
     except asyncio.CancelledError:
         raise
