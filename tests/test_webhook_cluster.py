@@ -164,7 +164,7 @@ async def test_when_the_daphne_that_accepted_an_update_dies_mid_run_another_deli
     assert response.status_code == 200, response.text
     [run_id] = await until(lambda: runs_on_the_board(cluster), "the run to reach the board", cluster)
     # Killed once a worker has the run: a daphne killed between admitting a run and dispatching it
-    # leaves it queued until the claim deadline ends it as no_worker, which is another test's matter.
+    # leaves it queued until the claim deadline ends it as no_worker, a different path from this one.
     await until(lambda: cluster.owner_pid(cluster.redis, run_id), "a worker to claim the run", cluster)
     cluster.daphne.kill()
     port = free_port()
