@@ -65,11 +65,11 @@ async def _ending_from_store(board, run_id: str, seq: int, settle_lost: bool) ->
     return _event_with_seq(run_id, run["session_key"], seq, _ending(run))
 
 
-async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
+async def _follow(ctx, run_id: str, after_seq: int, slot, on_board: bool) -> None:
     board = get_board()
     last = after_seq
     try:
-        if await board.run(run_id) is None:
+        if not on_board and await board.run(run_id) is None:
             # An ended run is answered from the store at once. An unfinished one may be about to be
             # admitted (a repeated chat.send racing its first call), so it is judged lost only if the
             # board still does not know it after a pause.
@@ -113,8 +113,9 @@ async def _follow(ctx, run_id: str, after_seq: int, slot) -> None:
             del tasks[run_id]
 
 
-def follow(ctx, run_id: str, after_seq: int = 0, slot=None) -> None:
-    """Start sending the run's events after `after_seq` to this connection (replacing an earlier follower)."""
+def follow(ctx, run_id: str, after_seq: int = 0, slot=None, on_board: bool = False) -> None:
+    """Start sending the run's events after `after_seq` to this connection (replacing an earlier follower).
+    `on_board`: the caller has just put the run on the board, so it need not be looked up there first."""
     tasks = following(ctx)
     old = tasks.pop(run_id, None)
     if old is not None:
@@ -122,4 +123,4 @@ def follow(ctx, run_id: str, after_seq: int = 0, slot=None) -> None:
     if slot is not None:
         # `status` counts the runs this gateway process's connections started and are following.
         run_started()
-    tasks[run_id] = asyncio.create_task(_follow(ctx, run_id, after_seq, slot), name=f"follow-{run_id}")
+    tasks[run_id] = asyncio.create_task(_follow(ctx, run_id, after_seq, slot, on_board), name=f"follow-{run_id}")

@@ -93,7 +93,7 @@ async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **field
                 f"session {key} already has a run and agent {a.name!r} rejects new ones until it ends",
                 session_key=key,
             ) from None
-        follow(ctx, run["id"], 0, slot)
+        follow(ctx, run["id"], 0, slot, on_board=True)
         ensure_reaper()
         if admission.start:
             await dispatch(payload)
