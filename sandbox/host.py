@@ -111,6 +111,7 @@ class _Pool:
     """The verified wasm of one (sha256, WASI, grant) key, its compiled copies not in use, how many
     copies are being tidied, and how long compiling one took."""
 
+    key: tuple
     wasm: bytes = field(repr=False)
     idle: list[_Copy] = field(default_factory=list)
     tidying: int = 0
@@ -229,7 +230,7 @@ class Host:
                 )
             key = (actual, spec.wasi, grant.fingerprint)
             with self._lock:
-                pool = self._pools.setdefault(key, _Pool(wasm))
+                pool = self._pools.setdefault(key, _Pool(key, wasm))
                 self._pools.move_to_end(key)
                 while len(self._pools) > self._cache_size:
                     self._pools.popitem(last=False)
@@ -249,7 +250,7 @@ class Host:
 
     def _keeps(self, pool: _Pool) -> bool:
         """Whether a copy checked in now would be kept. Called with the lock held."""
-        return any(p is pool for p in self._pools.values()) and len(pool.idle) < _MAX_IDLE_COMPILED
+        return self._pools.get(pool.key) is pool and len(pool.idle) < _MAX_IDLE_COMPILED
 
     def _checkin(self, pool: _Pool, copy: _Copy | None, *, tidied: bool = False):
         """Return a copy to its pool (None: it is dropped); `tidied` ends the tidying `run` announced."""

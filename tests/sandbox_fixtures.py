@@ -1,5 +1,6 @@
 """Fixtures for the sandbox tests: real plug-ins, a real host, a real loopback HTTP server."""
 
+import asyncio
 import hashlib
 import http.server
 import threading
@@ -22,6 +23,13 @@ def wasm_path(name: str) -> Path:
 def spec(name: str, **kwargs) -> PluginSpec:
     path = wasm_path(name)
     return PluginSpec(name=name, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), wasm_path=str(path), **kwargs)
+
+
+def started_event():
+    """An asyncio.Event and an `on_start` callback for Host.call that sets it from the worker thread."""
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+    return event, lambda: loop.call_soon_threadsafe(event.set)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sandbox.errors import SandboxError
 from sandbox import host as host_module
 from sandbox.host import Host, PluginSpec
 from sandbox.manifest import Grant, PathGrant
-from tests.sandbox_fixtures import host, loopback_http, spec, wasm_path  # noqa: F401
+from tests.sandbox_fixtures import host, loopback_http, spec, started_event, wasm_path  # noqa: F401
 
 
 def mcp_call(tool: str, **arguments) -> bytes:
@@ -309,12 +309,6 @@ async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
     stuck.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(stuck, 5)
-
-
-def started_event():
-    loop = asyncio.get_running_loop()
-    event = asyncio.Event()
-    return event, lambda: loop.call_soon_threadsafe(event.set)
 
 
 @pytest.mark.asyncio

@@ -13,7 +13,7 @@ from sandbox.models import CapabilityGrant, Plugin
 from sandbox.samples import register_samples
 from sandbox.errors import SandboxError
 from sandbox.tools import ToolSpec, call_plugin, call_tool, list_tools, tool_allowed
-from tests.sandbox_fixtures import loopback_http, wasm_path  # noqa: F401
+from tests.sandbox_fixtures import loopback_http, started_event, wasm_path  # noqa: F401
 
 
 def make_plugin(name, wasm=None, **fields) -> Plugin:
@@ -196,12 +196,6 @@ async def test_an_agent_cannot_call_a_tool_outside_its_allowlist(http_plugin):
 def loop_plugin(transactional_db):
     plugin = make_plugin("loop", declared_tools=[{"name": "spin", "description": "Never returns"}])
     CapabilityGrant.objects.create(plugin=plugin, timeout_ms=30_000, max_concurrency=1)
-
-
-def started_event():
-    loop = asyncio.get_running_loop()
-    event = asyncio.Event()
-    return event, lambda: loop.call_soon_threadsafe(event.set)
 
 
 @pytest.mark.asyncio

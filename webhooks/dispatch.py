@@ -150,10 +150,7 @@ async def _guarded(event: InboundEvent, content: str) -> None:
         await process(event, content)
     except Exception as e:
         log.exception("inbound event %s failed", event.pk)
-        await _mine(event.pk).aupdate(
-            status=Status.FAILED, error=f"internal error: {e}", finished=timezone.now(), content="", owner="",
-            lease_until=None,
-        )
+        await _finish(event, Status.FAILED, f"internal error: {e}")
     finally:
         _handling.discard(event.pk)
 

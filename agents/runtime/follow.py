@@ -46,23 +46,24 @@ def _ending(run: dict) -> dict:
             "timings": {"first_delta_ms": None, "total_ms": None}}
 
 
-async def _ending_from_store(board, run_id: str, seq: int, settle_lost: bool) -> dict | None:
-    """The last event of a run the board does not know, from the store; None if the store does not
-    know it either, or it is unfinished and `settle_lost` is false."""
+async def _end_from_store(ctx, board, run_id: str, last: int, settle_lost: bool) -> bool:
+    """Send the connection the last event of a run the board does not know, from the store; False
+    (nothing sent) if the store does not know it either, or it is unfinished and `settle_lost` is false."""
     store = get_store()
     try:
         run = await store.get_run(run_id)
     except RunNotFound:
-        return None
+        return False
     if run["status"] not in TERMINAL:
         # Only where the board sees every live run: a shared board, or the one process an embedded
         # store allows. Several gateways with in-memory boards each see only their own runs.
         if not settle_lost or (isinstance(board, MemoryBoard) and not store.embedded):
-            return None
+            return False
         reason, message = LOST
         await persist.record_lost_run({"run_id": run_id, "session_id": run["session_id"]}, f"{reason}: {message}")
         run = await store.get_run(run_id)  # ended here, or by whoever got there first
-    return _event_with_seq(run_id, run["session_key"], seq, _ending(run))
+    await ctx.notify("chat.event", _event_with_seq(run_id, run["session_key"], last + 1, _ending(run)))
+    return True
 
 
 async def _follow(ctx, run_id: str, after_seq: int, slot, on_board: bool) -> None:
@@ -73,15 +74,11 @@ async def _follow(ctx, run_id: str, after_seq: int, slot, on_board: bool) -> Non
             # An ended run is answered from the store at once. An unfinished one may be about to be
             # admitted (a repeated chat.send racing its first call), so it is judged lost only if the
             # board still does not know it after a pause.
-            ending = await _ending_from_store(board, run_id, last + 1, settle_lost=False)
-            if ending is None:
-                await asyncio.sleep(MAX_WAIT_SECONDS)
-                if await board.run(run_id) is None:
-                    ending = await _ending_from_store(board, run_id, last + 1, settle_lost=True)
-            if ending is not None:
-                await ctx.notify("chat.event", ending)
+            if await _end_from_store(ctx, board, run_id, last, settle_lost=False):
                 return
+            await asyncio.sleep(MAX_WAIT_SECONDS)
             if await board.run(run_id) is None:
+                await _end_from_store(ctx, board, run_id, last, settle_lost=True)
                 return
         while True:
             events = await board.wait_events(run_id, last, MAX_WAIT_SECONDS)
@@ -94,9 +91,7 @@ async def _follow(ctx, run_id: str, after_seq: int, slot, on_board: bool) -> Non
                 run = await board.run(run_id)
                 if run is None:
                     # Forgotten while followed (its events outlived AGENT_RUN_EVENTS_TTL): end it from the store.
-                    ending = await _ending_from_store(board, run_id, last + 1, settle_lost=False)
-                    if ending is not None:
-                        await ctx.notify("chat.event", ending)
+                    await _end_from_store(ctx, board, run_id, last, settle_lost=False)
                     return
                 if run["status"] in TERMINAL and not await board.events_after(run_id, last):
                     return
