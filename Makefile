@@ -2,19 +2,21 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The sandbox's native call pool, built for this machine with ziglang (see sandbox/native/calls.c).
+NATIVE := sandbox/native/libexoclaw_calls.so
 
 .PHONY: run test install install-dev plugins bench clean
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed $(NATIVE)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap
 	$(BIN)/python manage.py serve
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(NATIVE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install: $(VENV)/.installed $(NATIVE)
+install-dev: $(VENV)/.installed-dev $(NATIVE)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +30,12 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+$(NATIVE): sandbox/native/calls.c $(VENV)/.installed
+	$(BIN)/python -m sandbox.native.build
+
 # Rebuild the sample and test plugins (sandbox/plugins/src, tests/plugins/src) with ziglang from PyPI.
 plugins: $(VENV)/.installed-dev
 	$(BIN)/python -m sandbox.build_plugins
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var $(NATIVE)

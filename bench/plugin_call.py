@@ -5,14 +5,12 @@
 Baseline: the bare `extism` SDK doing what NOTES.md measured as the floor for an isolated call:
 CompiledPlugin once, then a fresh Plugin per call, call, free.
 exoclaw (async): `await Host.call(...)`: grant applied (limits, deny-all hosts/paths), a fresh
-instance per call, the thread-pool hop, the per-plugin concurrency limit and error mapping. The worker
-wakes the caller first and then frees the instance and prepares the next one.
-exoclaw (sync): `Host.run(...)`, the same without the async wrapper (what runplugin uses).
-Thread-pool hop alone: submitting a no-op to a thread pool and awaiting it, the floor of any async
-wrapper that keeps Extism off the event loop.
-Hand-off floor: the async host's design with none of its logic (two worker threads, each with its own
-compiled copy and an instance made ahead; call, wake the loop, free, make the next): what any
-answer-then-tidy design costs on this machine before the host adds anything.
+instance per call, the hop to a native worker thread and back, the per-plugin concurrency limit and
+error mapping. The worker wakes the caller first and then frees the instance and makes the next one.
+exoclaw (sync): `Host.run(...)`, the same on the calling thread (what runplugin uses).
+Python thread-pool hop alone: submitting a no-op to a `ThreadPoolExecutor` and awaiting it, what any
+async wrapper built on Python threads pays before it calls Extism (for comparison; exoclaw's workers
+are native threads).
 Cold compile: the first call of a plugin under a new grant, against a bare CompiledPlugin.
 Rounds alternate between the contenders so machine noise hits them alike.
 """
@@ -20,10 +18,8 @@ Rounds alternate between the contenders so machine noise hits them alike.
 import argparse
 import asyncio
 import hashlib
-import queue
 import statistics
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,39 +78,6 @@ async def hops(executor, n: int) -> list[float]:
     return times
 
 
-class HandOffFloor:
-    """Bare Extism behind the async host's hand-off, with none of the host's own work."""
-
-    def __init__(self, wasm: bytes, sha: str, grant: Grant, function: str, workers: int = 2):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._copies: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(workers):
-            compiled = CompiledPlugin(build_manifest(wasm, sha, grant), False, [])
-            self._copies.put([compiled, extism.Plugin(compiled, functions=[])])
-            threading.Thread(target=self._work, args=(function,), daemon=True).start()
-
-    def _work(self, function: str):
-        while True:
-            loop, future, data = self._jobs.get()
-            copy = self._copies.get()
-            instance, copy[1] = copy[1], None
-            output = bytes(instance.call(function, data, parse=None))
-            loop.call_soon_threadsafe(future.set_result, output)
-            instance.__del__()
-            copy[1] = extism.Plugin(copy[0], functions=[])
-            self._copies.put(copy)
-
-    async def calls(self, data: bytes, n: int) -> list[float]:
-        loop, times = asyncio.get_running_loop(), []
-        for _ in range(n):
-            start = time.perf_counter()
-            future = loop.create_future()
-            self._jobs.put((loop, future, data))
-            await future
-            times.append(time.perf_counter() - start)
-        return times
-
-
 def cold_compiles(wasm: bytes, spec: PluginSpec, n: int) -> tuple[list[float], list[float]]:
     bare, ours = [], []
     sha = spec.sha256
@@ -157,16 +120,14 @@ def main():
     host = Host(max_workers=4)
     host.run(spec, args.plugin, data, grant)  # compile outside the timings
 
-    bare, sync, asynchronous, hop, floor = [], [], [], [], []
+    bare, sync, asynchronous, hop = [], [], [], []
     loop = asyncio.new_event_loop()
     executor = ThreadPoolExecutor(max_workers=4)
-    hand_off = HandOffFloor(wasm, sha, grant, args.plugin)
     for _ in range(args.rounds):
         bare += bare_calls(wasm, sha, grant, args.plugin, data, args.calls)
         sync += sync_calls(host, spec, grant, args.plugin, data, args.calls)
         asynchronous += loop.run_until_complete(async_calls(host, spec, grant, args.plugin, data, args.calls))
         hop += loop.run_until_complete(hops(executor, args.calls))
-        floor += loop.run_until_complete(hand_off.calls(data, args.calls))
     loop.close()
     executor.shutdown()
     cold_bare, cold_ours = cold_compiles(wasm, spec, 30)
@@ -176,8 +137,7 @@ def main():
     print(row("bare extism (baseline)", bare))
     print(row("exoclaw Host.run (sync)", sync, bare))
     print(row("exoclaw Host.call (async)", asynchronous, bare))
-    print(row("hand-off floor (no host)", floor, bare))
-    print(row("thread-pool hop alone", hop))
+    print(row("Python thread-pool hop", hop))
     print(row("cold compile, bare", cold_bare))
     print(row("cold compile, exoclaw", cold_ours, cold_bare))
 

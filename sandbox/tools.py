@@ -153,8 +153,7 @@ async def call_tool(
 ) -> ToolResult:
     """Run one tool call in the sandbox under the effective grant for (plugin, agent).
 
-    `on_start` is called from the worker thread just before the plug-in starts running (use
-    loop.call_soon_threadsafe to get back to the event loop)."""
+    `on_start` is called on the event loop once the plug-in has started running."""
     start = time.perf_counter()
     qualified = f"{plugin_name}.{tool_name}"
     try:

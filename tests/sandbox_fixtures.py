@@ -26,10 +26,9 @@ def spec(name: str, **kwargs) -> PluginSpec:
 
 
 def started_event():
-    """An asyncio.Event and an `on_start` callback for Host.call that sets it from the worker thread."""
-    loop = asyncio.get_running_loop()
+    """An asyncio.Event and an `on_start` callback for Host.call that sets it."""
     event = asyncio.Event()
-    return event, lambda: loop.call_soon_threadsafe(event.set)
+    return event, event.set
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from sandbox.errors import SandboxError
-from sandbox import host as host_module
 from sandbox.host import Host, PluginSpec
 from sandbox.manifest import Grant, PathGrant
 from tests.sandbox_fixtures import host, loopback_http, spec, started_event, wasm_path  # noqa: F401
@@ -222,23 +221,23 @@ async def test_an_instance_prepared_ahead_is_not_used_once_a_secret_has_changed(
 
 
 @pytest.mark.asyncio
-async def test_back_to_back_calls_of_a_slow_to_compile_plugin_wait_for_their_copy(host, monkeypatch):
-    # As if compiling echo took longer than tidying a copy: the next call waits for the copy.
-    monkeypatch.setattr(host_module, "_WAIT_RATHER_THAN_COMPILE_MS", 0.0)
+async def test_back_to_back_calls_share_one_copy_and_find_their_instance_made_ahead(host):
+    # The copy a call used goes back to the pool when the call answers, while its worker still makes
+    # the next instance; the next call takes that copy (and waits for the instance) rather than compiling.
     outputs = [await host.call(spec("echo"), "echo", b"x", Grant(timeout_ms=4321)) for _ in range(30)]
     assert [o.compile_ms > 0 for o in outputs] == [True] + [False] * 29
     assert all(o.instantiate_ms == 0 for o in outputs[1:]), "every later call found its instance made ahead"
+    assert [o.output for o in outputs] == [b"x"] * 30
 
 
 @pytest.mark.asyncio
-async def test_a_quick_to_compile_plugin_compiles_no_more_copies_than_can_be_busy_at_once(monkeypatch):
-    monkeypatch.setattr(host_module, "_WAIT_RATHER_THAN_COMPILE_MS", float("inf"))
-    two = Host(max_workers=2)  # a copy is busy while its worker calls or tidies: two at most
-    try:
-        outputs = [await two.call(spec("echo"), "echo", b"x", Grant(timeout_ms=4322)) for _ in range(60)]
-    finally:
-        two.shutdown()
-    assert outputs[0].compile_ms > 0 and sum(o.compile_ms > 0 for o in outputs) <= 2
+async def test_concurrent_calls_compile_no_more_copies_than_run_at_once(host):
+    grant = Grant(timeout_ms=4322, max_concurrency=3)
+    together = await asyncio.gather(*(host.call(spec("echo"), "echo", str(i).encode(), grant) for i in range(12)))
+    after = [await host.call(spec("echo"), "echo", b"x", grant) for _ in range(20)]
+    assert [o.output for o in together] == [str(i).encode() for i in range(12)]
+    assert 1 <= sum(o.compile_ms > 0 for o in together) <= 3
+    assert not any(o.compile_ms > 0 for o in after)
 
 
 @pytest.mark.asyncio
@@ -362,12 +361,8 @@ async def test_per_plugin_concurrency_limit_queues_extra_calls(host):
     running = 0
     peak = 0
     lock = asyncio.Lock()
-    loop = asyncio.get_running_loop()
 
     def on_start():
-        loop.call_soon_threadsafe(note_start)
-
-    def note_start():
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
