@@ -30,7 +30,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(NATIVE): sandbox/native/calls.c $(VENV)/.installed
+$(NATIVE): sandbox/native/calls.c sandbox/native/calls.h $(VENV)/.installed
 	$(BIN)/python -m sandbox.native.build
 
 # Rebuild the sample and test plugins (sandbox/plugins/src, tests/plugins/src) with ziglang from PyPI.

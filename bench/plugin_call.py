@@ -1,6 +1,6 @@
 """Per-call cost of exoclaw's plugin host against bare Extism, measured in the same run.
 
-    .venv/bin/python bench/plugin_call.py [--calls 2000] [--rounds 5] [--plugin echo]
+    .venv/bin/python bench/plugin_call.py [--calls 2000] [--rounds 5] [--plugin echo] [--gap-ms 0]
 
 Baseline: the bare `extism` SDK doing what NOTES.md measured as the floor for an isolated call:
 CompiledPlugin once, then a fresh Plugin per call, call, free.
@@ -39,10 +39,11 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def bare_calls(wasm: bytes, sha: str, grant: Grant, function: str, data: bytes, n: int) -> list[float]:
+def bare_calls(wasm: bytes, sha: str, grant: Grant, function: str, data: bytes, n: int, gap: float) -> list[float]:
     compiled = CompiledPlugin(build_manifest(wasm, sha, grant), False, [])
     times = []
     for _ in range(n):
+        time.sleep(gap)
         start = time.perf_counter()
         with extism.Plugin(compiled, functions=[]) as plugin:
             plugin.call(function, data)
@@ -50,18 +51,22 @@ def bare_calls(wasm: bytes, sha: str, grant: Grant, function: str, data: bytes, 
     return times
 
 
-def sync_calls(host: Host, spec: PluginSpec, grant: Grant, function: str, data: bytes, n: int) -> list[float]:
+def sync_calls(host: Host, spec: PluginSpec, grant: Grant, function: str, data: bytes, n: int, gap: float) -> list[float]:
     times = []
     for _ in range(n):
+        time.sleep(gap)
         start = time.perf_counter()
         host.run(spec, function, data, grant)
         times.append(time.perf_counter() - start)
     return times
 
 
-async def async_calls(host: Host, spec: PluginSpec, grant: Grant, function: str, data: bytes, n: int) -> list[float]:
+async def async_calls(host: Host, spec: PluginSpec, grant: Grant, function: str, data: bytes, n: int,
+                      gap: float) -> list[float]:
     times = []
     for _ in range(n):
+        if gap:
+            await asyncio.sleep(gap)
         start = time.perf_counter()
         await host.call(spec, function, data, grant)
         times.append(time.perf_counter() - start)
@@ -109,6 +114,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="Alternating rounds.")
     parser.add_argument("--plugin", default="echo", help="A plugin in sandbox/plugins (its raw export of the same name is called).")
     parser.add_argument("--input", default="hello, sandbox", help="The call's input.")
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="Idle time before each call (0: back to back). With a gap the cores go idle between calls.")
     args = parser.parse_args()
 
     path = ROOT / "sandbox" / "plugins" / f"{args.plugin}.wasm"
@@ -123,17 +130,21 @@ def main():
     bare, sync, asynchronous, hop = [], [], [], []
     loop = asyncio.new_event_loop()
     executor = ThreadPoolExecutor(max_workers=4)
-    for _ in range(args.rounds):
-        bare += bare_calls(wasm, sha, grant, args.plugin, data, args.calls)
-        sync += sync_calls(host, spec, grant, args.plugin, data, args.calls)
-        asynchronous += loop.run_until_complete(async_calls(host, spec, grant, args.plugin, data, args.calls))
+    gap = args.gap_ms / 1000
+    started = time.perf_counter()
+    for done in range(args.rounds):
+        bare += bare_calls(wasm, sha, grant, args.plugin, data, args.calls, gap)
+        sync += sync_calls(host, spec, grant, args.plugin, data, args.calls, gap)
+        asynchronous += loop.run_until_complete(async_calls(host, spec, grant, args.plugin, data, args.calls, gap))
         hop += loop.run_until_complete(hops(executor, args.calls))
+        print(f"round {done + 1}/{args.rounds} done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     loop.close()
     executor.shutdown()
     cold_bare, cold_ours = cold_compiles(wasm, spec, 30)
     host.shutdown()
 
-    print(f"plugin {args.plugin} ({len(wasm)} bytes), {args.rounds} x {args.calls} calls each, extism {extism.extism_version()}")
+    print(f"plugin {args.plugin} ({len(wasm)} bytes), {args.rounds} x {args.calls} calls each"
+          f"{f', {args.gap_ms:g} ms apart' if args.gap_ms else ''}, extism {extism.extism_version()}")
     print(row("bare extism (baseline)", bare))
     print(row("exoclaw Host.run (sync)", sync, bare))
     print(row("exoclaw Host.call (async)", asynchronous, bare))

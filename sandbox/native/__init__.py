@@ -16,53 +16,20 @@ import cffi
 import extism_sys
 
 SOURCE = Path(__file__).with_name("calls.c")
+HEADER = Path(__file__).with_name("calls.h")
 LIBRARY = Path(__file__).with_name("libexoclaw_calls.so")
+# How long exiting waits for running calls to stop once cancelled.
+_EXIT_WAIT_MS = 2000.0
 log = logging.getLogger(__name__)
 
-QUEUED, TAKEN, RUNNING, DONE, SKIPPED = range(5)
-_EXIT_WAIT_MS = 2000.0
-OK, INSTANTIATE_FAILED, NOT_FOUND, CALL_FAILED, CANCELLED_BEFORE_START, SHUT_DOWN, NO_WORKER = range(7)
-
 ffi = cffi.FFI()
-ffi.cdef("""
-typedef struct {
-    int32_t stage;
-    int32_t ran;
-    int32_t used_spare;
-    int32_t output_too_large;
-    double instantiate_ms;
-    double call_ms;
-    uint64_t output_length;
-    uint8_t *output;
-    char *error;
-    uint8_t plugin_id[16];
-} xc_result;
-typedef struct xc_notifier xc_notifier;
-typedef struct xc_copy xc_copy;
-typedef struct xc_job xc_job;
-typedef struct xc_pool xc_pool;
-
-int xc_load(const char *library);
-void xc_free(void *pointer);
-xc_notifier *xc_notifier_new(void);
-int xc_notifier_fd(xc_notifier *n);
-void xc_notifier_release(xc_notifier *n);
-xc_copy *xc_copy_new(void *compiled);
-void xc_copy_release(xc_copy *c);
-uint64_t xc_copy_exports(xc_copy *c, const char *names, char **error);
-xc_job *xc_job_new(xc_copy *copy, const char *function, const uint8_t *input, uint64_t input_length,
-                   const char *config, uint64_t config_length, uint64_t max_output, int prepare_next,
-                   xc_notifier *notifier, int notify_start);
-int xc_job_state(xc_job *j);
-const xc_result *xc_job_result(xc_job *j);
-void xc_job_free(xc_job *j);
-int xc_job_cancel(xc_job *j, double settle_ms);
-void xc_job_run(xc_job *j);
-xc_pool *xc_pool_new(int max_threads);
-void xc_pool_submit(xc_pool *p, xc_job *j);
-void xc_pool_shutdown(xc_pool *p);
-int xc_pool_stop(xc_pool *p, double wait_ms);
-""")
+ffi.cdef("\n".join(line for line in HEADER.read_text().splitlines() if not line.startswith("#")))
+_STATES, _STAGES = ffi.typeof("enum xc_state").relements, ffi.typeof("enum xc_stage").relements
+QUEUED, TAKEN, RUNNING, DONE, SKIPPED = (_STATES[f"XC_{state}"] for state in (
+    "QUEUED", "TAKEN", "RUNNING", "DONE", "SKIPPED"))
+OK, INSTANTIATE_FAILED, NOT_FOUND, CALL_FAILED, CANCELLED_BEFORE_START, SHUT_DOWN, NO_WORKER = (
+    _STAGES[f"XC_{stage}"] for stage in (
+        "OK", "INSTANTIATE_FAILED", "NOT_FOUND", "CALL_FAILED", "CANCELLED_BEFORE_START", "SHUT_DOWN", "NO_WORKER"))
 
 
 class NotBuilt(RuntimeError):
@@ -71,7 +38,7 @@ class NotBuilt(RuntimeError):
 
 @functools.cache
 def _lib():
-    if not LIBRARY.exists() or LIBRARY.stat().st_mtime < SOURCE.stat().st_mtime:
+    if not LIBRARY.exists() or LIBRARY.stat().st_mtime < max(SOURCE.stat().st_mtime, HEADER.stat().st_mtime):
         raise NotBuilt(f"the sandbox's native call pool ({LIBRARY.name}) is missing or older than {SOURCE.name}: "
                        "run `make install` (or `python -m sandbox.native.build`)")
     lib = ffi.dlopen(str(LIBRARY))

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "calls.h"
+
 typedef void *(*new_from_compiled_fn)(const void *, char **);
 typedef void (*error_free_fn)(char *);
 typedef void (*free_fn)(void *);
@@ -53,34 +55,16 @@ static struct {
     id_fn id;
 } extism;
 
-enum { QUEUED, TAKEN, RUNNING, DONE, SKIPPED };
-enum { STAGE_OK, STAGE_INSTANTIATE, STAGE_NOT_FOUND, STAGE_CALL, STAGE_CANCELLED_BEFORE_START, STAGE_SHUT_DOWN, STAGE_NO_WORKER };
-
-/* What Python reads once a job has ended; mirrored in sandbox/native/__init__.py. */
-typedef struct {
-    int32_t stage;
-    int32_t ran;
-    int32_t used_spare;
-    int32_t output_too_large;
-    double instantiate_ms;
-    double call_ms;
-    uint64_t output_length;
-    uint8_t *output;
-    char *error;
-    uint8_t plugin_id[16];
-} xc_result;
 
 /* A pipe that wakes one event loop; shared by that loop's jobs, closed when the last lets go. */
-typedef struct {
+struct xc_notifier {
     int read_fd, write_fd;
     atomic_int refs;
-} xc_notifier;
-
-typedef struct xc_job xc_job;
+};
 
 /* One compiled plug-in, the never-used instance made from it for its next call, and the call
  * waiting for the worker still tidying it. */
-typedef struct {
+struct xc_copy {
     void *compiled;
     void *spare;
     char *spare_config;
@@ -89,7 +73,7 @@ typedef struct {
     pthread_cond_t idle;
     bool busy, released;
     xc_job *waiting;
-} xc_copy;
+};
 
 struct xc_job {
     xc_copy *copy;
@@ -117,14 +101,14 @@ typedef struct serving {
     struct serving *prev, *next;
 } serving;
 
-typedef struct {
+struct xc_pool {
     pthread_mutex_t lock;
     pthread_cond_t work, served;
     xc_job *head, *tail;
     serving *serving;
     int threads, idle, max_threads;
     bool shut_down;
-} xc_pool;
+};
 
 static double elapsed_ms(const struct timespec *from) {
     struct timespec now;
@@ -311,13 +295,13 @@ xc_job *xc_job_new(xc_copy *copy, const char *function, const uint8_t *input, ui
         j->notifier = notifier;
     }
     pthread_mutex_init(&j->lock, NULL);
-    atomic_init(&j->state, QUEUED);
+    atomic_init(&j->state, XC_QUEUED);
     return j;
 }
 
 int xc_job_state(xc_job *j) { return atomic_load(&j->state); }
 
-/* The job's result; valid once its state is DONE or SKIPPED, until xc_job_free. */
+/* The job's result; valid once its state is XC_DONE or XC_SKIPPED, until xc_job_free. */
 const xc_result *xc_job_result(xc_job *j) { return &j->result; }
 
 void xc_job_free(xc_job *j) {
@@ -338,9 +322,9 @@ int xc_job_cancel(xc_job *j, double settle_ms) {
     pthread_mutex_lock(&j->lock);
     j->cancelled = true;
     int state = atomic_load(&j->state);
-    if (state == RUNNING && j->cancel_handle && elapsed_ms(&j->started) >= settle_ms) extism.cancel(j->cancel_handle);
+    if (state == XC_RUNNING && j->cancel_handle && elapsed_ms(&j->started) >= settle_ms) extism.cancel(j->cancel_handle);
     pthread_mutex_unlock(&j->lock);
-    return state != QUEUED;
+    return state != XC_QUEUED;
 }
 
 static void end(xc_job *j, int state) {
@@ -356,7 +340,7 @@ static void end(xc_job *j, int state) {
 
 static bool shutting_down(xc_pool *p);
 
-/* Run a taken job, whose copy this thread holds, to its end (DONE), then tidy the copy. */
+/* Run a taken job, whose copy this thread holds, to its end (XC_DONE), then tidy the copy. */
 static void run(xc_job *j, xc_pool *p, serving *note) {
     xc_copy *c = j->copy;
     xc_result *r = &j->result;
@@ -379,20 +363,20 @@ static void run(xc_job *j, xc_pool *p, serving *note) {
 
     bool ok = false;
     if (!plugin) {
-        r->stage = STAGE_INSTANTIATE;
+        r->stage = XC_INSTANTIATE_FAILED;
     } else if (!extism.function_exists(plugin, j->function)) {
-        r->stage = STAGE_NOT_FOUND;
+        r->stage = XC_NOT_FOUND;
     } else {
         pthread_mutex_lock(&j->lock);
         bool cancelled = j->cancelled;
         if (!cancelled) {
             j->cancel_handle = extism.cancel_handle(plugin);
             clock_gettime(CLOCK_MONOTONIC, &j->started);
-            atomic_store(&j->state, RUNNING);
+            atomic_store(&j->state, XC_RUNNING);
         }
         pthread_mutex_unlock(&j->lock);
         if (cancelled) {
-            r->stage = STAGE_CANCELLED_BEFORE_START;
+            r->stage = XC_CANCELLED_BEFORE_START;
         } else {
             r->ran = 1;
             if (j->notify_start && j->notifier) notify(j->notifier);
@@ -403,7 +387,7 @@ static void run(xc_job *j, xc_pool *p, serving *note) {
             pthread_mutex_unlock(&j->lock);
             const char *error = extism.error(plugin);
             if (error || rc != 0) {
-                r->stage = STAGE_CALL;
+                r->stage = XC_CALL_FAILED;
                 r->error = strdup(error ? error : "the call failed");
             } else {
                 ok = true;
@@ -426,7 +410,7 @@ static void run(xc_job *j, xc_pool *p, serving *note) {
         note->job = NULL;
         pthread_mutex_unlock(&p->lock);
     }
-    end(j, DONE);
+    end(j, XC_DONE);
 
     /* The caller has its answer; what follows is off its wait. */
     if (plugin) extism.plugin_free(plugin);
@@ -449,11 +433,11 @@ static void run(xc_job *j, xc_pool *p, serving *note) {
 static bool take(xc_job *j) {
     pthread_mutex_lock(&j->lock);
     bool cancelled = j->cancelled;
-    if (!cancelled) atomic_store(&j->state, TAKEN);
+    if (!cancelled) atomic_store(&j->state, XC_TAKEN);
     pthread_mutex_unlock(&j->lock);
     if (cancelled) {
-        j->result.stage = STAGE_CANCELLED_BEFORE_START;
-        end(j, SKIPPED);
+        j->result.stage = XC_CANCELLED_BEFORE_START;
+        end(j, XC_SKIPPED);
     }
     return !cancelled;
 }
@@ -476,8 +460,8 @@ static void serve(xc_pool *p, xc_job *j) {
             pthread_mutex_unlock(&p->lock);
         }
         if (refused) {
-            j->result.stage = STAGE_SHUT_DOWN;
-            end(j, SKIPPED);
+            j->result.stage = XC_SHUT_DOWN;
+            end(j, XC_SKIPPED);
         } else if (take(j)) {
             run(j, p, p ? &note : NULL);
         }
@@ -548,7 +532,7 @@ void xc_pool_submit(xc_pool *p, xc_job *j) {
     if (handed) return;
 
     pthread_mutex_lock(&p->lock);
-    int refused = p->shut_down ? STAGE_SHUT_DOWN : STAGE_OK;
+    int refused = p->shut_down ? XC_SHUT_DOWN : XC_OK;
     if (!refused) {
         j->next = NULL;
         if (p->tail) p->tail->next = j;
@@ -567,7 +551,7 @@ void xc_pool_submit(xc_pool *p, xc_job *j) {
             } else if (p->threads == 0) {
                 /* Nothing would ever take it; every job queued like this was taken back, so it is the only one. */
                 p->head = p->tail = NULL;
-                refused = STAGE_NO_WORKER;
+                refused = XC_NO_WORKER;
             }
             pthread_attr_destroy(&attr);
         }
@@ -575,11 +559,11 @@ void xc_pool_submit(xc_pool *p, xc_job *j) {
     pthread_mutex_unlock(&p->lock);
     if (refused) {
         j->result.stage = refused;
-        end(j, SKIPPED);
+        end(j, XC_SKIPPED);
     }
 }
 
-/* Jobs not yet taken end as SKIPPED (shut down); idle threads end; running jobs finish on their own. */
+/* Jobs not yet taken end as XC_SKIPPED (shut down); idle threads end; running jobs finish on their own. */
 void xc_pool_shutdown(xc_pool *p) {
     pthread_mutex_lock(&p->lock);
     p->shut_down = true;
@@ -589,8 +573,8 @@ void xc_pool_shutdown(xc_pool *p) {
     pthread_mutex_unlock(&p->lock);
     while (j) {
         xc_job *next = j->next;
-        j->result.stage = STAGE_SHUT_DOWN;
-        end(j, SKIPPED);
+        j->result.stage = XC_SHUT_DOWN;
+        end(j, XC_SKIPPED);
         j = next;
     }
 }
