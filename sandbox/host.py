@@ -285,6 +285,10 @@ class Host:
     def _waker(self, loop: asyncio.AbstractEventLoop) -> native.Waker:
         waker = self._wakers.get(loop)
         if waker is None:
+            # A loop closed with calls pending is kept alive by them (their outcomes belong to it):
+            # let those go when the next loop comes.
+            for closed in [other for other in self._wakers if other.is_closed()]:
+                self._wakers.pop(closed).release()
             waker = self._wakers[loop] = native.Waker(loop)
             weakref.finalize(loop, waker.release)
         return waker
@@ -308,11 +312,15 @@ class Host:
             loop = asyncio.get_running_loop()
             config = _config_json(spec.config, grant, os.environ)
             pool, copy, compile_ms = self._idle_copy(spec, grant) or await self._checkout_off_loop(spec, grant)
-            waker = self._waker(loop)
-            # An instance opens its granted directories when it is made, and a call must see them as
-            # they are when it runs: for such plug-ins nothing is made ahead.
-            job = waker.job(copy, function, data, config, grant.max_output_bytes,
-                            prepare_next=not grant.allowed_paths, notify_start=on_start is not None)
+            try:
+                waker = self._waker(loop)
+                # An instance opens its granted directories when it is made, and a call must see them
+                # as they are when it runs: for such plug-ins nothing is made ahead.
+                job = waker.job(copy, function, data, config, grant.max_output_bytes,
+                                prepare_next=not grant.allowed_paths, notify_start=on_start is not None)
+            except BaseException:
+                self._checkin(pool, copy)
+                raise
             outcome = loop.create_future()
 
             def ended(job: native.Job):
@@ -338,7 +346,10 @@ class Host:
                 # Shielded: `outcome` must outlive a cancelled await, so the plug-in can be stopped and waited for.
                 return await asyncio.shield(outcome)
             except asyncio.CancelledError:
-                await self._stop(outcome, job, what)
+                try:
+                    await self._stop(outcome, job, what)
+                except asyncio.CancelledError:
+                    pass  # cancelled again while stopping: this CancelledError is raised below anyway
                 if not outcome.done():
                     outcome.add_done_callback(_retrieve)
                 elif outcome.exception() is not None:
@@ -348,19 +359,25 @@ class Host:
     @staticmethod
     async def _stop(outcome: asyncio.Future, job: native.Job, what: str) -> bool:
         """Cancel until the call ends, or at once if no worker has taken it (it will not run);
-        False if the plug-in is still running after _RUNAWAY_S."""
+        False if the plug-in is still running after _RUNAWAY_S. A cancel of the awaiting task meanwhile
+        is raised once the plug-in has stopped."""
         deadline = time.monotonic() + _RUNAWAY_S
+        interrupted = False
+        stopped = True
         while not outcome.done():
             if not job.cancel(_SAFE_CANCEL_DELAY_MS):
-                return True
+                break
             if time.monotonic() > deadline:
                 log.error("%s could not be stopped: its thread keeps running until the process exits", what)
-                return False
+                stopped = False
+                break
             try:
                 await asyncio.wait({outcome}, timeout=_CANCEL_RETRY_S)
             except asyncio.CancelledError:
-                continue
-        return True
+                interrupted = True
+        if interrupted:
+            raise asyncio.CancelledError
+        return stopped
 
     def shutdown(self):
         """Calls not started yet end as cancelled; running calls finish on their own; idle copies are freed."""

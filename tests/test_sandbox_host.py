@@ -215,9 +215,12 @@ async def test_an_instance_prepared_ahead_is_not_used_once_a_secret_has_changed(
         first = await single.call(spec("count_vowels"), "count_vowels", b"Hello World", grant)
         monkeypatch.setenv("EXOCLAW_TEST_VOWELS", "o")
         second = await single.call(spec("count_vowels"), "count_vowels", b"Hello World", grant)
+        third = await single.call(spec("count_vowels"), "count_vowels", b"Hello World", grant)
     finally:
         single.shutdown()
-    assert json.loads(first.output)["count"] == 5 and json.loads(second.output)["count"] == 2
+    assert [json.loads(o.output)["count"] for o in (first, second, third)] == [5, 2, 2]
+    # The second call threw away the instance made with the old secret; the third found one made ahead.
+    assert second.instantiate_ms > 0 and third.instantiate_ms == 0
 
 
 @pytest.mark.asyncio
@@ -261,8 +264,10 @@ async def test_a_path_granted_call_sees_its_directories_as_they_are_when_it_runs
 
 
 async def host_with_its_one_worker_stuck() -> tuple[Host, asyncio.Task]:
-    """A host with one worker, busy in the loop plug-in (20 s timeout) until the returned task is cancelled."""
+    """A host with one worker, busy in the loop plug-in (20 s timeout) until the returned task is cancelled,
+    and two compiled copies of echo idle, so an echo call reaches the worker pool within its first step."""
     single = Host(max_workers=1)
+    await asyncio.gather(*(single.call(spec("echo"), "echo", b"warm", Grant()) for _ in range(2)))
     started, on_start = started_event()
     stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
     await asyncio.wait_for(started.wait(), 5)
@@ -277,7 +282,7 @@ async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(cap
     cancel = asyncio.Event()
     by_event = asyncio.create_task(single.call(spec("echo"), "echo", b"y", Grant(), cancel=cancel,
                                               on_start=lambda: ran.append("by_event")))
-    await asyncio.sleep(0)  # one loop turn: both tasks, scheduled first, run up to their wait on the pool
+    await asyncio.sleep(0)  # one loop turn: both tasks, scheduled first, queue their calls on the pool
     queued.cancel()
     cancel.set()
     # Both end without waiting for the stuck call (the 5 s bound is far below its 20 s timeout).
@@ -300,7 +305,7 @@ async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(cap
 async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
     single, stuck = await host_with_its_one_worker_stuck()
     queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant()))
-    await asyncio.sleep(0)  # one loop turn: the task, scheduled first, runs up to its wait on the pool
+    await asyncio.sleep(0)  # one loop turn: the task, scheduled first, queues its call on the pool
     single.shutdown()
     with pytest.raises(SandboxError) as caught:
         await asyncio.wait_for(queued, 5)

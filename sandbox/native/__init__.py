@@ -10,6 +10,7 @@ import atexit
 import functools
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import cffi
@@ -18,8 +19,10 @@ import extism_sys
 SOURCE = Path(__file__).with_name("calls.c")
 HEADER = Path(__file__).with_name("calls.h")
 LIBRARY = Path(__file__).with_name("libexoclaw_calls.so")
-# How long exiting waits for running calls to stop once cancelled.
+# How long exiting waits for running calls to stop once cancelled, and how long a call must have run
+# before a cancel reaches it (see sandbox.host._SAFE_CANCEL_DELAY_MS).
 _EXIT_WAIT_MS = 2000.0
+_EXIT_SETTLE_MS = 20.0
 log = logging.getLogger(__name__)
 
 ffi = cffi.FFI()
@@ -58,11 +61,10 @@ class Copy:
     """One compiled plug-in, owned here from now on (its `CompiledPlugin` no longer frees it)."""
 
     def __init__(self, compiled):
-        address = int(extism_sys.ffi.cast("uintptr_t", compiled.pointer))
-        compiled.pointer = None
-        self._copy = _lib().xc_copy_new(ffi.cast("void *", address))
+        self._copy = _lib().xc_copy_new(ffi.cast("void *", int(extism_sys.ffi.cast("uintptr_t", compiled.pointer))))
         if self._copy == ffi.NULL:
             raise MemoryError("cannot allocate a compiled copy")
+        compiled.pointer = None
 
     def exports(self, names: list[str]) -> tuple[set[str], str | None]:
         """Which of `names` the plug-in exports, or the error that kept it from instantiating."""
@@ -129,6 +131,11 @@ class Job:
         """Run the call on this thread (the GIL is released meanwhile)."""
         _lib().xc_job_run(self._job)
 
+    def abandon(self):
+        """Let go of the call without its result: it is freed (and its copy released) when it ends."""
+        _lib().xc_job_abandon(self._job)
+        self._job = None
+
     def result(self) -> Result:
         """The ended job's result; frees the native job."""
         assert self.state() in (DONE, SKIPPED)
@@ -148,7 +155,13 @@ class Workers:
             raise MemoryError("cannot allocate a worker pool")
         # Extism's own exit handlers crash a call still running then: at exit, running calls are
         # cancelled and waited for first (Python's exit handlers run before the C library's).
-        atexit.register(_lib().xc_pool_stop, self._pool, _EXIT_WAIT_MS)
+        atexit.register(_lib().xc_pool_stop, self._pool, _EXIT_WAIT_MS, _EXIT_SETTLE_MS)
+        # Dropped without shutdown: its idle threads end.
+        weakref.finalize(self, _lib().xc_pool_shutdown, self._pool)
+
+    def threads(self) -> int:
+        """Threads started and not yet ended."""
+        return _lib().xc_pool_threads(self._pool)
 
     def submit(self, job: Job):
         """Queue the call; one that cannot run (after shutdown, or no thread) ends at once as SHUT_DOWN or NO_WORKER."""
@@ -187,18 +200,28 @@ class Waker:
             pass
         for job, (on_end, on_start) in list(self._jobs.items()):
             state = job.state()
-            try:
-                if state in (DONE, SKIPPED):
-                    del self._jobs[job]
+            if state in (DONE, SKIPPED):
+                del self._jobs[job]
+                try:
                     if on_start is not None and job.ran():
                         on_start()  # it ran and ended between two wake-ups
+                except Exception:
+                    log.exception("a plug-in call's on_start callback failed")
+                finally:
                     on_end(job)
-                elif state == RUNNING and on_start is not None:
-                    self._jobs[job] = (on_end, None)
+            elif state == RUNNING and on_start is not None:
+                self._jobs[job] = (on_end, None)
+                try:
                     on_start()
-            except Exception:
-                log.exception("a plug-in call's callback failed")
+                except Exception:
+                    log.exception("a plug-in call's on_start callback failed")
 
     def release(self):
-        """Called when the loop is gone: the pipe closes once the last job holding it has ended."""
-        _lib().xc_notifier_release(self._notifier)
+        """The loop is gone or closed: its calls still pending are let go (each is freed, and its copy
+        released, when it ends) and the pipe closes once none holds it. Safe to call twice."""
+        for job in self._jobs:
+            job.abandon()
+        self._jobs.clear()
+        if self._notifier is not None:
+            _lib().xc_notifier_release(self._notifier)
+            self._notifier = None

@@ -89,6 +89,7 @@ struct xc_job {
     pthread_mutex_t lock;
     atomic_int state;
     bool cancelled;
+    bool abandoned;  /* Python has let go: whoever ends the job frees it and releases its copy */
     const void *cancel_handle;
     struct timespec started;
     xc_result result;
@@ -106,7 +107,7 @@ struct xc_pool {
     pthread_cond_t work, served;
     xc_job *head, *tail;
     serving *serving;
-    int threads, idle, max_threads;
+    int threads, idle, queued, max_threads;
     bool shut_down;
 };
 
@@ -123,6 +124,13 @@ static char *copy_bytes(const void *data, uint64_t length) {
         out[length] = 0;
     }
     return out;
+}
+
+static bool shutting_down(xc_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    bool down = p->shut_down;
+    pthread_mutex_unlock(&p->lock);
+    return down;
 }
 
 int xc_load(const char *library) {
@@ -305,6 +313,9 @@ int xc_job_state(xc_job *j) { return atomic_load(&j->state); }
 const xc_result *xc_job_result(xc_job *j) { return &j->result; }
 
 void xc_job_free(xc_job *j) {
+    /* The worker that ended the job may still be unlocking it. */
+    pthread_mutex_lock(&j->lock);
+    pthread_mutex_unlock(&j->lock);
     free(j->function);
     free(j->input);
     free(j->config);
@@ -327,18 +338,39 @@ int xc_job_cancel(xc_job *j, double settle_ms) {
     return state != XC_QUEUED;
 }
 
+/* End the job: tell Python, or, if Python has let go of it, free it and release its copy here. */
 static void end(xc_job *j, int state) {
-    /* Read before the store: once the state says ended, Python may free the job. */
     xc_notifier *n = j->notifier;
     j->notifier = NULL;
-    atomic_store(&j->state, state);
+    xc_copy *c = j->copy;
+    pthread_mutex_lock(&j->lock);
+    bool abandoned = j->abandoned;
+    if (!abandoned) atomic_store(&j->state, state);
+    pthread_mutex_unlock(&j->lock);
+    /* From here on, unless abandoned, the job is Python's and may already be freed. */
+    if (abandoned) {
+        xc_copy_release(c);  /* destroyed at once, or when the thread holding it lets go */
+        xc_job_free(j);
+    }
     if (n) {
-        notify(n);
+        if (!abandoned) notify(n);
         xc_notifier_release(n);
     }
 }
 
-static bool shutting_down(xc_pool *p);
+/* Python lets go of the job (its event loop is gone): freed now if it has ended, else by whoever
+ * ends it; its copy is released either way. */
+void xc_job_abandon(xc_job *j) {
+    pthread_mutex_lock(&j->lock);
+    int state = atomic_load(&j->state);
+    bool ended = state == XC_DONE || state == XC_SKIPPED;
+    j->abandoned = true;
+    pthread_mutex_unlock(&j->lock);
+    if (ended) {
+        xc_copy_release(j->copy);
+        xc_job_free(j);
+    }
+}
 
 /* Run a taken job, whose copy this thread holds, to its end (XC_DONE), then tidy the copy. */
 static void run(xc_job *j, xc_pool *p, serving *note) {
@@ -442,30 +474,35 @@ static bool take(xc_job *j) {
     return !cancelled;
 }
 
-/* Run the job, then each call that waits for its copy meanwhile, on this thread. */
+/* Run the job, then each call that waits for its copy meanwhile, on this thread. While a job is
+ * being served (until its copy is let go) a note of it is on the pool's list for xc_pool_stop. */
 static void serve(xc_pool *p, xc_job *j) {
     copy_acquire(j->copy);
     while (j) {
         xc_copy *c = j->copy;
-        serving note = {j, NULL, NULL};
-        bool refused = false;
-        if (p) {
-            pthread_mutex_lock(&p->lock);
-            refused = p->shut_down;
-            if (!refused) {
-                note.next = p->serving;
-                if (p->serving) p->serving->prev = &note;
-                p->serving = &note;
+        serving note = {NULL, NULL, NULL};
+        bool listed = false;
+        if (take(j)) {
+            if (p) {
+                pthread_mutex_lock(&p->lock);
+                listed = !p->shut_down;
+                if (listed) {
+                    note.job = j;
+                    note.next = p->serving;
+                    if (p->serving) p->serving->prev = &note;
+                    p->serving = &note;
+                }
+                pthread_mutex_unlock(&p->lock);
             }
-            pthread_mutex_unlock(&p->lock);
+            if (p && !listed) {
+                j->result.stage = XC_SHUT_DOWN;
+                end(j, XC_SKIPPED);
+            } else {
+                run(j, p, listed ? &note : NULL);
+            }
         }
-        if (refused) {
-            j->result.stage = XC_SHUT_DOWN;
-            end(j, XC_SKIPPED);
-        } else if (take(j)) {
-            run(j, p, p ? &note : NULL);
-        }
-        if (p && !refused) {
+        j = copy_finish(c);
+        if (listed) {
             pthread_mutex_lock(&p->lock);
             if (note.prev) note.prev->next = note.next;
             else p->serving = note.next;
@@ -473,7 +510,6 @@ static void serve(xc_pool *p, xc_job *j) {
             pthread_cond_broadcast(&p->served);
             pthread_mutex_unlock(&p->lock);
         }
-        j = copy_finish(c);
     }
 }
 
@@ -505,6 +541,7 @@ static void *work(void *arg) {
         xc_job *j = p->head;
         p->head = j->next;
         if (!p->head) p->tail = NULL;
+        p->queued--;
         pthread_mutex_unlock(&p->lock);
         serve(p, j);
         pthread_mutex_lock(&p->lock);
@@ -512,13 +549,6 @@ static void *work(void *arg) {
     p->threads--;
     pthread_mutex_unlock(&p->lock);
     return NULL;
-}
-
-static bool shutting_down(xc_pool *p) {
-    pthread_mutex_lock(&p->lock);
-    bool down = p->shut_down;
-    pthread_mutex_unlock(&p->lock);
-    return down;
 }
 
 /* Queue the job. One that cannot run (after shutdown, or no thread could be started) ends at once.
@@ -538,10 +568,11 @@ void xc_pool_submit(xc_pool *p, xc_job *j) {
         if (p->tail) p->tail->next = j;
         else p->head = j;
         p->tail = j;
-        /* Start a thread only when none is idle, as ThreadPoolExecutor does. */
-        if (p->idle > 0) {
-            pthread_cond_signal(&p->work);
-        } else if (p->threads < p->max_threads) {
+        p->queued++;
+        if (p->idle > 0) pthread_cond_signal(&p->work);
+        /* Start a thread when the idle ones are too few for the queue (a woken thread counts as idle
+         * until it has taken its job, so `idle` alone would let a burst wait for one thread). */
+        if (p->queued > p->idle && p->threads < p->max_threads) {
             pthread_t thread;
             pthread_attr_t attr;
             pthread_attr_init(&attr);
@@ -551,6 +582,7 @@ void xc_pool_submit(xc_pool *p, xc_job *j) {
             } else if (p->threads == 0) {
                 /* Nothing would ever take it; every job queued like this was taken back, so it is the only one. */
                 p->head = p->tail = NULL;
+                p->queued = 0;
                 refused = XC_NO_WORKER;
             }
             pthread_attr_destroy(&attr);
@@ -569,6 +601,7 @@ void xc_pool_shutdown(xc_pool *p) {
     p->shut_down = true;
     xc_job *j = p->head;
     p->head = p->tail = NULL;
+    p->queued = 0;
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
     while (j) {
@@ -581,26 +614,35 @@ void xc_pool_shutdown(xc_pool *p) {
 
 /* For the process's exit: shut down, cancel the calls running, and wait up to `wait_ms` for the
  * workers to leave Extism (whose exit handlers stop its timer thread, and crash a call still running
- * then). Returns how many calls are still running. */
-int xc_pool_stop(xc_pool *p, double wait_ms) {
+ * then). The cancel is repeated, as Extism loses one that lands while a call starts. Returns how
+ * many calls are still running. */
+int xc_pool_stop(xc_pool *p, double wait_ms, double settle_ms) {
     xc_pool_shutdown(p);
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    long long ns = deadline.tv_nsec + (long long)(wait_ms * 1e6);
-    deadline.tv_sec += ns / 1000000000;
-    deadline.tv_nsec = ns % 1000000000;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     pthread_mutex_lock(&p->lock);
-    for (serving *s = p->serving; s; s = s->next) {
-        if (!s->job) continue;
-        pthread_mutex_lock(&s->job->lock);
-        s->job->cancelled = true;
-        if (s->job->cancel_handle) extism.cancel(s->job->cancel_handle);
-        pthread_mutex_unlock(&s->job->lock);
-    }
-    while (p->serving && pthread_cond_timedwait(&p->served, &p->lock, &deadline) != ETIMEDOUT) {
+    while (p->serving && elapsed_ms(&start) < wait_ms) {
+        for (serving *s = p->serving; s; s = s->next)
+            if (s->job) xc_job_cancel(s->job, settle_ms);
+        struct timespec retry;
+        clock_gettime(CLOCK_REALTIME, &retry);
+        retry.tv_nsec += 10 * 1000000;
+        if (retry.tv_nsec >= 1000000000) {
+            retry.tv_sec++;
+            retry.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&p->served, &p->lock, &retry);
     }
     int left = 0;
     for (serving *s = p->serving; s; s = s->next) left++;
     pthread_mutex_unlock(&p->lock);
     return left;
+}
+
+/* How many threads the pool has started and not yet ended. */
+int xc_pool_threads(xc_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    int threads = p->threads;
+    pthread_mutex_unlock(&p->lock);
+    return threads;
 }

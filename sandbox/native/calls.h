@@ -59,10 +59,12 @@ const xc_result *xc_job_result(xc_job *j);
 void xc_job_free(xc_job *j);
 int xc_job_cancel(xc_job *j, double settle_ms);
 void xc_job_run(xc_job *j);
+void xc_job_abandon(xc_job *j);
 
 xc_pool *xc_pool_new(int max_threads);
 void xc_pool_submit(xc_pool *p, xc_job *j);
 void xc_pool_shutdown(xc_pool *p);
-int xc_pool_stop(xc_pool *p, double wait_ms);
+int xc_pool_stop(xc_pool *p, double wait_ms, double settle_ms);
+int xc_pool_threads(xc_pool *p);
 
 #endif
