@@ -194,8 +194,7 @@ class Waker:
 
     def _wake(self):
         try:
-            while os.read(self._fd, 4096):
-                pass
+            os.read(self._fd, 4096)  # a byte per wake-up; any left over wake the loop again
         except BlockingIOError:
             pass
         for job, (on_end, on_start) in list(self._jobs.items()):

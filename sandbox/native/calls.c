@@ -68,6 +68,7 @@ struct xc_copy {
     void *compiled;
     void *spare;
     char *spare_config;
+    char *known_export;  /* the last function found exported: every instance of a copy has the same */
     uint64_t spare_config_length;
     pthread_mutex_t lock;
     pthread_cond_t idle;
@@ -204,6 +205,7 @@ xc_copy *xc_copy_new(void *compiled) {
 static void copy_destroy(xc_copy *c) {
     if (c->spare) extism.plugin_free(c->spare);
     free(c->spare_config);
+    free(c->known_export);
     extism.compiled_free(c->compiled);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->idle);
@@ -257,6 +259,15 @@ static void *instantiate(xc_copy *c, const char *config, uint64_t config_length,
         return NULL;
     }
     return plugin;
+}
+
+/* Whether the copy's instances export `function`; called by the thread holding the copy. */
+static bool exports(xc_copy *c, void *plugin, const char *function) {
+    if (c->known_export && strcmp(c->known_export, function) == 0) return true;
+    if (!extism.function_exists(plugin, function)) return false;
+    free(c->known_export);
+    c->known_export = strdup(function);
+    return true;
 }
 
 /* Which of the NUL-separated `names` the plug-in exports, as a bit mask (at most 64 names). */
@@ -396,7 +407,7 @@ static void run(xc_job *j, xc_pool *p, serving *note) {
     bool ok = false;
     if (!plugin) {
         r->stage = XC_INSTANTIATE_FAILED;
-    } else if (!extism.function_exists(plugin, j->function)) {
+    } else if (!exports(c, plugin, j->function)) {
         r->stage = XC_NOT_FOUND;
     } else {
         pthread_mutex_lock(&j->lock);
