@@ -99,7 +99,7 @@ async def test_a_call_let_go_with_its_loop_is_freed_when_it_ends():
     await asyncio.wait_for(started.wait(), 5)
     loop.remove_reader(waker._fd)
     waker.release()  # what Host does for a loop closed with this call pending
-    # The call ends at its 300 ms timeout; the worker then frees it, and the pipe it held closes.
+    # The call ends at its 300 ms timeout; the worker then frees it, and the eventfd it held closes.
     deadline = loop.time() + 10
     while open_fds() > baseline and loop.time() < deadline:
         await asyncio.sleep(0.05)

@@ -3,7 +3,7 @@
 The host (sandbox/host.py) decides everything: which compiled copy a call uses, its grant and config,
 what its errors mean. This module only moves a call to a native worker and back: `Job` is one call,
 `Copy` one compiled plug-in (with the instance made ahead for its next call), `Workers` the bounded
-thread pool, and `Waker` the pipe that wakes an event loop when one of its calls ends.
+thread pool, and `Waker` the eventfd that wakes an event loop when one of its calls ends.
 """
 
 import atexit
@@ -173,13 +173,13 @@ class Workers:
 
 
 class Waker:
-    """A pipe one event loop reads: each job started through it wakes the loop when it ends (and
+    """An eventfd one event loop reads: each job started through it wakes the loop when it ends (and
     when it starts running, if asked), and the loop then runs that job's callbacks."""
 
     def __init__(self, loop):
         self._notifier = _lib().xc_notifier_new()
         if self._notifier == ffi.NULL:
-            raise OSError("cannot open a pipe for plug-in calls")
+            raise OSError("cannot open an eventfd for plug-in calls")
         self._fd = _lib().xc_notifier_fd(self._notifier)
         self._jobs: dict[Job, tuple] = {}
         loop.add_reader(self._fd, self._wake)
@@ -217,7 +217,7 @@ class Waker:
 
     def release(self):
         """The loop is gone or closed: its calls still pending are let go (each is freed, and its copy
-        released, when it ends) and the pipe closes once none holds it. Safe to call twice."""
+        released, when it ends) and the eventfd closes once none holds it. Safe to call twice."""
         for job in self._jobs:
             job.abandon()
         self._jobs.clear()

@@ -5,7 +5,7 @@
  * the thread hop (the worker waited for the GIL to start the call, the event loop waited for it to
  * take the result while the worker tidied), and a small call cost 1.4-1.6x bare Extism. These
  * workers never hold the GIL: they take a job, run it in the copy's instance made ahead, write the
- * result into the job, wake the caller's event loop through a pipe, then free the used instance and
+ * result into the job, wake the caller's event loop through an eventfd, then free the used instance and
  * make the next one. Python keeps every decision (which compiled copy, the grant, errors); this file
  * only runs calls. See sandbox/native/__init__.py for the Python side.
  *
@@ -15,7 +15,6 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -23,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "calls.h"
@@ -56,9 +56,12 @@ static struct {
 } extism;
 
 
-/* A pipe that wakes one event loop; shared by that loop's jobs, closed when the last lets go. */
+/* An eventfd that wakes one event loop; shared by that loop's jobs, closed when the last lets go.
+ * Not a pipe: a pipe's wake-up tells the scheduler the writer is about to sleep, so the loop is
+ * queued behind the worker on its core, and the worker goes on to tidy (measured: 100-300 us more
+ * per call when calls are spaced out). */
 struct xc_notifier {
-    int read_fd, write_fd;
+    int fd;
     atomic_int refs;
 };
 
@@ -160,34 +163,31 @@ void xc_free(void *pointer) { free(pointer); }
 /* ---- notifiers ---- */
 
 xc_notifier *xc_notifier_new(void) {
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return NULL;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return NULL;
     xc_notifier *n = malloc(sizeof *n);
     if (!n) {
-        close(fds[0]);
-        close(fds[1]);
+        close(fd);
         return NULL;
     }
-    n->read_fd = fds[0];
-    n->write_fd = fds[1];
+    n->fd = fd;
     atomic_init(&n->refs, 1);
     return n;
 }
 
-int xc_notifier_fd(xc_notifier *n) { return n->read_fd; }
+int xc_notifier_fd(xc_notifier *n) { return n->fd; }
 
 void xc_notifier_release(xc_notifier *n) {
     if (atomic_fetch_sub(&n->refs, 1) == 1) {
-        close(n->read_fd);
-        close(n->write_fd);
+        close(n->fd);
         free(n);
     }
 }
 
 static void notify(xc_notifier *n) {
-    /* A full pipe already holds a wake-up, so EAGAIN loses nothing. */
-    char byte = 1;
-    ssize_t ignored = write(n->write_fd, &byte, 1);
+    /* EAGAIN means the counter is full, which is already a wake-up: nothing is lost. */
+    uint64_t one = 1;
+    ssize_t ignored = write(n->fd, &one, sizeof one);
     (void)ignored;
 }
 
