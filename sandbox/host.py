@@ -285,12 +285,16 @@ class Host:
     def _waker(self, loop: asyncio.AbstractEventLoop) -> native.Waker:
         waker = self._wakers.get(loop)
         if waker is None:
-            # A loop closed with calls pending is kept alive by them (their outcomes belong to it):
-            # let those go when the next loop comes.
-            for closed in [other for other in self._wakers if other.is_closed()]:
-                self._wakers.pop(closed).release()
-            waker = self._wakers[loop] = native.Waker(loop)
-            weakref.finalize(loop, waker.release)
+            # Loops on other threads share this host.
+            with self._lock:
+                waker = self._wakers.get(loop)
+                if waker is None:
+                    # A loop closed with calls pending is kept alive by them (their outcomes belong
+                    # to it): let those go when the next loop comes.
+                    for closed in [other for other in list(self._wakers) if other.is_closed()]:
+                        self._wakers.pop(closed).release()
+                    waker = self._wakers[loop] = native.Waker(loop)
+                    weakref.finalize(loop, waker.release)
         return waker
 
     async def call(

@@ -346,6 +346,34 @@ async def test_setting_the_cancel_event_gives_a_cancelled_error(host):
 
 
 @pytest.mark.asyncio
+async def test_a_task_cancelled_again_while_its_plugin_is_stopped_stays_cancelled(host):
+    started, on_start = started_event()
+    cancel = asyncio.Event()
+    task = asyncio.create_task(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), cancel=cancel, on_start=on_start))
+    await asyncio.wait_for(started.wait(), 5)
+    cancel.set()
+    # Wait until the call is stopping its plug-in (a cancel reaches a call only after 20 ms of running).
+    waker = host._wakers[asyncio.get_running_loop()]
+    for _ in range(1000):
+        if any(job.cancel_requested for job in waker._jobs):
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.asyncio
+async def test_an_on_start_that_fails_loses_nothing(host, caplog):
+    def on_start():
+        raise RuntimeError("on_start broke")
+
+    out = await asyncio.wait_for(host.call(spec("echo"), "echo", b"still answered", Grant(), on_start=on_start), 5)
+    assert out.output == b"still answered"
+    assert any("on_start" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+@pytest.mark.asyncio
 async def test_eight_stuck_calls_do_not_stop_a_quick_one(host):
     grant = Grant(timeout_ms=20_000, max_concurrency=8)
     started = [started_event() for _ in range(8)]

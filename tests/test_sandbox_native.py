@@ -26,6 +26,17 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def eventfds() -> int:
+    """Open eventfds: one per event loop a host wakes, while it or a call started from it lives."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+        except OSError:
+            pass  # the fd listdir itself used, now closed
+    return count
+
+
 @pytest.mark.asyncio
 async def test_no_more_than_max_workers_calls_run_at_once():
     two = Host(max_workers=2)
@@ -65,27 +76,39 @@ async def test_a_burst_gets_a_thread_per_call_up_to_the_bound():
     # threads start (three at most) and the fourth call waits.
     workers, loop = native.Workers(3), asyncio.get_running_loop()
     waker = native.Waker(loop)
+    grant = Grant(timeout_ms=2_000)
+    copies = [copy_of("echo", Grant())] + [copy_of("loop", grant) for _ in range(4)]
+    results = []
+
+    def ended(event):
+        def on_end(job):
+            results.append(job.result())
+            event.set()
+        return on_end
+
     try:
         warm_ended = asyncio.Event()
-        waker.start(workers, waker.job(copy_of("echo", Grant()), "echo", b"x", b"", 1024), lambda job: warm_ended.set())
+        waker.start(workers, waker.job(copies[0], "echo", b"x", b"", 1024), ended(warm_ended))
         await asyncio.wait_for(warm_ended.wait(), 5)
         assert workers.threads() == 1
-        grant = Grant(timeout_ms=2_000)
-        jobs = [waker.job(copy_of("loop", grant), "spin", b"", b"", 1024, notify_start=True) for _ in range(4)]
-        started, ended = [asyncio.Event() for _ in jobs], [asyncio.Event() for _ in jobs]
-        for job, start, end in zip(jobs, started, ended):
-            waker.start(workers, job, lambda job, end=end: end.set(), start.set)
+        jobs = [waker.job(copy, "spin", b"", b"", 1024, notify_start=True) for copy in copies[1:]]
+        started, done = [asyncio.Event() for _ in jobs], [asyncio.Event() for _ in jobs]
+        for job, start, end in zip(jobs, started, done):
+            waker.start(workers, job, ended(end), start.set)
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started[:3])), 5)
         assert workers.threads() == 3 and jobs[3].state() == native.QUEUED
         for job in jobs[:3]:
             job.cancel(20.0)
         await asyncio.wait_for(started[3].wait(), 5)
         jobs[3].cancel(20.0)
-        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in ended)), 5)
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in done)), 5)
         assert workers.threads() == 3
+        assert [r.stage for r in results] == [native.OK] + [native.CALL_FAILED] * 4
     finally:
         workers.shutdown()
         waker.release()
+        for copy in copies:
+            copy.release()
 
 
 @pytest.mark.asyncio
@@ -115,6 +138,35 @@ async def test_a_call_made_after_shutdown_ends_as_cancelled():
     with pytest.raises(SandboxError) as caught:
         await asyncio.wait_for(host.call(spec("echo"), "echo", b"after", Grant()), 5)
     assert caught.value.kind == "cancelled" and "shut down" in caught.value.message
+
+
+def test_a_loop_closed_with_a_call_running_lets_the_call_go_once_another_loop_comes():
+    host = Host(max_workers=2)
+    baseline = eventfds()
+    closed = asyncio.new_event_loop()
+
+    async def start_a_call():
+        started = asyncio.Event()
+        task = asyncio.ensure_future(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=300), on_start=started.set))
+        task._log_destroy_pending = False  # it stays pending for good, as intended here
+        await asyncio.wait_for(started.wait(), 5)
+
+    closed.run_until_complete(start_a_call())
+    closed.close()  # with the call still running: its outcome keeps this loop alive
+
+    async def echo_then_wait_for_the_fds():
+        assert (await host.call(spec("echo"), "echo", b"next loop", Grant())).output == b"next loop"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while eventfds() > baseline + 1 and loop.time() < deadline:  # + this loop's own
+            await asyncio.sleep(0.05)
+        return eventfds()
+
+    try:
+        # The first loop's call ends at its 300 ms timeout; let go, it frees itself and its eventfd closes.
+        assert asyncio.run(echo_then_wait_for_the_fds()) == baseline + 1
+    finally:
+        host.shutdown()
 
 
 def test_one_host_serves_event_loops_in_turn():

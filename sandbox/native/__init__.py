@@ -110,13 +110,19 @@ class Job:
     def __init__(self, copy: Copy, function: str, data: bytes, config: bytes, max_output: int, *,
                  prepare_next: bool = False, notifier=None, notify_start: bool = False):
         self.cancel_requested = False
+        self._copy = copy
         self._job = _lib().xc_job_new(copy._copy, function.encode(), data, len(data), config, len(config), max_output,
                                       prepare_next, notifier or ffi.NULL, notify_start)
         if self._job == ffi.NULL:
             raise MemoryError("cannot allocate a plug-in call")
 
+    def _native(self):
+        if self._job is None:
+            raise RuntimeError("the call's result was read or the call was let go")
+        return self._job
+
     def state(self) -> int:
-        return _lib().xc_job_state(self._job)
+        return _lib().xc_job_state(self._native())
 
     def cancel(self, settle_ms: float) -> bool:
         """Cancel the call; False if no worker had taken it, so it will never run."""
@@ -125,22 +131,24 @@ class Job:
 
     def ran(self) -> bool:
         """Whether the plug-in started running (the job has ended)."""
-        return bool(_lib().xc_job_result(self._job).ran)
+        return bool(_lib().xc_job_result(self._native()).ran)
 
     def run(self):
         """Run the call on this thread (the GIL is released meanwhile)."""
-        _lib().xc_job_run(self._job)
+        _lib().xc_job_run(self._native())
 
     def abandon(self):
-        """Let go of the call without its result: it is freed (and its copy released) when it ends."""
-        _lib().xc_job_abandon(self._job)
+        """Let go of the call without its result: it is dropped if no worker has taken it, and freed
+        (and its copy released) when it ends."""
+        _lib().xc_job_abandon(self._native())
         self._job = None
+        self._copy._copy = None  # released by the native side
 
     def result(self) -> Result:
         """The ended job's result; frees the native job."""
         assert self.state() in (DONE, SKIPPED)
         try:
-            return Result(_lib().xc_job_result(self._job))
+            return Result(_lib().xc_job_result(self._native()))
         finally:
             _lib().xc_job_free(self._job)
             self._job = None
@@ -165,7 +173,7 @@ class Workers:
 
     def submit(self, job: Job):
         """Queue the call; one that cannot run (after shutdown, or no thread) ends at once as SHUT_DOWN or NO_WORKER."""
-        _lib().xc_pool_submit(self._pool, job._job)
+        _lib().xc_pool_submit(self._pool, job._native())
 
     def shutdown(self):
         """Calls not taken yet end as SHUT_DOWN; idle threads end; running calls finish on their own."""

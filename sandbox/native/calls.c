@@ -376,6 +376,7 @@ void xc_job_abandon(xc_job *j) {
     int state = atomic_load(&j->state);
     bool ended = state == XC_DONE || state == XC_SKIPPED;
     j->abandoned = true;
+    j->cancelled = true;  /* one not taken yet never runs */
     pthread_mutex_unlock(&j->lock);
     if (ended) {
         xc_copy_release(j->copy);
