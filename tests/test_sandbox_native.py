@@ -140,33 +140,45 @@ async def test_a_call_made_after_shutdown_ends_as_cancelled():
     assert caught.value.kind == "cancelled" and "shut down" in caught.value.message
 
 
+LOOP_CLOSED_WITH_A_CALL_RUNNING = """
+import asyncio
+from sandbox.host import Host
+from sandbox.manifest import Grant
+from tests.sandbox_fixtures import spec
+from tests.test_sandbox_native import eventfds
+
+host = Host(max_workers=2)
+baseline = eventfds()
+closed = asyncio.new_event_loop()
+
+async def start_a_call():
+    started = asyncio.Event()
+    task = asyncio.ensure_future(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=300), on_start=started.set))
+    task._log_destroy_pending = False  # it stays pending for good, as intended here
+    await asyncio.wait_for(started.wait(), 5)
+
+closed.run_until_complete(start_a_call())
+closed.close()  # with the call still running: its outcome keeps this loop alive
+
+async def echo_then_wait_for_the_eventfds():
+    assert (await host.call(spec("echo"), "echo", b"next loop", Grant())).output == b"next loop"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while eventfds() > baseline + 1 and loop.time() < deadline:  # + this loop's own
+        await asyncio.sleep(0.05)
+    return eventfds() - baseline
+
+print(asyncio.run(echo_then_wait_for_the_eventfds()), flush=True)
+"""
+
+
 def test_a_loop_closed_with_a_call_running_lets_the_call_go_once_another_loop_comes():
-    host = Host(max_workers=2)
-    baseline = eventfds()
-    closed = asyncio.new_event_loop()
-
-    async def start_a_call():
-        started = asyncio.Event()
-        task = asyncio.ensure_future(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=300), on_start=started.set))
-        task._log_destroy_pending = False  # it stays pending for good, as intended here
-        await asyncio.wait_for(started.wait(), 5)
-
-    closed.run_until_complete(start_a_call())
-    closed.close()  # with the call still running: its outcome keeps this loop alive
-
-    async def echo_then_wait_for_the_fds():
-        assert (await host.call(spec("echo"), "echo", b"next loop", Grant())).output == b"next loop"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while eventfds() > baseline + 1 and loop.time() < deadline:  # + this loop's own
-            await asyncio.sleep(0.05)
-        return eventfds()
-
-    try:
-        # The first loop's call ends at its 300 ms timeout; let go, it frees itself and its eventfd closes.
-        assert asyncio.run(echo_then_wait_for_the_fds()) == baseline + 1
-    finally:
-        host.shutdown()
+    # In a process of its own, so that no other test's loops open or close eventfds meanwhile.
+    # The first loop's call ends at its 300 ms timeout; let go, it frees itself and its eventfd closes,
+    # leaving only the second loop's.
+    done = subprocess.run([sys.executable, "-c", LOOP_CLOSED_WITH_A_CALL_RUNNING], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "1", (done.stdout, done.stderr)
 
 
 def test_one_host_serves_event_loops_in_turn():
