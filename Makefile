@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The sandbox's native call pool, built for this machine with ziglang (see sandbox/native/calls.c).
 NATIVE := sandbox/native/libexoclaw_calls.so
 
-.PHONY: run test install install-dev plugins bench clean
+.PHONY: run test install install-dev plugins clean
 
 run: $(VENV)/.installed $(NATIVE)
 	$(BIN)/python manage.py migrate --noinput

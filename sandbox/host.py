@@ -276,7 +276,10 @@ class Host:
 
     def _limit(self, name: str, limit: int) -> asyncio.Semaphore:
         # Semaphores belong to one event loop; tests and commands may run several loops in turn.
-        per_loop = self._limits.setdefault(asyncio.get_running_loop(), {})
+        loop = asyncio.get_running_loop()
+        per_loop = self._limits.get(loop)
+        if per_loop is None:
+            per_loop = self._limits[loop] = {}
         current = per_loop.get(name)
         if current is None or current[0] != limit:
             current = per_loop[name] = (limit, asyncio.Semaphore(limit))
@@ -325,13 +328,21 @@ class Host:
             except BaseException:
                 self._checkin(pool, copy)
                 raise
-            outcome = loop.create_future()
+            # `outcome` is the caller's (cancelled with its task); `finished` is the call's own end,
+            # which a cancelled caller waits for while the plug-in is stopped.
+            outcome, finished = loop.create_future(), loop.create_future()
 
             def ended(job: native.Job):
                 try:
-                    _settle(outcome, self._finish(spec, function, grant, pool, copy, job, compile_ms), None)
+                    result, error = self._finish(spec, function, grant, pool, copy, job, compile_ms), None
                 except Exception as exc:
-                    _settle(outcome, None, exc)
+                    result, error = None, exc
+                if outcome.cancelled():
+                    if error is not None:
+                        log.info("%s stopped: %s", what, error)
+                else:
+                    _settle(outcome, result, error)
+                finished.set_result(None)
 
             waker.start(self._workers, job, ended, on_start)
             try:
@@ -342,33 +353,29 @@ class Host:
                     finally:
                         waiter.cancel()
                     if not outcome.done():
-                        stopped = await self._stop(outcome, job, what)
+                        stopped = await self._stop(finished, job, what)
                         if not outcome.done():
                             outcome.add_done_callback(_retrieve)
                             raise SandboxError("cancelled", "the call was cancelled before it started" if stopped
                                                else "the call was cancelled, but the plug-in could not be stopped")
-                # Shielded: `outcome` must outlive a cancelled await, so the plug-in can be stopped and waited for.
-                return await asyncio.shield(outcome)
+                return await outcome
             except asyncio.CancelledError:
                 try:
-                    await self._stop(outcome, job, what)
+                    await self._stop(finished, job, what)
                 except asyncio.CancelledError:
                     pass  # cancelled again while stopping: this CancelledError is raised below anyway
-                if not outcome.done():
-                    outcome.add_done_callback(_retrieve)
-                elif outcome.exception() is not None:
-                    log.info("%s stopped: %s", what, outcome.exception())
+                outcome.add_done_callback(_retrieve)
                 raise
 
     @staticmethod
-    async def _stop(outcome: asyncio.Future, job: native.Job, what: str) -> bool:
+    async def _stop(finished: asyncio.Future, job: native.Job, what: str) -> bool:
         """Cancel until the call ends, or at once if no worker has taken it (it will not run);
         False if the plug-in is still running after _RUNAWAY_S. A cancel of the awaiting task meanwhile
         is raised once the plug-in has stopped."""
         deadline = time.monotonic() + _RUNAWAY_S
         interrupted = False
         stopped = True
-        while not outcome.done():
+        while not finished.done():
             if not job.cancel(_SAFE_CANCEL_DELAY_MS):
                 break
             if time.monotonic() > deadline:
@@ -376,7 +383,7 @@ class Host:
                 stopped = False
                 break
             try:
-                await asyncio.wait({outcome}, timeout=_CANCEL_RETRY_S)
+                await asyncio.wait({finished}, timeout=_CANCEL_RETRY_S)
             except asyncio.CancelledError:
                 interrupted = True
         if interrupted:

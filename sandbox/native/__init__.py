@@ -98,7 +98,7 @@ class Result:
         self.output_length = raw.output_length
         self.output = ffi.unpack(ffi.cast("char *", raw.output), raw.output_length) if raw.output != ffi.NULL else b""
         self.error = ffi.string(raw.error).decode(errors="replace") if raw.error != ffi.NULL else ""
-        self.plugin_id = bytes(ffi.unpack(ffi.cast("char *", raw.plugin_id), 16))
+        self.plugin_id = bytes(ffi.unpack(ffi.cast("char *", raw.plugin_id), 16)) if self.stage == CALL_FAILED else b""
 
 
 class Job:
