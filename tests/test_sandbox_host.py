@@ -333,12 +333,18 @@ async def test_cancelling_the_task_stops_a_running_plugin_at_once(host):
     assert fails_with_kind[0].kind == "timeout"
 
 
-@pytest.mark.asyncio
-async def test_setting_the_cancel_event_gives_a_cancelled_error(host):
+async def a_running_loop_call(host: Host) -> tuple[asyncio.Task, asyncio.Event]:
+    """A call of the loop plug-in (20 s timeout) that has started, and the event that cancels it."""
     started, on_start = started_event()
     cancel = asyncio.Event()
     task = asyncio.create_task(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), cancel=cancel, on_start=on_start))
     await asyncio.wait_for(started.wait(), 5)
+    return task, cancel
+
+
+@pytest.mark.asyncio
+async def test_setting_the_cancel_event_gives_a_cancelled_error(host):
+    task, cancel = await a_running_loop_call(host)
     cancel.set()
     with pytest.raises(SandboxError) as caught:
         await asyncio.wait_for(task, 5)
@@ -347,10 +353,7 @@ async def test_setting_the_cancel_event_gives_a_cancelled_error(host):
 
 @pytest.mark.asyncio
 async def test_a_task_cancelled_again_while_its_plugin_is_stopped_stays_cancelled(host):
-    started, on_start = started_event()
-    cancel = asyncio.Event()
-    task = asyncio.create_task(host.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), cancel=cancel, on_start=on_start))
-    await asyncio.wait_for(started.wait(), 5)
+    task, cancel = await a_running_loop_call(host)
     cancel.set()
     # Wait until the call is stopping its plug-in (a cancel reaches a call only after 20 ms of running).
     waker = host._wakers[asyncio.get_running_loop()]
