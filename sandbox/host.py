@@ -229,7 +229,8 @@ class Host:
         *,
         environ: Mapping[str, str] = os.environ,
     ) -> CallOutput:
-        """Call `function` in a fresh instance under `grant`, on this thread. Blocks; raises SandboxError."""
+        """Call `function` in a fresh instance under `grant`, on this thread. Blocks; raises SandboxError
+        (`cancelled` after shutdown)."""
         config = _config_json(spec.config, grant, environ)
         pool, copy, compile_ms = self._checkout(spec, grant)
         try:
@@ -237,7 +238,7 @@ class Host:
         except BaseException:
             self._checkin(pool, copy)
             raise
-        job.run()
+        job.run(self._workers)
         return self._finish(spec, function, grant, pool, copy, job, compile_ms)
 
     def _finish(self, spec, function, grant, pool, copy, job: native.Job, compile_ms: float) -> CallOutput:

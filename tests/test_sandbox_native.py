@@ -211,6 +211,36 @@ print("started", flush=True)
 """
 
 
+EXIT_WHILE_A_BLOCKING_CALL_RUNS = """
+import threading
+from sandbox.host import Host
+from sandbox.manifest import Grant
+from tests.sandbox_fixtures import spec
+
+host = Host()
+host.compile_ms(spec("loop"), Grant(timeout_ms=600_000))
+threading.Thread(target=host.run, args=(spec("loop"), "spin", b"", Grant(timeout_ms=600_000)), daemon=True).start()
+# Exits as soon as the thread is in Extism (or about to be): the exit hook stops it either way.
+print("started", flush=True)
+"""
+
+
+def test_the_process_exits_cleanly_while_a_blocking_call_runs_on_a_thread():
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", EXIT_WHILE_A_BLOCKING_CALL_RUNS], cwd=ROOT, capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 0 and done.stdout.strip() == "started", done.stderr
+
+
+def test_a_blocking_call_after_shutdown_ends_as_cancelled():
+    host = Host(max_workers=1)
+    assert host.run(spec("echo"), "echo", b"before", Grant()).output == b"before"
+    host.shutdown()
+    with pytest.raises(SandboxError) as caught:
+        host.run(spec("echo"), "echo", b"after", Grant())
+    assert caught.value.kind == "cancelled" and "shut down" in caught.value.message
+
+
 def test_the_process_exits_cleanly_while_a_call_still_runs():
     # Exiting right as the call starts is when Extism loses a cancel; a lost one would crash the exit.
     for _ in range(3):

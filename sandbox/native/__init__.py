@@ -133,9 +133,10 @@ class Job:
         """Whether the plug-in started running (the job has ended)."""
         return bool(_lib().xc_job_result(self._native()).ran)
 
-    def run(self):
-        """Run the call on this thread (the GIL is released meanwhile)."""
-        _lib().xc_job_run(self._native())
+    def run(self, workers: "Workers"):
+        """Run the call on this thread (the GIL is released meanwhile), as one of `workers`' calls:
+        refused after their shutdown, stopped at exit."""
+        _lib().xc_job_run(workers._pool, self._native())
 
     def abandon(self):
         """Let go of the call without its result: it is dropped if no worker has taken it, and freed

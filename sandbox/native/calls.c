@@ -446,14 +446,12 @@ static void run(xc_job *j, xc_pool *p, serving *note) {
         }
     }
 
-    bool prepare = ok && j->prepare_next && !(p && shutting_down(p));
+    bool prepare = ok && j->prepare_next && !shutting_down(p);
     char *config = prepare ? copy_bytes(j->config, j->config_length) : NULL;
     uint64_t config_length = j->config_length;
-    if (note) {
-        pthread_mutex_lock(&p->lock);
-        note->job = NULL;
-        pthread_mutex_unlock(&p->lock);
-    }
+    pthread_mutex_lock(&p->lock);
+    note->job = NULL;
+    pthread_mutex_unlock(&p->lock);
     end(j, XC_DONE);
 
     /* The caller has its answer; what follows is off its wait. */
@@ -495,22 +493,20 @@ static void serve(xc_pool *p, xc_job *j) {
         serving note = {NULL, NULL, NULL};
         bool listed = false;
         if (take(j)) {
-            if (p) {
-                pthread_mutex_lock(&p->lock);
-                listed = !p->shut_down;
-                if (listed) {
-                    note.job = j;
-                    note.next = p->serving;
-                    if (p->serving) p->serving->prev = &note;
-                    p->serving = &note;
-                }
-                pthread_mutex_unlock(&p->lock);
+            pthread_mutex_lock(&p->lock);
+            listed = !p->shut_down;
+            if (listed) {
+                note.job = j;
+                note.next = p->serving;
+                if (p->serving) p->serving->prev = &note;
+                p->serving = &note;
             }
-            if (p && !listed) {
+            pthread_mutex_unlock(&p->lock);
+            if (listed) {
+                run(j, p, &note);
+            } else {
                 j->result.stage = XC_SHUT_DOWN;
                 end(j, XC_SKIPPED);
-            } else {
-                run(j, p, listed ? &note : NULL);
             }
         }
         j = copy_finish(c);
@@ -525,8 +521,9 @@ static void serve(xc_pool *p, xc_job *j) {
     }
 }
 
-/* Run the job on the calling thread (Python releases the GIL around it). */
-void xc_job_run(xc_job *j) { serve(NULL, j); }
+/* Run the job on the calling thread (Python releases the GIL around it), as one of the pool's
+ * calls: refused after shutdown, stopped at exit. */
+void xc_job_run(xc_pool *p, xc_job *j) { serve(p, j); }
 
 /* ---- the pool ---- */
 

@@ -58,7 +58,7 @@ int xc_job_state(xc_job *j);
 const xc_result *xc_job_result(xc_job *j);
 void xc_job_free(xc_job *j);
 int xc_job_cancel(xc_job *j, double settle_ms);
-void xc_job_run(xc_job *j);
+void xc_job_run(xc_pool *p, xc_job *j);
 void xc_job_abandon(xc_job *j);
 
 xc_pool *xc_pool_new(int max_threads);
