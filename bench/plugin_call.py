@@ -74,7 +74,7 @@ async def async_calls(host: Host, spec: PluginSpec, grant: Grant, function: str,
 
 
 async def hops(executor, n: int) -> list[float]:
-    """The async wrapper's floor: handing a no-op to a worker thread and awaiting it."""
+    """What any async wrapper on Python threads pays: a no-op through a thread pool, awaited."""
     times = []
     for _ in range(n):
         start = time.perf_counter()

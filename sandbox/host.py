@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 # How often a cancel is repeated until the worker notices: Extism ignores a cancel sent before the call starts.
 _CANCEL_RETRY_S = 0.01
-# Extism loses a cancel that lands while a call is still starting, and that call then ignores its
-# timeout too (measured: about 1 in 100 immediate cancels); so a cancel reaches a call only once it
-# has run this long, and is repeated until then.
-_SAFE_CANCEL_DELAY_MS = 20.0
 # A cancelled call still running after this long cannot be stopped: it is abandoned (and logged).
 _RUNAWAY_S = 3.0
 # Compiled copies kept per (wasm, grant) for reuse; concurrent calls beyond this compile afresh.
@@ -377,7 +373,7 @@ class Host:
         interrupted = False
         stopped = True
         while not finished.done():
-            if not job.cancel(_SAFE_CANCEL_DELAY_MS):
+            if not job.cancel(native.SAFE_CANCEL_DELAY_MS):
                 break
             if time.monotonic() > deadline:
                 log.error("%s could not be stopped: its thread keeps running until the process exits", what)

@@ -274,6 +274,13 @@ async def host_with_its_one_worker_stuck() -> tuple[Host, asyncio.Task]:
     return single, stuck
 
 
+async def unstick(stuck: asyncio.Task):
+    """Free the one worker of host_with_its_one_worker_stuck: the stuck call ends cancelled."""
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(stuck, 5)
+
+
 @pytest.mark.asyncio
 async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(caplog):
     single, stuck = await host_with_its_one_worker_stuck()
@@ -291,9 +298,7 @@ async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(cap
     with pytest.raises(SandboxError) as caught:
         await asyncio.wait_for(by_event, 5)
     assert caught.value.kind == "cancelled" and "before it started" in caught.value.message
-    stuck.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(stuck, 5)
+    await unstick(stuck)
     # The one worker has now passed the dropped calls: a later call answers, and they never ran.
     assert (await single.call(spec("echo"), "echo", b"after", Grant())).output == b"after"
     single.shutdown()
@@ -310,9 +315,7 @@ async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
     with pytest.raises(SandboxError) as caught:
         await asyncio.wait_for(queued, 5)
     assert caught.value.kind == "cancelled" and "shut down" in caught.value.message
-    stuck.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(stuck, 5)
+    await unstick(stuck)
 
 
 @pytest.mark.asyncio

@@ -98,9 +98,9 @@ async def test_a_burst_gets_a_thread_per_call_up_to_the_bound():
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started[:3])), 5)
         assert workers.threads() == 3 and jobs[3].state() == native.QUEUED
         for job in jobs[:3]:
-            job.cancel(20.0)
+            job.cancel(native.SAFE_CANCEL_DELAY_MS)
         await asyncio.wait_for(started[3].wait(), 5)
-        jobs[3].cancel(20.0)
+        jobs[3].cancel(native.SAFE_CANCEL_DELAY_MS)
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in done)), 5)
         assert workers.threads() == 3
         assert [r.stage for r in results] == [native.OK] + [native.CALL_FAILED] * 4

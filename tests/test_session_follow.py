@@ -91,12 +91,18 @@ async def test_staff_follow_a_running_session_live_then_hear_of_its_next_run(con
     assert text_of(await staff.finished(second["run_id"])) == "second answer"
 
 
-async def test_runs_of_other_sessions_are_not_announced_to_a_follower(connect, staff):
+async def a_followed_session(connect, staff, peer: str) -> Client:
+    """A chat connection whose first run with the `helper` agent and `peer` has ended; `staff` follows that session."""
     await make_agent("helper")
     chat = await connect(scopes=("chat",))
-    first = await chat.result("chat.send", {"text": "hello", "agent": "helper", "peer": "alice"})
+    first = await chat.result("chat.send", {"text": "hello", "agent": "helper", "peer": peer})
     await chat.finished(first["run_id"])
     await staff.result("sessions.follow", {"session_key": first["session_key"]})
+    return chat
+
+
+async def test_runs_of_other_sessions_are_not_announced_to_a_follower(connect, staff):
+    chat = await a_followed_session(connect, staff, "alice")
     other = await chat.result("chat.send", {"text": "elsewhere", "agent": "helper", "peer": "bob"})
     await chat.finished(other["run_id"])
     mine = await chat.result("chat.send", {"text": "here", "agent": "helper", "peer": "alice"})
@@ -106,11 +112,7 @@ async def test_runs_of_other_sessions_are_not_announced_to_a_follower(connect, s
 
 @pytest.mark.redis
 async def test_runs_are_announced_to_followers_over_redis(worker, connect, staff):  # noqa: F811
-    await make_agent("helper")
-    chat = await connect(scopes=("chat",))
-    first = await chat.result("chat.send", {"text": "hello", "agent": "helper", "peer": "dora"})
-    await chat.finished(first["run_id"])
-    await staff.result("sessions.follow", {"session_key": first["session_key"]})
+    chat = await a_followed_session(connect, staff, "dora")
     second = await chat.result("chat.send", {"text": "over redis", "agent": "helper", "peer": "dora"})
     assert (await staff.announcement())["run_id"] == second["run_id"]
     await staff.result("chat.subscribe", {"run_id": second["run_id"]})
