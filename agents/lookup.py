@@ -7,26 +7,20 @@ an agent clears the cache at once (see `apps.py`). Only enabled agents are cache
 not exist cannot grow the cache, and a disabled or deleted agent is never served from it here.
 """
 
-import time
-from threading import Lock
-
 from channels.db import database_sync_to_async
 from django.db import transaction
+
+from common.cache import TTLCache
 
 from .models import Agent
 
 TTL = 5.0
 
-_cache: dict[str, tuple[float, Agent]] = {}
-_generation = 0
-_lock = Lock()
+_cache: TTLCache[str, Agent] = TTLCache(TTL)
 
 
 def clear_cache() -> None:
-    global _generation
-    with _lock:
-        _cache.clear()
-        _generation += 1
+    _cache.clear()
 
 
 def invalidate(**_kwargs) -> None:
@@ -36,25 +30,11 @@ def invalidate(**_kwargs) -> None:
     transaction.on_commit(clear_cache)
 
 
+async def enabled_agent(name: str) -> Agent | None:
+    """The enabled agent `name`, or None. Callers must not modify the instance: it is shared."""
+    return await _cache.get_or_load(name, lambda: _read(name))
+
+
 @database_sync_to_async
 def _read(name: str) -> Agent | None:
     return Agent.objects.filter(name=name, enabled=True).first()
-
-
-async def enabled_agent(name: str, clock=time.monotonic) -> Agent | None:
-    """The enabled agent `name`, or None. Callers must not modify the instance: it is shared."""
-    now = clock()
-    with _lock:
-        hit = _cache.get(name)
-        generation = _generation
-    if hit is not None and now - hit[0] < TTL:
-        return hit[1]
-    agent = await _read(name)
-    with _lock:
-        # A change that cleared the cache while we read must not be overwritten by what we read.
-        if generation == _generation:
-            if agent is None:
-                _cache.pop(name, None)
-            else:
-                _cache[name] = (now, agent)
-    return agent

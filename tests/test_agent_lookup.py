@@ -2,6 +2,7 @@
 
 import pytest
 
+from agents import lookup
 from agents.lookup import TTL, enabled_agent
 from agents.models import Agent
 from tests.runtime_fixtures import make_agent
@@ -9,26 +10,27 @@ from tests.runtime_fixtures import make_agent
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
-async def test_an_agent_is_cached_until_a_save_here_or_the_ttl_for_changes_made_elsewhere():
+async def test_an_agent_is_cached_until_a_save_here_or_the_ttl_for_changes_made_elsewhere(monkeypatch):
     await make_agent("helper", model="m1")
     now = [1000.0]
-    first = await enabled_agent("helper", clock=lambda: now[0])
+    monkeypatch.setattr(lookup._cache, "clock", lambda: now[0])
+    first = await enabled_agent("helper")
     assert first.model == "m1"
     # A change no signal sees, as when another process makes it: the cached row stays for up to TTL.
     await Agent.objects.filter(name="helper").aupdate(model="m2")
-    assert await enabled_agent("helper", clock=lambda: now[0]) is first
+    assert await enabled_agent("helper") is first
     now[0] += TTL
-    assert (await enabled_agent("helper", clock=lambda: now[0])).model == "m2"
+    assert (await enabled_agent("helper")).model == "m2"
     # A save in this process takes effect at once: disabled, then deleted.
     agent = await Agent.objects.aget(name="helper")
     agent.enabled = False
     await agent.asave()
-    assert await enabled_agent("helper", clock=lambda: now[0]) is None
+    assert await enabled_agent("helper") is None
     agent.enabled = True
     await agent.asave()
-    assert await enabled_agent("helper", clock=lambda: now[0]) is not None
+    assert await enabled_agent("helper") is not None
     await agent.adelete()
-    assert await enabled_agent("helper", clock=lambda: now[0]) is None
+    assert await enabled_agent("helper") is None
 
 
 async def test_a_name_that_was_not_found_is_looked_up_again_next_time():

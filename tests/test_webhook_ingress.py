@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.db.models.signals import post_init
 from django.test import AsyncClient
 
 from tests.webhooks_fixtures import adapter_plugin
@@ -156,24 +157,43 @@ async def test_an_adapter_that_traps_gets_a_clear_error_and_the_server_keeps_ser
     assert (await post_signed("trappy", {"id": "t2", "peer": "p", "text": "fine"})).status_code == 200
 
 
-async def test_endpoints_are_cached_until_a_save_here_or_the_ttl_for_changes_made_elsewhere(endpoints):
+async def test_endpoints_are_cached_until_a_save_here_or_the_ttl_for_changes_made_elsewhere(endpoints, monkeypatch):
+    from webhooks import endpoints as cache
     from webhooks.endpoints import TTL, get_endpoint
 
     now = [1000.0]
-    first = await get_endpoint("telegram", clock=lambda: now[0])
+    monkeypatch.setattr(cache._cache, "clock", lambda: now[0])
+    first = await get_endpoint("telegram")
     # A change no signal sees, as when another process makes it: the cached row stays for up to TTL.
     await ChannelEndpoint.objects.filter(name="telegram").aupdate(enabled=False)
-    assert await get_endpoint("telegram", clock=lambda: now[0]) is first
+    assert await get_endpoint("telegram") is first
     now[0] += TTL
-    assert await get_endpoint("telegram", clock=lambda: now[0]) is None
+    assert await get_endpoint("telegram") is None
     # A save in this process takes effect at once.
     tg = await ChannelEndpoint.objects.aget(name="telegram")
     tg.enabled = True
     await tg.asave()
-    assert (await get_endpoint("telegram", clock=lambda: now[0])).enabled
+    assert (await get_endpoint("telegram")).enabled
     tg.account = "renamed_bot"
     await tg.asave()
-    assert (await get_endpoint("telegram", clock=lambda: now[0])).account == "renamed_bot"
+    assert (await get_endpoint("telegram")).account == "renamed_bot"
+
+
+async def test_a_read_that_overlaps_a_save_does_not_cache_the_row_the_save_replaced(endpoints):
+    from webhooks.endpoints import clear_cache, get_endpoint
+
+    def save_while_the_row_is_read(instance, **_kwargs):
+        # The row is fetched; now a save elsewhere in this process changes it and clears the cache.
+        post_init.disconnect(save_while_the_row_is_read, sender=ChannelEndpoint)
+        ChannelEndpoint.objects.filter(pk=instance.pk).update(account="renamed_bot")
+        clear_cache()
+
+    post_init.connect(save_while_the_row_is_read, sender=ChannelEndpoint)
+    try:
+        assert (await get_endpoint("telegram")).account == "exoclaw_bot"
+    finally:
+        post_init.disconnect(save_while_the_row_is_read, sender=ChannelEndpoint)
+    assert (await get_endpoint("telegram")).account == "renamed_bot", "the read cached the row the save replaced"
 
 
 async def test_a_disabled_adapter_plugin_closes_its_channels(endpoints):

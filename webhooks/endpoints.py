@@ -7,22 +7,19 @@ endpoint, a plugin or a grant clears the cache at once (see `apps.py`). Only ena
 cached, so names that do not exist cannot grow the cache.
 """
 
-import time
-from threading import Lock
-
 from django.db import transaction
+
+from common.cache import TTLCache
 
 from .models import ChannelEndpoint
 
 TTL = 5.0
 
-_cache: dict[str, tuple[float, ChannelEndpoint]] = {}
-_lock = Lock()
+_cache: TTLCache[str, ChannelEndpoint] = TTLCache(TTL)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def invalidate(**_kwargs) -> None:
@@ -32,22 +29,15 @@ def invalidate(**_kwargs) -> None:
     transaction.on_commit(clear_cache)
 
 
-async def get_endpoint(name: str, clock=time.monotonic) -> ChannelEndpoint | None:
+async def get_endpoint(name: str) -> ChannelEndpoint | None:
     """The enabled endpoint `name` with its adapter and the adapter's grants, or None."""
-    now = clock()
-    with _lock:
-        hit = _cache.get(name)
-    if hit is not None and now - hit[0] < TTL:
-        return hit[1]
-    endpoint = await (
+    return await _cache.get_or_load(name, lambda: _read(name))
+
+
+async def _read(name: str) -> ChannelEndpoint | None:
+    return await (
         ChannelEndpoint.objects.select_related("adapter")
         .prefetch_related("adapter__grants")
         .filter(name=name, enabled=True, adapter__enabled=True)
         .afirst()
     )
-    with _lock:
-        if endpoint is None:
-            _cache.pop(name, None)
-        else:
-            _cache[name] = (now, endpoint)
-    return endpoint
