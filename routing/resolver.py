@@ -11,11 +11,11 @@ docs/routing.md is the operator's version of this.
 """
 
 from dataclasses import dataclass
-import time
-from threading import Lock
 from urllib.parse import quote
 
 from channels.db import database_sync_to_async
+
+from common.cache import TTLCache
 
 PRIORITY = ("peer", "guild", "team", "account", "channel")
 
@@ -119,24 +119,17 @@ def route_for(candidates: list[Candidate], msg: Message) -> Route:
     return Route(c.agent, c.id, level_of(c.match), explain(c, msg), session_key(c.agent, msg))
 
 
-_cache: dict[Message, Route] = {}
-_candidates: list[Candidate] | None = None
-_generation = 0
-_loaded_at = 0.0
-_lock = Lock()
+# The enabled bindings, read as one list under one key, and the route each message resolved to.
+_ENABLED = "enabled"
+_bindings: TTLCache[str, list[Candidate]] = TTLCache(CACHE_MAX_AGE, max_entries=1)
+_routes: TTLCache[Message, Route] = TTLCache(CACHE_MAX_AGE, max_entries=CACHE_SIZE)
 
 
 def clear_cache() -> None:
-    global _candidates, _generation
-    with _lock:
-        _cache.clear()
-        _candidates = None
-        _generation += 1
-
-
-def _expire_if_old() -> None:
-    if _candidates is not None and time.monotonic() - _loaded_at > CACHE_MAX_AGE:
-        clear_cache()
+    # Bindings first: a reader that still got the old bindings took its route ticket before this,
+    # so the route it picks from them is not kept.
+    _bindings.clear()
+    _routes.clear()
 
 
 def load_candidates() -> list[Candidate]:
@@ -150,32 +143,17 @@ def _message(channel, account, peer, guild, team) -> Message:
     return Message(channel or "", account or "", peer or "", guild or "", team or "")
 
 
-def _cached(msg: Message) -> Route | None:
-    _expire_if_old()
-    with _lock:
-        return _cache.get(msg)
-
-
 def _resolve(msg: Message) -> Route:
-    global _candidates, _loaded_at
-    _expire_if_old()
-    with _lock:
-        hit = _cache.get(msg)
-        candidates, generation = _candidates, _generation
-    if hit is not None:
-        return hit
-    loaded = candidates is None
-    if loaded:
+    route, ticket = _routes.get(msg)
+    if route is not None:
+        return route
+    candidates, bindings_ticket = _bindings.get(_ENABLED)
+    if candidates is None:
         candidates = load_candidates()
+        _bindings.put(_ENABLED, candidates, bindings_ticket)
     route = route_for(candidates, msg)
-    with _lock:
-        # A change that cleared the cache while we read must not be overwritten by what we read.
-        if generation == _generation:
-            if loaded:
-                _candidates, _loaded_at = candidates, time.monotonic()
-            if len(_cache) >= CACHE_SIZE:
-                del _cache[next(iter(_cache))]
-            _cache[msg] = route
+    # A route is as old as the bindings it was picked from: both expire CACHE_MAX_AGE after that read.
+    _routes.put(msg, route, ticket, read_at=bindings_ticket.read_at)
     return route
 
 
@@ -188,7 +166,7 @@ async def aresolve_route(*, channel="", account="", peer="", guild="", team="") 
     """`resolve_route` for async code: a cache hit costs no thread hop; a miss reads the database
     in a worker thread."""
     msg = _message(channel, account, peer, guild, team)
-    hit = _cached(msg)
+    hit, _ = _routes.get(msg)
     if hit is not None:
         return hit
     return await database_sync_to_async(_resolve)(msg)

@@ -2,6 +2,7 @@
 
 import itertools
 import random
+import time
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -16,7 +17,6 @@ from routing.resolver import (
     Candidate,
     Message,
     NoRoute,
-    _cache,
     aresolve_route,
     pick_binding,
     resolve_route,
@@ -25,6 +25,10 @@ from routing.resolver import (
 
 LEVELS = ["peer", "guild", "team", "account", "channel", "default"]
 FULL = Message(channel="telegram", account="bot1", peer="alice", guild="g1", team="t1")
+
+
+def cached(msg: Message) -> bool:
+    return resolver._routes.get(msg)[0] is not None
 
 
 def at_level(level: str, id: int, msg: Message = FULL) -> Candidate:
@@ -202,10 +206,10 @@ def test_a_save_clears_the_cache_again_when_its_transaction_commits(agents, djan
         binding.note = "edited"
         binding.save()
     resolve_route(peer="bob")
-    assert Message(peer="bob") in _cache
+    assert cached(Message(peer="bob"))
     for callback in callbacks:
         callback()
-    assert Message(peer="bob") not in _cache
+    assert not cached(Message(peer="bob"))
 
 
 @pytest.mark.django_db
@@ -214,8 +218,24 @@ def test_changes_that_send_no_signal_are_seen_once_the_cache_is_old(agents, monk
     assert resolve_route(peer="alice").agent == "main"
     Binding.objects.update(agent=agents["vip"])  # a bulk update: no signal
     assert resolve_route(peer="alice").agent == "main"
-    monkeypatch.setattr(resolver, "CACHE_MAX_AGE", -1.0)
+    later = time.monotonic() + resolver.CACHE_MAX_AGE
+    for cache in (resolver._bindings, resolver._routes):
+        monkeypatch.setattr(cache, "clock", lambda: later)
     assert resolve_route(peer="alice").agent == "vip"
+
+
+@pytest.mark.django_db
+def test_a_route_cached_late_expires_with_the_bindings_it_was_picked_from(agents, monkeypatch):
+    now = [1000.0]
+    for cache in (resolver._bindings, resolver._routes):
+        monkeypatch.setattr(cache, "clock", lambda: now[0])
+    Binding.objects.create(agent=agents["main"])
+    assert resolve_route(peer="alice").agent == "main"  # reads the bindings at 1000
+    Binding.objects.update(agent=agents["vip"])  # a bulk update: no signal
+    now[0] += resolver.CACHE_MAX_AGE - 1
+    assert resolve_route(peer="bob").agent == "main"  # picked from the bindings read at 1000
+    now[0] += 1
+    assert resolve_route(peer="bob").agent == "vip"
 
 
 @pytest.mark.django_db
@@ -223,8 +243,8 @@ def test_the_cache_keeps_at_most_cache_size_entries(agents):
     Binding.objects.create(agent=agents["main"])
     for i in range(CACHE_SIZE + 5):
         resolve_route(peer=f"p{i}")
-    assert len(_cache) == CACHE_SIZE
-    assert Message(peer="p0") not in _cache and Message(peer=f"p{CACHE_SIZE + 4}") in _cache
+    assert [cached(Message(peer=f"p{i}")) for i in range(5)] == [False] * 5
+    assert all(cached(Message(peer=f"p{i}")) for i in range(5, CACHE_SIZE + 5))
 
 
 @pytest.mark.django_db(transaction=True)
