@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 
 from agents.store import InvalidInput, StoreError, get_store
 from agents.store.shapes import parse_age
-from exoclaw.management.help import CommandWithExample
+from common.commands import CommandWithExample
 
 
 class Command(CommandWithExample):

@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 
 from agents.store import StoreError, get_store, redact
 from agents.store.schema import SCHEMA_VERSION
-from exoclaw.management.help import CommandWithExample
+from common.commands import CommandWithExample
 
 
 class Command(CommandWithExample):

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from agents.models import Agent
-from exoclaw.management.help import CommandWithExample
+from common.commands import CommandWithExample
 from exoclaw.models import ApiToken, hash_token
 from routing.models import Binding
 from sandbox.samples import register_samples

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from common.commands import CommandWithExample
 from exoclaw.configfile import write
-from exoclaw.management.help import CommandWithExample
 from exoclaw.tomlwrite import TomlWriteError
 
 

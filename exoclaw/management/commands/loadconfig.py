@@ -3,8 +3,8 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from common.commands import CommandWithExample
 from exoclaw.configfile import ConfigError, apply, read
-from exoclaw.management.help import CommandWithExample
 
 
 class Command(CommandWithExample):

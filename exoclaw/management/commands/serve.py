@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from common.commands import CommandWithExample
 from exoclaw.bind import is_loopback_host, parse_bind
-from exoclaw.management.help import CommandWithExample
 from exoclaw.models import ApiToken
 
 # Frames up to this many times GATEWAY_MAX_FRAME_BYTES reach the gateway, which answers them with a

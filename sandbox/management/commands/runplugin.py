@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from exoclaw.management.help import CommandWithExample
+from common.commands import CommandWithExample
 from sandbox.abi import PLAIN, ToolDef, decode_result, encode_call
 from sandbox.discovery import discover
 from sandbox.errors import SandboxError

@@ -1,3 +1,6 @@
+"""The base class of our management commands: `--help` keeps its example, and a database nobody
+migrated yet gets an instruction instead of a traceback."""
+
 from argparse import RawDescriptionHelpFormatter
 
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
