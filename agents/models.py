@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from exoclaw.validators import env_var_name
+from common.validators import env_var_name
 
 TOOL_PATTERN = re.compile(r"^(\*|[a-z0-9_-]+(\.([A-Za-z0-9_-]+|\*))?)$")
 

@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from exoclaw.validators import env_var_name
+from common.validators import env_var_name
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
