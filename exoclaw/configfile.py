@@ -16,7 +16,8 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 
 from agents.models import Agent
-from routing.models import MATCH_FIELDS, Binding
+from common.routefields import MATCH_FIELDS
+from routing.models import Binding
 from sandbox.models import CapabilityGrant, Plugin
 from webhooks.models import ChannelEndpoint
 

@@ -5,8 +5,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from agents.models import Agent
+from common.routefields import MATCH_FIELDS
 
-from .models import MATCH_FIELDS, Binding
+from .models import Binding
 from .resolver import NoRoute, level_of, resolve_route
 
 

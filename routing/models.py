@@ -1,16 +1,24 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-MATCH_FIELDS = ("channel", "account", "peer", "guild", "team")
+from common.routefields import FIELD_MAX_LENGTH, MATCH_FIELDS
 
 
 class Binding(models.Model):
     agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="bindings")
-    channel = models.CharField(max_length=128, blank=True, help_text="Channel name, e.g. webchat or telegram.")
-    account = models.CharField(max_length=128, blank=True, help_text="Account (bot or workspace) on the channel.")
-    peer = models.CharField(max_length=128, blank=True, help_text="One user or chat.")
-    guild = models.CharField(max_length=128, blank=True, help_text="A server or guild (Discord-style).")
-    team = models.CharField(max_length=128, blank=True, help_text="A team or workspace (Slack-style).")
+    channel = models.CharField(
+        max_length=FIELD_MAX_LENGTH, blank=True, help_text="Channel name, e.g. webchat or telegram."
+    )
+    account = models.CharField(
+        max_length=FIELD_MAX_LENGTH, blank=True, help_text="Account (bot or workspace) on the channel."
+    )
+    peer = models.CharField(max_length=FIELD_MAX_LENGTH, blank=True, help_text="One user or chat.")
+    guild = models.CharField(
+        max_length=FIELD_MAX_LENGTH, blank=True, help_text="A server or guild (Discord-style)."
+    )
+    team = models.CharField(
+        max_length=FIELD_MAX_LENGTH, blank=True, help_text="A team or workspace (Slack-style)."
+    )
     note = models.CharField(
         max_length=255, blank=True, help_text="Why this binding exists; shown in routing explanations."
     )

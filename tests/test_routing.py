@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.models import Agent
-from routing.models import MATCH_FIELDS, Binding
+from common.routefields import MATCH_FIELDS
+from routing.models import Binding
 from routing import resolver
 from routing.resolver import (
     CACHE_SIZE,
