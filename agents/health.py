@@ -1,4 +1,4 @@
-"""The session store's entry in the gateway's `status` method."""
+"""The session store's health, as the gateway's `status` method reports it (registered in `rpc.py`)."""
 
 from .store import get_store
 

@@ -83,3 +83,16 @@ class Agent(models.Model):
             raise ValidationError(
                 {"tools": f"Not a tool pattern: {', '.join(bad)}. Use plugin, plugin.tool, plugin.* or *."}
             )
+
+    # What a run needs of its agent, carried in the run's payload: the worker does not read the agents
+    # table again, and a run keeps the configuration it was accepted with.
+    SNAPSHOT_FIELDS = ("name", "provider", "model", "base_url", "api_key_env", "system_prompt", "temperature",
+                       "max_tokens", "max_tool_rounds", "request_timeout", "context_messages", "tools", "busy_policy")
+
+    def snapshot(self) -> dict:
+        return {f: getattr(self, f) for f in self.SNAPSHOT_FIELDS}
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict) -> "Agent":
+        """An unsaved Agent as it was when the run was accepted."""
+        return cls(**snapshot)

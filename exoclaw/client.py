@@ -29,7 +29,6 @@ REASONS = {
     "rate_limited": "Too many requests at once. Wait a moment and try again.",
     "frame_too_large": "The message is too large for the server.",
     "too_many_runs": "Too many replies are running on this connection. Wait for one to finish.",
-    "not_available_yet": "The server does not offer this yet: the part that does it is not installed.",
     "method_not_found": "The server does not know this request; it may be an older version.",
     "invalid_params": "The request was malformed.",
     "parse_error": "The request was malformed.",

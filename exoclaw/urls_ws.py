@@ -2,12 +2,12 @@
 
 from django.urls import path
 
-from agents.runtime.consumer import AgentRunConsumer
-from agents.runtime.runs import RUNS_CHANNEL
+from agents.runtime.worker import RUNS_CHANNEL, AgentRunConsumer
 from exoclaw.gateway.consumer import GatewayConsumer
 
 websocket_urlpatterns = [
     path("ws", GatewayConsumer.as_asgi()),
 ]
-# Served by `manage.py runworker agent-runs` over Redis, or inside the gateway process (agents/runtime/runs.py).
+# Served by `manage.py runworker agent-runs` over Redis, or inside the process that accepts the run
+# (agents/runtime/worker.py).
 channel_routes = {RUNS_CHANNEL: AgentRunConsumer.as_asgi()}

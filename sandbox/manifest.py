@@ -88,12 +88,14 @@ def grant_from_fields(row) -> Grant:
     )
 
 
-def effective_grant(rows: Iterable, agent_id: int | None) -> Grant:
-    """The grant for one agent among a plug-in's grant rows: its own, else the plug-in's default, else deny-all."""
+def effective_grant(rows: Iterable, agent: str | None) -> Grant:
+    """The grant for the agent named `agent` among a plug-in's grant rows (their `agent` loaded): its
+    own, else the plug-in's default, else deny-all. `agent` None: the default."""
     rows = list(rows)
-    for row in rows:
-        if agent_id is not None and row.agent_id == agent_id:
-            return grant_from_fields(row)
+    if agent is not None:
+        for row in rows:
+            if row.agent_id is not None and row.agent.name == agent:
+                return grant_from_fields(row)
     for row in rows:
         if row.agent_id is None:
             return grant_from_fields(row)

@@ -109,7 +109,7 @@ class Plugin(models.Model):
         """Run tool discovery (describe, or the declared tools) and store the ABI and tools it finds."""
         from .discovery import discover
         from .errors import SandboxError
-        from .tools import get_host
+        from .process_host import get_host
 
         try:
             abi, tools = discover(get_host(), self.spec(with_bytes=True), self.declared_tools)

@@ -1,6 +1,7 @@
 """The sandbox's pure rules: grants, manifests, config and secrets, the ABIs, error mapping."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,8 +13,9 @@ from sandbox.manifest import DENY_ALL, Grant, PathGrant, build_manifest, effecti
 class Row:
     """Stands in for a CapabilityGrant row: effective_grant only reads these attributes."""
 
-    def __init__(self, agent_id, **fields):
-        self.agent_id = agent_id
+    def __init__(self, agent, **fields):
+        self.agent_id = None if agent is None else len(agent)
+        self.agent = None if agent is None else SimpleNamespace(name=agent)
         defaults = dict(
             allowed_hosts=[], allowed_paths=[], memory_mb=16, timeout_ms=5000, max_http_response_bytes=1024,
             max_output_bytes=2048, max_concurrency=4, config={}, secret_env={},
@@ -23,14 +25,14 @@ class Row:
 
 
 def test_agent_specific_grant_wins_over_the_default():
-    rows = [Row(None, allowed_hosts=["default.example"]), Row(7, allowed_hosts=["agent7.example"])]
-    assert effective_grant(rows, 7).allowed_hosts == ("agent7.example",)
-    assert effective_grant(rows, 8).allowed_hosts == ("default.example",)
+    rows = [Row(None, allowed_hosts=["default.example"]), Row("seven", allowed_hosts=["agent7.example"])]
+    assert effective_grant(rows, "seven").allowed_hosts == ("agent7.example",)
+    assert effective_grant(rows, "eight").allowed_hosts == ("default.example",)
     assert effective_grant(rows, None).allowed_hosts == ("default.example",)
 
 
 def test_without_any_grant_nothing_is_allowed():
-    grant = effective_grant([Row(3, allowed_hosts=["other-agent.example"])], 4)
+    grant = effective_grant([Row("three", allowed_hosts=["other-agent.example"])], "four")
     assert grant == DENY_ALL
     assert (grant.allowed_hosts, grant.allowed_paths, grant.memory_mb, grant.timeout_ms) == ((), (), 16, 5000)
 

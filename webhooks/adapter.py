@@ -8,7 +8,7 @@ import json
 
 from sandbox.errors import SandboxError
 from sandbox.manifest import effective_grant
-from sandbox.tools import get_host
+from sandbox.process_host import get_host
 
 
 class AdapterFailed(Exception):

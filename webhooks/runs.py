@@ -1,18 +1,15 @@
-"""Running the agent for a webhook message through `chat.send` itself, and collecting its reply.
+"""Running the agent for a webhook message on the run service, and collecting its reply.
 
-The webhook acts as one more gateway connection: a real gateway `Context` whose notifications go
-to a queue instead of a socket. So routing, the session and its history, the busy policy,
-idempotency, dispatch to workers and persistence are exactly those of a WebSocket client.
+Routing, the session and its history, the busy policy, idempotency, handing the run to a worker and
+persistence are those of every other way in (`agents.runtime.service`).
 """
 
 import asyncio
-import json
 from dataclasses import dataclass
 
-from agents.runtime.methods import MAX_TEXT, chat_send
+from agents.runtime import service
 from agents.store import get_store
-from exoclaw.gateway.context import Context
-from exoclaw.gateway.errors import RpcError
+from routing.resolver import Message
 
 # A run always ends (the runtime's reaper ends runs whose worker died); this only bounds a wait
 # that something outside the runtime broke.
@@ -26,10 +23,6 @@ class Outcome:
     session_key: str = ""
     reply: str = ""
     error: str = ""
-
-
-async def _nothing(_group: str) -> None:
-    return None
 
 
 def reply_text(events: list[dict]) -> str:
@@ -56,53 +49,28 @@ async def _reply_from_history(session_key: str, run_id: str) -> str:
         before = page["messages"][0]["seq"]
 
 
-async def run_agent(*, text: str, channel: str, account: str, peer: str, guild: str, team: str, idempotency_key: str) -> Outcome:
-    if len(text) > MAX_TEXT:
-        return Outcome(error=f"the message is longer than {MAX_TEXT} characters")
-    events: asyncio.Queue = asyncio.Queue()
-
-    async def send_text(frame: str) -> None:
-        message = json.loads(frame)
-        if message.get("method") == "chat.event":
-            events.put_nowait(message["params"])
-
-    ctx = Context(
-        connection_id=f"webhook:{channel}:{idempotency_key or id(events)}",
-        channel_name="",
-        client=f"webhook:{channel}",
-        max_runs=1,
-        send_text=send_text,
-        group_add=_nothing,
-        group_discard=_nothing,
-    )
+async def run_agent(text: str, route: Message, *, idempotency_key: str) -> Outcome:
     outcome = Outcome()
     try:
-        started = await chat_send(
-            ctx, text=text, agent="", idempotency_key=idempotency_key,
-            channel=channel, account=account, peer=peer, guild=guild, team=team,
-        )  # fmt: skip
-        outcome.run_id, outcome.agent, outcome.session_key = started["run_id"], started["agent"], started["session_key"]
+        started = await service.start(
+            service.Origin(f"webhook:{route.channel}", "webhook"), text, route=route, idempotency_key=idempotency_key
+        )
+        outcome.run_id, outcome.agent, outcome.session_key = started.run_id, started.agent, started.session_key
         seen = []
         async with asyncio.timeout(RUN_WAIT_SECONDS):
-            while True:
-                event = await events.get()
+            async for event in service.events(started.run_id, admitted=started.admitted):
                 seen.append(event)
                 if event["type"] == "error":
                     outcome.error = f"{event.get('reason', 'error')}: {event.get('message', '')}"
-                    break
-                if event["type"] == "done":
-                    if event.get("stop_reason") == "aborted":
-                        outcome.error = "the run was aborted"
-                    break
+                elif event["type"] == "done" and event.get("stop_reason") == "aborted":
+                    outcome.error = "the run was aborted"
         outcome.reply = "" if outcome.error else reply_text(seen)
         if not outcome.error and not any(e["type"] == "delta" for e in seen):
             # Only its ending came (the run had ended before this process followed it, and its events
             # are gone): the session history has what it said.
             outcome.reply = await _reply_from_history(outcome.session_key, outcome.run_id)
-    except RpcError as e:
+    except service.ServiceError as e:
         outcome.error = str(e)
     except TimeoutError:
         outcome.error = f"the run did not end within {RUN_WAIT_SECONDS:.0f} s"
-    finally:
-        await ctx.close()
     return outcome

@@ -15,7 +15,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import adapter, dispatch
+from . import adapter, inbound
 from .endpoints import get_endpoint
 from .messages import AdapterOutputError, Skipped, dedupe_key, parse_incoming_output
 from .models import ChannelEndpoint, InboundEvent
@@ -43,7 +43,7 @@ def _declared_length(request) -> int:
 @require_POST
 async def hook(request, channel: str):
     # A server that was restarted starts taking over what its predecessor left unfinished here.
-    dispatch.ensure_keeper()
+    inbound.ensure_keeper()
     endpoint = await get_endpoint(channel)
     if endpoint is None:
         return _error(404, "not_found", f"No enabled channel named {channel!r}.")
@@ -89,12 +89,12 @@ async def hook(request, channel: str):
             team=parsed.team,
             message_id=parsed.message_id,
             content=parsed.content,
-            owner=dispatch.PROCESS,
-            lease_until=dispatch.lease_until(),
+            owner=inbound.PROCESS,
+            lease_until=inbound.lease_until(),
         )
     except IntegrityError:
         return JsonResponse({"ok": True, "duplicate": True})
-    dispatch.start(event, parsed.content)
+    inbound.start(event, parsed.content)
     return JsonResponse({"ok": True, "event": event.pk})
 
 

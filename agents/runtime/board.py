@@ -9,18 +9,24 @@
 An event appended after a run's terminal event is refused, so exactly one of a run's writers (its
 worker, an abort, a reaper) ends it, and a worker that lost its lease learns it on its next append.
 
-Followers (gateway connections) read a run's log from the last `seq` they sent and block until more
-arrives (`wait_events`), so every client gets each event exactly once and in order, whether it
-joined at the start, reconnected, or was slow.
+Readers of a run's events (`service.events`) read its log from the last `seq` they got and block
+until more arrives (`wait_events`), so every client gets each event exactly once and in order,
+whether it joined at the start, reconnected, or was slow. Events do not travel as channel-layer
+messages: a layer drops messages for a full channel, and a client that reconnects needs what it missed.
 
 `MemoryBoard` serves a single process (the in-memory channel layer); `RedisBoard` keeps the same
 state in Redis with one Lua script per operation, so every step is atomic across processes.
+`get_board()` picks the one that matches the default channel layer, so `REDIS_URL` is the only switch.
 """
 
 import asyncio
 import json
 import time
+import weakref
 from dataclasses import dataclass
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
 TERMINAL = ("done", "error", "aborted")
 MAX_WAIT_SECONDS = 5.0  # the longest a follower blocks in one wait_events call
@@ -36,11 +42,15 @@ class Admission:
     start: bool  # True: dispatch now; False: waiting in the session's queue
 
 
-def _event_with_seq(run_id: str, session_key: str, seq: int, body: dict) -> dict:
+def make_event(run_id: str, session_key: str, seq: int, body: dict) -> dict:
+    """A run event as every reader receives it: the run, its session, its place in the log, its body."""
     return {"run_id": run_id, "session_key": session_key, "seq": seq, **body}
 
 
 class MemoryBoard:
+    # It sees only this process's runs: a run it does not know may be live in another process.
+    shared = False
+
     def __init__(self, events_ttl: float = 86400):
         self.events_ttl = events_ttl
         self.ended: dict[str, float] = {}  # run id -> when it ended, for forgetting it after events_ttl
@@ -111,7 +121,7 @@ class MemoryBoard:
             run["status"] = terminal
             self.leases.pop(run_id, None)
             self.ended[run_id] = time.monotonic()
-        event = _event_with_seq(run_id, run["payload"]["session_key"], len(log), body)
+        event = make_event(run_id, run["payload"]["session_key"], len(log), body)
         woken = False
         for w in self.waiters.pop(run_id, []):
             if not w.done():
@@ -149,7 +159,7 @@ class MemoryBoard:
             return []
         key = run["payload"]["session_key"]
         log = self.logs.get(run_id, [])
-        return [_event_with_seq(run_id, key, i + 1, b) for i, b in enumerate(log) if i + 1 > after_seq]
+        return [make_event(run_id, key, i + 1, b) for i, b in enumerate(log) if i + 1 > after_seq]
 
     async def run(self, run_id: str) -> dict | None:
         """`{"payload", "status", "owner"}` of a run this board knows, else None."""
@@ -226,6 +236,8 @@ return n
 
 
 class RedisBoard:
+    shared = True
+
     def __init__(self, url: str, prefix: str, events_ttl: int = 86400, max_connections: int = 2000):
         import redis.asyncio as aioredis
 
@@ -279,7 +291,7 @@ class RedisBoard:
         seq = await self._append(keys=keys, args=[json.dumps(body), terminal, only_if, self.events_ttl, run_id])
         if not seq:
             return None
-        return _event_with_seq(run_id, await self._session_key(run_id), int(seq), body)
+        return make_event(run_id, await self._session_key(run_id), int(seq), body)
 
     def _remember(self, run_id: str, session_key: str) -> None:
         if len(self._keys) > 10_000:
@@ -297,7 +309,7 @@ class RedisBoard:
         return key
 
     def _decode(self, run_id: str, key: str, rows) -> list[dict]:
-        return [_event_with_seq(run_id, key, int(i.split(b"-")[1]), json.loads(f[b"e"])) for i, f in rows]
+        return [make_event(run_id, key, int(i.split(b"-")[1]), json.loads(f[b"e"])) for i, f in rows]
 
     async def events_after(self, run_id: str, after_seq: int) -> list[dict]:
         key = await self._session_key(run_id)
@@ -331,3 +343,36 @@ class RedisBoard:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
+_boards: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisBoard]" = weakref.WeakKeyDictionary()
+_memory_boards: "weakref.WeakKeyDictionary[object, MemoryBoard]" = weakref.WeakKeyDictionary()
+
+
+def distributed(layer=None) -> bool:
+    """Whether runs cross processes: the default channel layer is a shared one (Redis)."""
+    return not isinstance(layer or get_channel_layer(), InMemoryChannelLayer)
+
+
+def get_board() -> MemoryBoard | RedisBoard:
+    layer = get_channel_layer()
+    if not distributed(layer):
+        # One board per in-memory layer: the layer and the board hold the same process's runs.
+        board = _memory_boards.get(layer)
+        if board is None:
+            board = _memory_boards[layer] = MemoryBoard(settings.AGENT_RUN_EVENTS_TTL)
+        return board
+    loop = asyncio.get_running_loop()
+    board = _boards.get(loop)
+    if board is None:
+        # redis.asyncio connections belong to the loop that opened them.
+        host = layer.hosts[0]
+        board = _boards[loop] = RedisBoard(
+            host["address"], layer.prefix, settings.AGENT_RUN_EVENTS_TTL, host.get("max_connections", 2000)
+        )
+    return board
+
+
+async def publish(run_id: str, body: dict, *, terminal: str = "", only_if: str = "") -> dict | None:
+    """Append an event to the run's log, where its readers pick it up; None if the run had already ended."""
+    return await get_board().append(run_id, body, terminal=terminal, only_if=only_if)

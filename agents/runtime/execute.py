@@ -1,4 +1,4 @@
-"""Executing one run on a worker: load the agent and its context, run the tool loop, persist, publish.
+"""Executing one run: load its context and tools, run the tool loop, persist, publish its events.
 
 Every completed message is stored before the next event that depends on it, and always before
 `done`. A run that ends early (abort, LLM error, a crash) stores the partial assistant text with a
@@ -10,12 +10,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
+from agents.models import Agent
+from agents.providers import get_provider, request_for
 
 from . import persist
+from .board import publish
 from .loop import LLMFailed, Transcript, run_tool_loop
-from .runs import dispatch, get_board, publish
-from .toolexec import load_toolbox, make_executor, make_stream
+from .tools import load_toolbox, make_executor
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,14 @@ def ms_since(wall_start: float) -> float:
     return round((time.time() - wall_start) * 1000, 3)
 
 
-async def heartbeat(run_id: str) -> None:
-    """Renew the run's lease until cancelled."""
-    ttl = settings.AGENT_RUN_LEASE_SECONDS
-    board = get_board()
-    while True:
-        await asyncio.sleep(ttl / 3)
-        await board.renew(run_id, ttl)
+def make_stream(agent: Agent):
+    provider = get_provider(agent)
 
+    def stream(messages: list[dict], specs):
+        # A copy: the loop appends to its list while the provider may still hold the request.
+        return provider.stream(request_for(agent, list(messages), specs))
 
-async def release_and_continue(payload: dict) -> None:
-    """Free the session and start the next run waiting for it, if any."""
-    nxt = await get_board().release(payload["session_key"], payload["run_id"], settings.AGENT_RUN_CLAIM_SECONDS)
-    if nxt is not None:
-        await dispatch(nxt)
+    return stream
 
 
 async def _close_interrupted(store, transcript: Transcript, marker: str, why: str) -> None:
@@ -66,6 +61,8 @@ def _usage(t: Transcript) -> dict:
 
 
 async def execute_run(payload: dict, control: RunControl) -> None:
+    """Run the tool loop for a claimed run; the run's outcome is stored and published however it ends.
+    The caller frees the session afterwards."""
     run_id = payload["run_id"]
     first_delta_ms = None
     begun: asyncio.Future | None = None
@@ -104,10 +101,12 @@ async def execute_run(payload: dict, control: RunControl) -> None:
         await persist.add_message(payload, message, interrupted=interrupted)
 
     try:
-        agent = persist.agent_from(payload["agent_config"])
+        agent = Agent.from_snapshot(payload["agent_snapshot"])
         # Both come before the LLM request and neither needs the other: the store read and the
         # tools' query (a thread hop) overlap.
-        context, toolbox = await asyncio.gather(persist.context(payload, agent.context_messages), load_toolbox(agent))
+        context, toolbox = await asyncio.gather(
+            persist.context(payload, agent.context_messages), load_toolbox(list(agent.tools or []))
+        )
         user = {"role": "user", "content": [{"type": "text", "text": payload["text"]}]}
         # Written while the LLM is asked rather than before: the first delta does not wait for two
         # durable writes. Every later write waits for these, so the history keeps its order (and
@@ -117,7 +116,7 @@ async def execute_run(payload: dict, control: RunControl) -> None:
             messages=context + [user],
             toolbox=toolbox,
             stream=make_stream(agent),
-            execute=make_executor(agent),
+            execute=make_executor(agent.name),
             emit=emit,
             transcript=transcript,
             max_tool_rounds=agent.max_tool_rounds,
@@ -140,5 +139,3 @@ async def execute_run(payload: dict, control: RunControl) -> None:
         await _close_interrupted(store_after_failure, transcript, "error", "Not run: the run failed.")
         message = "The run failed inside exoclaw; the server log has the details."
         await finish("error", {"type": "error", "reason": "internal_error", "message": message}, error=message)
-    finally:
-        await release_and_continue(payload)

@@ -19,16 +19,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from agents.providers.base import Error, Stop, TextDelta, ToolCallEnd, ToolSpec, Usage
 
-from .tools import Toolbox
-
-
-@dataclass
-class ToolOutcome:
-    content: str
-    is_error: bool = False
-    error_kind: str | None = None
-    duration_ms: float = 0.0
-
+from .tools import Toolbox, ToolOutcome
 
 class LLMFailed(Exception):
     """The provider ended a turn with an error event."""

@@ -1,26 +1,11 @@
-"""What a run reads from and writes to the session store and the agents table."""
+"""What a run reads from and writes to the session store."""
 
 import json
 from collections import OrderedDict
 
-from agents.models import Agent
 from agents.store import InvalidInput, get_store
 
 OUTCOMES = {"timeout": "timeout", "cancelled": "cancelled", "not_allowed": "denied", "denied": "denied"}
-
-
-# What a run needs of its agent, carried in the run's payload: the worker does not read the agents
-# table again, and a run keeps the configuration it was accepted with.
-AGENT_FIELDS = ("name", "provider", "model", "base_url", "api_key_env", "system_prompt", "temperature", "max_tokens",
-                "max_tool_rounds", "request_timeout", "context_messages", "tools", "busy_policy")
-
-
-def agent_config(agent: Agent) -> dict:
-    return {f: getattr(agent, f) for f in AGENT_FIELDS}
-
-
-def agent_from(config: dict) -> Agent:
-    return Agent(**config)
 
 
 def trim_context(messages: list[dict]) -> list[dict]:

@@ -1,28 +1,45 @@
-"""The tools one run may call.
+"""The tools one run may call, and calling them in the sandbox.
 
 An agent's allowlist (`Agent.tools`) holds patterns: `plugin` or `plugin.*` (every tool of a plugin),
-`plugin.tool` (one tool) and `*` (everything); `sandbox.tools.tool_allowed` is the one place that
-matches them. Tools are named `plugin.tool` throughout; the providers map those names to what
-their APIs accept (`agents.providers.base.ToolNameMap`).
+`plugin.tool` (one tool) and `*` (everything). `tool_allowed` is the one place that matches them: a
+run's `Toolbox` is built once from the agent snapshot the run was accepted with, and the LLM can
+reach nothing outside it (it may invent names; `lookup` finds only what the box holds). Tools are
+named `plugin.tool` throughout; the providers map those names to what their APIs accept
+(`agents.providers.base.ToolNameMap`).
 """
 
+import asyncio
 from dataclasses import dataclass, field
 
 from agents.providers.base import ToolSpec
 from sandbox.tools import ToolSpec as SandboxTool
-from sandbox.tools import tool_allowed
+from sandbox.tools import call_tool, list_tools
 
 
 @dataclass
+class ToolOutcome:
+    content: str
+    is_error: bool = False
+    error_kind: str | None = None
+    duration_ms: float = 0.0
+
+# How long an aborted run waits for the sandbox to confirm that a plugin stopped. The sandbox keeps
+# stopping it after that (at the latest the grant's timeout ends it); the run does not wait longer.
+STOP_GRACE_SECONDS = 1.0
+
+
+def tool_allowed(patterns: list[str], plugin: str, tool: str) -> bool:
+    """Whether an allowlist ("*", "plugin", "plugin.tool", "plugin.*") lets an agent use plugin.tool."""
+    return any(p in ("*", plugin, f"{plugin}.*", f"{plugin}.{tool}") for p in patterns)
+
+
+@dataclass(frozen=True)
 class Toolbox:
-    patterns: list[str]
     tools: dict[str, SandboxTool] = field(default_factory=dict)
 
     @classmethod
     def build(cls, patterns: list[str], tools: list[SandboxTool]) -> "Toolbox":
-        box = cls(list(patterns))
-        box.tools = {t.qualified_name: t for t in tools if tool_allowed(patterns, t.plugin, t.name)}
-        return box
+        return cls({t.qualified_name: t for t in tools if tool_allowed(patterns, t.plugin, t.name)})
 
     def specs(self) -> tuple[ToolSpec, ...]:
         """Tool definitions for the LLM request, in a stable order."""
@@ -31,6 +48,26 @@ class Toolbox:
         )
 
     def lookup(self, name: str) -> SandboxTool | None:
-        """The tool behind an LLM-chosen name, checked against the allowlist again: the LLM may invent names."""
-        t = self.tools.get(name)
-        return t if t is not None and tool_allowed(self.patterns, t.plugin, t.name) else None
+        """The tool behind an LLM-chosen name, or None for a name outside this run's toolbox."""
+        return self.tools.get(name)
+
+
+async def load_toolbox(patterns: list[str]) -> Toolbox:
+    return Toolbox.build(patterns, await list_tools() if patterns else [])
+
+
+def make_executor(agent_name: str):
+    """Run a toolbox's tool in the sandbox under the plugin's grant for this agent."""
+
+    async def execute(tool: SandboxTool, arguments: dict) -> ToolOutcome:
+        call = asyncio.ensure_future(call_tool(tool.plugin, tool.name, arguments, grant_scope=agent_name))
+        try:
+            result = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # Cancelling the call is what stops the plugin inside the sandbox (Extism's cancel handle).
+            call.cancel()
+            await asyncio.wait({call}, timeout=STOP_GRACE_SECONDS)
+            raise
+        return ToolOutcome(result.content, result.is_error, result.error_kind, result.duration_ms)
+
+    return execute

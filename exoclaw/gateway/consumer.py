@@ -1,4 +1,4 @@
-"""The WebSocket end of the gateway: decides who may connect, then hands each frame to the dispatcher."""
+"""The WebSocket end of the gateway: decides who may connect, then hands each frame to `frames.handle_frame`."""
 
 import asyncio
 import logging
@@ -6,11 +6,11 @@ import uuid
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import methods  # noqa: F401  (registers the built-in methods)
+from . import methods  # noqa: F401  (registers ping, auth and status)
 from .auth import authenticate_handshake, client_address, origin_allowed
 from .context import Context
-from .dispatch import handle_frame
 from .errors import RateLimited, RpcError, Unauthorized
+from .frames import handle_frame
 from .jsonrpc import encode, notification
 from .limits import Limits, TokenBucket
 from .notify import connection_group

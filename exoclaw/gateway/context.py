@@ -24,12 +24,6 @@ class RunSlot:
             self._held = False
             self._ctx.runs -= 1
 
-    async def __aenter__(self) -> "RunSlot":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.release()
-
 
 class Context:
     """Per-connection state passed to every handler as its first argument.

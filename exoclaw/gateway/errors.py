@@ -1,6 +1,6 @@
 """Every error the gateway can answer, mapped once to its JSON-RPC code.
 
-Handlers raise these; the dispatcher turns them into error objects. Anything else a handler raises
+Handlers raise these; `frames.handle_frame` turns them into error objects. Anything else a handler raises
 becomes an Internal error whose details stay in the server log. Each error carries a stable `reason`
 string in `data` that clients may switch on; `message` is for people.
 """
@@ -26,7 +26,6 @@ RATE_LIMITED = Code(-32003, "Rate limited", "Too many requests or failed logins;
 NOT_FOUND = Code(-32004, "Not found", "The thing asked for does not exist.")
 SESSION_BUSY = Code(-32005, "Session busy", "The session already has a run and its agent rejects new ones.")
 PAYLOAD_TOO_LARGE = Code(-32006, "Payload too large", "The frame is too big, too deeply nested or the batch too long.")
-NOT_AVAILABLE = Code(-32007, "Not available", "The method is reserved but its implementation is not installed yet.")
 TOO_MANY_RUNS = Code(-32008, "Too many runs", "This connection already has the maximum number of runs going.")
 
 CODES = (
@@ -41,7 +40,6 @@ CODES = (
     NOT_FOUND,
     SESSION_BUSY,
     PAYLOAD_TOO_LARGE,
-    NOT_AVAILABLE,
     TOO_MANY_RUNS,
 )
 
@@ -116,10 +114,6 @@ class SessionBusy(RpcError):
 
 class PayloadTooLarge(RpcError):
     kind, reason = PAYLOAD_TOO_LARGE, "frame_too_large"
-
-
-class NotAvailable(RpcError):
-    kind, reason = NOT_AVAILABLE, "not_available_yet"
 
 
 class TooManyRuns(RpcError):

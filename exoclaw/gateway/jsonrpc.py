@@ -1,6 +1,6 @@
 """JSON-RPC 2.0 envelopes: decode a frame, split it into requests, build and encode responses.
 
-Pure functions with no Django or Channels imports; the dispatcher and the tests call them directly.
+Pure functions with no Django or Channels imports; `frames.py` and the tests call them directly.
 Follows https://www.jsonrpc.org/specification: a request without an `id` member is a notification
 and is never answered; an invalid request is answered even without an id (with `"id": null`).
 """

@@ -1,6 +1,7 @@
 """The method table: name → handler, the scope it needs and its parameters.
 
-Another module adds or replaces a method with one decorator, typically from its AppConfig.ready():
+Each app adds its methods with one decorator in its own `rpc.py`, imported from its
+AppConfig.ready() (the gateway itself knows only `ping`, `auth` and `status`):
 
     from exoclaw.gateway.registry import Param, method
 
@@ -16,10 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidParams, NotAvailable
+from .errors import InvalidParams
 
 SCOPES = ("chat", "sessions:read", "sessions:write", "admin")
-ANY_PARAMS = "any"
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -30,6 +30,19 @@ class Param:
     required: bool = False
     default: Any = None
     max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def check(self, name: str, value: Any) -> None:
+        if not _is_kind(value, self.kind):
+            kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+            raise InvalidParams(name, "must be " + " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds))
+        if self.max_length is not None and len(value) > self.max_length:
+            raise InvalidParams(name, f"is longer than {self.max_length}")
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            if self.maximum is None:
+                raise InvalidParams(name, f"must be {self.minimum} or more")
+            raise InvalidParams(name, f"must be from {self.minimum} to {self.maximum}")
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object", list: "an array"}
@@ -63,11 +76,7 @@ def bind_params(name: str, spec: dict[str, Param] | None, params: Any) -> dict:
             bound[key] = p.default
             continue
         value = params[key]
-        if not _is_kind(value, p.kind):
-            kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
-            raise InvalidParams(key, "must be " + " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds))
-        if p.max_length is not None and len(value) > p.max_length:
-            raise InvalidParams(key, f"is longer than {p.max_length}")
+        p.check(key, value)
         bound[key] = value
     return bound
 
@@ -77,21 +86,11 @@ class Method:
     name: str
     handler: Handler
     scope: str | None
-    params: dict[str, Param] | str | None = None
+    params: dict[str, Param] | None = None
     public: bool = False
-    reserved: bool = False
 
     def bind(self, params: Any) -> dict:
-        if self.params == ANY_PARAMS:
-            return {}
         return bind_params(self.name, self.params, params)
-
-
-def _not_available(name: str) -> Handler:
-    async def handler(ctx):
-        raise NotAvailable(f"{name} is reserved; its implementation is not installed yet", method=name)
-
-    return handler
 
 
 @dataclass
@@ -104,7 +103,7 @@ class Registry:
         handler: Handler,
         *,
         scope: str | None,
-        params: dict[str, Param] | str | None = None,
+        params: dict[str, Param] | None = None,
         public: bool = False,
     ) -> Method:
         """Add `name`, replacing whatever had that name. `scope` None: any authenticated principal;
@@ -115,17 +114,12 @@ class Registry:
         self.methods[name] = m
         return m
 
-    def method(self, name: str, *, scope: str | None, params: dict[str, Param] | str | None = None, public: bool = False):
+    def method(self, name: str, *, scope: str | None, params: dict[str, Param] | None = None, public: bool = False):
         def decorator(handler: Handler) -> Handler:
             self.register(name, handler, scope=scope, params=params, public=public)
             return handler
 
         return decorator
-
-    def reserve(self, name: str, *, scope: str) -> None:
-        """Hold `name` for a later part: it answers Not available until someone registers it."""
-        if name not in self.methods:
-            self.methods[name] = Method(name, _not_available(name), scope, ANY_PARAMS, reserved=True)
 
     def get(self, name: str) -> Method | None:
         return self.methods.get(name)
@@ -134,12 +128,3 @@ class Registry:
 registry = Registry()
 method = registry.method
 
-for _name, _scope in (
-    ("chat.send", "chat"),
-    ("chat.abort", "chat"),
-    ("chat.subscribe", "chat"),
-    ("sessions.list", "sessions:read"),
-    ("sessions.history", "sessions:read"),
-    ("sessions.reset", "sessions:write"),
-):
-    registry.reserve(_name, scope=_scope)

@@ -143,7 +143,6 @@ class Command(CommandWithExample):
         return self._registered(target, options, config)
 
     def _registered(self, name, options, config):
-        from agents.models import Agent
         from sandbox.models import Plugin
 
         plugin = Plugin.objects.filter(name=name).first()
@@ -152,13 +151,11 @@ class Command(CommandWithExample):
             raise CommandError(f"no plugin named {name!r} and no file at that path (plugins: {known})", returncode=2)
         if not plugin.enabled:
             self.stderr.write(f"note: plugin {name} is disabled; agents cannot use it")
-        agent_id = None
-        if options["agent"]:
-            agent = Agent.objects.filter(name=options["agent"]).first()
-            if agent is None:
-                raise CommandError(f"no agent named {options['agent']!r}", returncode=2)
-            agent_id = agent.pk
-        stored = effective_grant(plugin.grants.all(), agent_id)
+        grants = plugin.grants.select_related("agent")
+        agent = options["agent"]
+        if agent and not any(g.agent_id is not None and g.agent.name == agent for g in grants):
+            self.stderr.write(f"note: {name} has no grant for an agent named {agent!r}; using its default grant")
+        stored = effective_grant(grants, agent)
         grant = self._flag_grant(options, stored)
         problems = narrowing_violations(stored, grant)
         if problems and not options["unsafe_override"]:

@@ -1,4 +1,5 @@
-"""After the webhook has answered: route the message, run the agent, deliver its reply.
+"""Inbound events after the webhook has answered: run the agent, deliver its reply, and take over
+the events of a process that stopped.
 
 Runs as a task on the event loop that served the webhook; every outcome lands on the
 `InboundEvent` row (and on the run in the session store), so nothing fails silently.
@@ -21,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.store import get_store
+from routing.resolver import Message
 
 from . import adapter
 from .delivery import DeliveryError, RetryPolicy, send
@@ -159,10 +161,10 @@ async def process(event: InboundEvent, content: str) -> None:
     channel = event.endpoint.name
     # Per message, also for platforms that send no update id: a process taking the event over
     # follows the run this key started rather than starting another.
+    route = Message(channel=channel, account=event.account, peer=event.peer, guild=event.guild, team=event.team)
     outcome = await run_agent(
-        text=content, channel=channel, account=event.account, peer=event.peer, guild=event.guild,
-        team=event.team, idempotency_key=f"webhook:{channel}:{event.update_id or f'event-{event.pk}'}",
-    )  # fmt: skip
+        content, route, idempotency_key=f"webhook:{channel}:{event.update_id or f'event-{event.pk}'}"
+    )
     event.run_id, event.agent, event.session_key = outcome.run_id, outcome.agent, outcome.session_key
     if outcome.error:
         log.warning("channel %s: inbound event %s: %s", channel, event.pk, outcome.error)
