@@ -194,20 +194,30 @@ async def test_chat_and_session_methods_are_behind_their_scope(make_token, metho
     await c.disconnect()
 
 
-async def test_another_module_can_fill_a_reserved_method_with_one_decorator(admin):
+async def test_an_app_adds_a_method_with_one_decorator(admin):
     from exoclaw.gateway.registry import registry
 
-    reserved = registry.get("chat.send")
-
-    @registry.method("chat.send", scope="chat", params={"text": Param(str, required=True)})
-    async def chat_send(ctx, *, text):
+    @registry.method("probe.echo", scope="chat", params={"text": Param(str, required=True)})
+    async def echo(ctx, *, text):
         return {"echo": text, "principal": ctx.principal.name}
 
     try:
-        reply = await call(admin, "chat.send", {"text": "hi"})
+        reply = await call(admin, "probe.echo", {"text": "hi"})
         assert reply["result"]["echo"] == "hi" and reply["result"]["principal"].startswith("token:")
     finally:
-        registry.methods["chat.send"] = reserved
+        registry.methods.pop("probe.echo")
+
+
+async def test_each_app_registers_its_own_methods_and_the_gateway_only_its_own():
+    from exoclaw.gateway.registry import registry
+
+    owners = {name: m.handler.__module__ for name, m in registry.methods.items()}
+    assert owners == {
+        "ping": "exoclaw.gateway.methods", "auth": "exoclaw.gateway.methods", "status": "exoclaw.gateway.methods",
+        **{n: "agents.rpc" for n in ("chat.send", "chat.abort", "chat.subscribe", "sessions.list",
+                                     "sessions.history", "sessions.reset", "sessions.follow", "agents.list")},
+        "plugin.list": "sandbox.rpc", "routing.resolve": "routing.rpc",
+    }
 
 
 async def test_parse_error_then_the_connection_is_still_usable(admin):
@@ -271,7 +281,7 @@ async def test_an_exception_in_a_method_is_an_internal_error_without_details(adm
         raise RuntimeError("database password is hunter2")
 
     probe_methods("probe.explode", explode)
-    with caplog.at_level(logging.ERROR, logger="exoclaw.gateway.dispatch"):
+    with caplog.at_level(logging.ERROR, logger="exoclaw.gateway.frames"):
         reply = await call(admin, "probe.explode")
     assert error_of(reply) == (-32603, "internal_error")
     assert "hunter2" not in json.dumps(reply)

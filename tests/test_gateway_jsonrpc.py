@@ -160,17 +160,22 @@ def test_bind_params_applies_defaults_and_accepts_ints_as_numbers():
     assert bind_params("m", None, []) == {} and bind_params("m", None, None) == {}
 
 
-def test_registry_rejects_unknown_scopes_and_reserve_never_replaces_a_real_method():
+def test_registry_rejects_unknown_scopes():
     reg = Registry()
     with pytest.raises(ValueError, match="unknown scope"):
         reg.register("x", lambda ctx: None, scope="chats")
 
-    @reg.method("chat.send", scope="chat")
-    async def real(ctx):
-        return "real"
 
-    reg.reserve("chat.send", scope="chat")
-    assert reg.get("chat.send").handler is real and not reg.get("chat.send").reserved
+@pytest.mark.parametrize("value,why", [(0, "must be from 1 to 200"), (201, "must be from 1 to 200"),
+                                       (True, "must be an integer")])
+def test_bind_params_checks_integer_ranges(value, why):
+    spec = {"limit": Param(int, default=50, minimum=1, maximum=200), "after": Param(int, default=0, minimum=0)}
+    assert bind_params("m", spec, {"limit": 200}) == {"limit": 200, "after": 0}
+    with pytest.raises(errors.InvalidParams) as e:
+        bind_params("m", spec, {"limit": value})
+    assert e.value.extra["param"] == "limit" and why in e.value.detail
+    with pytest.raises(errors.InvalidParams, match="must be 0 or more"):
+        bind_params("m", spec, {"after": -1})
 
 
 def test_token_bucket_allows_a_burst_then_refills_at_its_rate():

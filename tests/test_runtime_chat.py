@@ -280,9 +280,9 @@ async def test_aborting_a_queued_run_ends_it_without_starting_it(connect, fake_a
 async def test_a_run_left_unfinished_by_a_process_that_died_ends_as_worker_lost_for_whoever_asks(connect, monkeypatch):
     # What a gateway that died mid-run leaves behind: the run recorded as running in the store, and
     # no board that knows it (the new process's in-memory board starts empty).
-    from agents.runtime import follow
+    from agents.runtime import service
 
-    monkeypatch.setattr(follow, "MAX_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(service, "MAX_WAIT_SECONDS", 0.2)
     await make_agent("helper")
     store = get_store()
     session, run = await store.start_run("agent:helper:-:-:gone", "helper", "key-gone")
@@ -321,10 +321,10 @@ async def test_a_run_the_board_has_forgotten_gets_its_recorded_ending(connect):
 async def test_a_run_admitted_while_a_follower_waits_is_followed_not_declared_lost(connect, monkeypatch):
     # A repeated chat.send can reach the store's run before its first call has put it on the board:
     # the follower must give the board a moment before it calls the run lost.
-    from agents.runtime import follow
-    from agents.runtime.runs import get_board, publish
+    from agents.runtime import service
+    from agents.runtime.board import get_board, publish
 
-    monkeypatch.setattr(follow, "MAX_WAIT_SECONDS", 3.0)
+    monkeypatch.setattr(service, "MAX_WAIT_SECONDS", 3.0)
     await make_agent("helper")
     store = get_store()
     session, run = await store.start_run("agent:helper:-:-:late", "helper")

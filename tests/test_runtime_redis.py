@@ -10,7 +10,8 @@ from channels.layers import channel_layers, get_channel_layer
 from channels.routing import ChannelNameRouter
 from channels.worker import Worker
 
-from agents.runtime.runs import RUNS_CHANNEL, distributed, get_board
+from agents.runtime.board import distributed, get_board
+from agents.runtime.worker import RUNS_CHANNEL
 from agents.store import get_store
 from exoclaw.urls_ws import channel_routes
 from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, spin_plugin, text_of

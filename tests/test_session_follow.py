@@ -8,8 +8,6 @@ import threading
 import pytest
 import pytest_asyncio
 
-from agents.session_methods import sessions_follow
-from agents.store import SessionNotFound
 from tests.fakes import anthropic_server
 from tests.fakes.http import Stream, Text
 from tests.gateway_support import communicator, connected, session_cookie  # noqa: F401
@@ -129,19 +127,13 @@ async def test_follow_needs_sessions_read_and_a_known_session(connect, staff):
     assert answer["error"]["code"] == -32002 and answer["error"]["data"]["required"] == "sessions:read"
 
 
-async def test_follow_without_a_connection_only_reads(process_store):
-    session = await process_store.open_session("agent:helper:-:-:carol", agent="helper", peer="carol")
-    queued = await process_store.create_run(session["id"], "helper")
-    done = await process_store.create_run(session["id"], "helper")
+async def test_follow_lists_the_queued_and_running_runs_by_key_or_id(process_store, staff):
+    key = "agent:helper:-:-:carol"
+    session, queued = await process_store.start_run(key, "helper", "first", peer="carol")
+    _, done = await process_store.start_run(key, "helper", "second", peer="carol")
     await process_store.update_run(done["id"], status="done", stop_reason="end_turn")
-    joined = []
-
-    async def join(key):
-        joined.append(key)
-
-    result = await sessions_follow({"session_key": session["key"]}, join=join)
+    result = await staff.result("sessions.follow", {"session_key": key})
     assert result["runs"] == [{"run_id": queued["id"], "status": "queued"}]
-    assert joined == [session["key"]]
-    assert (await sessions_follow({"session_key": session["id"]}))["runs"] == result["runs"]
-    with pytest.raises(SessionNotFound):
-        await sessions_follow({"session_key": "no-such-id"})
+    assert (await staff.result("sessions.follow", {"session_key": session["id"]}))["runs"] == result["runs"]
+    missing = await staff.call("sessions.follow", {"session_key": "no-such-id"})
+    assert missing["error"]["data"]["reason"] == "no_session"

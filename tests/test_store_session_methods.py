@@ -1,71 +1,74 @@
-"""The gateway's sessions.* methods over the process store: params checked, results JSON-ready."""
-
-import json
+"""The gateway's sessions.* methods over the process store: params checked where declared, results JSON-ready."""
 
 import pytest
+import pytest_asyncio
 
-from agents.session_methods import METHODS, SCOPES, sessions_history, sessions_list, sessions_reset
-from agents.store import InvalidInput, SessionNotFound
+from exoclaw.gateway.registry import registry
 
 KEY = "agent:helper:webchat:-:alice"
 
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer")]
 
-@pytest.fixture
-def alice(process_store):
-    session = process_store.sync.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+
+@pytest_asyncio.fixture
+async def alice(process_store):
+    session, run = await process_store.start_run(KEY, "helper", channel="webchat", peer="alice")
     for i in range(1, 6):
-        process_store.sync.append_message(session["id"], "user", f"message {i} about invoices")
+        await process_store.append_message(session["id"], "user", f"message {i} about invoices", run_id=run["id"])
     return session
 
 
-def test_every_method_has_a_scope():
-    assert set(METHODS) == set(SCOPES)
-    assert SCOPES["sessions.reset"] == "sessions:write" and SCOPES["sessions.list"] == "sessions:read"
+async def test_every_sessions_method_is_behind_a_sessions_scope():
+    scopes = {name: m.scope for name, m in registry.methods.items() if name.startswith("sessions.")}
+    assert scopes == {"sessions.list": "sessions:read", "sessions.history": "sessions:read",
+                      "sessions.follow": "sessions:read", "sessions.reset": "sessions:write"}
 
 
-@pytest.mark.asyncio
-async def test_list_filters_and_pages(alice, process_store):
-    await process_store.open_session("agent:ops:slack:-:bob", agent="ops", channel="slack", peer="bob")
-    page = await sessions_list({"agent": "helper"})
+async def test_list_filters_and_pages(alice, process_store, connect):
+    await process_store.start_run("agent:ops:slack:-:bob", "ops", channel="slack", peer="bob")
+    client = await connect(scopes=("sessions:read",))
+    page = await client.result("sessions.list", {"agent": "helper"})
     assert [s["key"] for s in page["sessions"]] == [KEY] and page["total"] == 1
-    json.dumps(page)
-    first = await sessions_list({"limit": 1})
-    second = await sessions_list({"limit": 1, "cursor": first["next_cursor"]})
+    first = await client.result("sessions.list", {"limit": 1})
+    second = await client.result("sessions.list", {"limit": 1, "cursor": first["next_cursor"]})
     assert {first["sessions"][0]["key"], second["sessions"][0]["key"]} == {KEY, "agent:ops:slack:-:bob"}
     assert second["next_cursor"] is None
-    assert [s["key"] for s in (await sessions_list({"q": "invoice"}))["sessions"]] == [KEY]
+    assert [s["key"] for s in (await client.result("sessions.list", {"q": "invoice"}))["sessions"]] == [KEY]
 
 
-@pytest.mark.asyncio
-async def test_history_pages_back_by_seq(alice):
-    page = await sessions_history({"session_key": KEY, "limit": 2})
+async def test_history_pages_back_by_seq(alice, connect):
+    client = await connect(scopes=("sessions:read",))
+    page = await client.result("sessions.history", {"session_key": KEY, "limit": 2})
     assert [m["seq"] for m in page["messages"]] == [4, 5] and page["has_more"] is True
-    older = await sessions_history({"session_key": KEY, "limit": 2, "before_seq": 4})
+    older = await client.result("sessions.history", {"session_key": KEY, "limit": 2, "before_seq": 4})
     assert [m["seq"] for m in older["messages"]] == [2, 3]
     assert isinstance(older["messages"][0]["created"], str)
-    with pytest.raises(SessionNotFound):
-        await sessions_history({"session_key": "agent:helper:webchat:-:nobody"})
+    missing = await client.call("sessions.history", {"session_key": "agent:helper:webchat:-:nobody"})
+    assert (missing["error"]["code"], missing["error"]["data"]["reason"]) == (-32004, "no_session")
 
 
-@pytest.mark.asyncio
-async def test_reset_starts_a_new_session_under_the_key(alice):
-    result = await sessions_reset({"session_key": KEY})
+async def test_reset_starts_a_new_session_under_the_key(alice, connect):
+    client = await connect(scopes=("sessions:read", "sessions:write"))
+    result = await client.result("sessions.reset", {"session_key": KEY})
     assert result["previous_session_id"] == alice["id"] and result["session"]["key"] == KEY
-    assert (await sessions_history({"session_key": KEY}))["messages"] == []
+    assert (await client.result("sessions.history", {"session_key": KEY}))["messages"] == []
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("method,params,message", [
-    (sessions_list, {"limit": 0}, "limit must be an integer from 1 to 200"),
-    (sessions_list, {"limit": "10"}, "limit must be an integer"),
-    (sessions_list, {"agnet": "x"}, "unknown params: agnet"),
-    (sessions_list, ["x"], "params must be an object"),
-    (sessions_list, {"cursor": "???"}, "bad cursor"),
-    (sessions_history, {}, "session_key is required"),
-    (sessions_history, {"session_key": KEY, "before_seq": True}, "before_seq must be an integer"),
-    (sessions_reset, {"session_key": 5}, "session_key must be a string"),
-    (sessions_reset, {"session_key": "01ABC"}, "must be a session key"),
+@pytest.mark.parametrize("method,params,param,message", [
+    ("sessions.list", {"limit": 0}, "limit", "'limit' must be from 1 to 200"),
+    ("sessions.list", {"limit": "10"}, "limit", "'limit' must be an integer"),
+    ("sessions.list", {"agnet": "x"}, "agnet", "is not a parameter of sessions.list"),
+    ("sessions.list", ["x"], "params", "must be an object"),
+    ("sessions.list", {"cursor": "???"}, "params", "bad cursor"),
+    ("sessions.history", {}, "session_key", "'session_key' is required"),
+    ("sessions.history", {"session_key": KEY, "before_seq": True}, "before_seq", "'before_seq' must be an integer"),
+    ("sessions.history", {"session_key": KEY, "before_seq": 2**63}, "before_seq", "must be from 1 to"),
+    ("sessions.reset", {"session_key": 5}, "session_key", "'session_key' must be a string"),
+    ("sessions.reset", {"session_key": "01ABC"}, "session_key", "must be a session key"),
 ])
-async def test_bad_params_are_refused_with_a_clear_message(process_store, method, params, message):
-    with pytest.raises(InvalidInput, match=message):
-        await method(params)
+async def test_bad_params_are_refused_with_a_clear_message(process_store, connect, method, params, param, message):
+    client = await connect(scopes=("sessions:read", "sessions:write"))
+    answer = await client.call(method, params)
+    error = answer["error"]
+    assert (error["code"], error["data"]["param"]) == (-32602, param), error
+    assert message in error["message"], error

@@ -6,7 +6,7 @@ import pytest
 
 from tests.webhooks_fixtures import BOT_TOKEN, adapter_plugin
 from webhooks.delivery import RetryPolicy
-from webhooks.dispatch import deliver_reply
+from webhooks.inbound import deliver_reply
 from webhooks.models import ChannelEndpoint, InboundEvent
 from webhooks.signatures import sign
 

@@ -15,7 +15,7 @@ from routing.models import Binding
 from routing.resolver import aresolve_route
 from tests.runtime_fixtures import SAMPLE_PLUGINS, make_agent, make_plugin
 from tests.webhooks_fixtures import BOT_TOKEN, adapter_plugin
-from webhooks import dispatch
+from webhooks import inbound
 from webhooks.models import ChannelEndpoint, InboundEvent
 
 pytestmark = [
@@ -68,7 +68,7 @@ async def post(body, secret=SECRET):
     response = await AsyncClient().post(
         "/hooks/telegram/", json.dumps(body), content_type="application/json", headers=headers
     )
-    await dispatch.idle()
+    await inbound.idle()
     return response
 
 
@@ -158,7 +158,7 @@ async def test_a_trapping_format_outgoing_is_a_clear_error_on_the_run_and_the_se
     response = await AsyncClient().post(
         "/hooks/trappy/", body, content_type="application/json", headers={"X-Exoclaw-Signature": sign("trap-secret", body)}
     )
-    await dispatch.idle()
+    await inbound.idle()
     assert response.status_code == 200
     event = await InboundEvent.objects.aget(endpoint__name="trappy")
     run = await get_store().get_run(event.run_id)
@@ -176,7 +176,7 @@ async def test_non_message_updates_and_malformed_bodies_run_nothing_and_store_no
             "/hooks/telegram/", raw, content_type="application/json", headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
         )
         assert response.status_code == 400, raw
-    await dispatch.idle()
+    await inbound.idle()
     assert fake_telegram.requests() == []
     assert await InboundEvent.objects.acount() == 0
     assert (await get_store().list_sessions())["total"] == 0
@@ -196,21 +196,21 @@ async def orphan(endpoint, update_id, text) -> InboundEvent:
 
 async def test_an_event_left_by_a_stopped_process_is_taken_over_and_answered(telegram, fake_telegram):
     event = await orphan(telegram, "900001", "hello again")
-    assert await dispatch.keep_once() == [event.pk]
-    await dispatch.idle()
+    assert await inbound.keep_once() == [event.pk]
+    await inbound.idle()
     event = await InboundEvent.objects.aget(pk=event.pk)
     assert (event.status, event.content, event.owner, event.lease_until) == ("replied", "", "", None)
     assert [m["text"] for m in fake_telegram.sent_messages()] == ["hello again"]
-    assert await dispatch.keep_once() == [], "taken over once"
+    assert await inbound.keep_once() == [], "taken over once"
 
 
 async def test_a_live_process_renews_its_leases_and_keeps_its_events(telegram, monkeypatch):
     event = await orphan(telegram, "900002", "mine")
-    await InboundEvent.objects.filter(pk=event.pk).aupdate(owner=dispatch.PROCESS)
-    monkeypatch.setattr(dispatch, "_handling", {event.pk})
-    assert await dispatch.keep_once() == []
+    await InboundEvent.objects.filter(pk=event.pk).aupdate(owner=inbound.PROCESS)
+    monkeypatch.setattr(inbound, "_handling", {event.pk})
+    assert await inbound.keep_once() == []
     event = await InboundEvent.objects.aget(pk=event.pk)
-    assert event.owner == dispatch.PROCESS and event.lease_until > timezone.now() and event.status == "accepted"
+    assert event.owner == inbound.PROCESS and event.lease_until > timezone.now() and event.status == "accepted"
 
 
 async def test_a_taken_over_event_whose_run_had_finished_gets_that_runs_answer_not_a_second_run(telegram, fake_telegram):
@@ -222,8 +222,8 @@ async def test_a_taken_over_event_whose_run_had_finished_gets_that_runs_answer_n
     await store.append_message(session["id"], "assistant", "the answer it gave", run_id=run["id"])
     await store.update_run(run["id"], status="done", stop_reason="end_turn")
     event = await orphan(telegram, "900003", "what was asked")
-    await dispatch.keep_once()
-    await dispatch.idle()
+    await inbound.keep_once()
+    await inbound.idle()
     event = await InboundEvent.objects.aget(pk=event.pk)
     assert (event.status, event.run_id) == ("replied", run["id"])
     assert [m["text"] for m in fake_telegram.sent_messages()] == ["the answer it gave"]
@@ -231,16 +231,16 @@ async def test_a_taken_over_event_whose_run_had_finished_gets_that_runs_answer_n
 
 
 async def test_a_taken_over_event_whose_run_died_with_its_process_fails_as_worker_lost(telegram, fake_telegram, monkeypatch):
-    from agents.runtime import follow
+    from agents.runtime import service
 
-    monkeypatch.setattr(follow, "MAX_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(service, "MAX_WAIT_SECONDS", 0.2)
     key = (await aresolve_route(channel="telegram", account="exoclaw_bot", peer="777001")).session_key
     session, run = await get_store().start_run(key, "helper", "webhook:telegram:900004", channel="telegram",
                                                account="exoclaw_bot", peer="777001")
     await get_store().update_run(run["id"], status="running")
     event = await orphan(telegram, "900004", "lost with it")
-    await dispatch.keep_once()
-    await dispatch.idle()
+    await inbound.keep_once()
+    await inbound.idle()
     event = await InboundEvent.objects.aget(pk=event.pk)
     assert event.status == "failed" and event.error.startswith("worker_lost: ")
     assert fake_telegram.sent_messages() == []
@@ -251,7 +251,7 @@ async def test_a_process_whose_event_was_taken_over_meanwhile_sends_nothing(tele
     event = await orphan(telegram, "900005", "hello")
     await InboundEvent.objects.filter(pk=event.pk).aupdate(owner="other-host:2:def456", lease_until=timezone.now() + PAST)
     event.endpoint = telegram
-    await dispatch.deliver_reply(event, "a reply nobody should get twice")
+    await inbound.deliver_reply(event, "a reply nobody should get twice")
     assert fake_telegram.sent_messages() == []
     event = await InboundEvent.objects.aget(pk=event.pk)
     assert (event.status, event.owner) == ("accepted", "other-host:2:def456")

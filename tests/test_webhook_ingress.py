@@ -1,4 +1,4 @@
-"""`POST /hooks/<channel>/` up to the dispatch: size, authenticity, JSON, adapter, dedupe."""
+"""`POST /hooks/<channel>/` up to the hand-over to `webhooks.inbound`: size, authenticity, JSON, adapter, dedupe."""
 
 import json
 
@@ -7,7 +7,7 @@ from django.db.models.signals import post_init
 from django.test import AsyncClient
 
 from tests.webhooks_fixtures import adapter_plugin
-from webhooks import dispatch
+from webhooks import inbound
 from webhooks.models import ChannelEndpoint, InboundEvent
 from webhooks.signatures import sign
 
@@ -53,7 +53,7 @@ async def post_telegram(body, secret=SECRET, channel="telegram"):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
     response = await AsyncClient().post(f"/hooks/{channel}/", raw, content_type="application/json", headers=headers)
-    await dispatch.idle()
+    await inbound.idle()
     return response
 
 
@@ -61,7 +61,7 @@ async def post_signed(channel, body, secret=GENERIC_SECRET):
     raw = json.dumps(body).encode()
     headers = {"X-Exoclaw-Signature": sign(secret, raw)}
     response = await AsyncClient().post(f"/hooks/{channel}/", raw, content_type="application/json", headers=headers)
-    await dispatch.idle()
+    await inbound.idle()
     return response
 
 
