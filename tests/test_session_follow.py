@@ -14,6 +14,7 @@ from tests.fakes import anthropic_server
 from tests.fakes.http import Stream, Text
 from tests.gateway_support import communicator, connected, session_cookie  # noqa: F401
 from tests.runtime_fixtures import Client, make_agent, text_of
+from tests.store_fixtures import a_run
 from tests.test_runtime_redis import redis_layer, worker  # noqa: F401
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer", "process_store")]
@@ -130,9 +131,8 @@ async def test_follow_needs_sessions_read_and_a_known_session(connect, staff):
 
 
 async def test_follow_without_a_connection_only_reads(process_store):
-    session = await process_store.open_session("agent:helper:-:-:carol", agent="helper", peer="carol")
-    queued = await process_store.create_run(session["id"], "helper")
-    done = await process_store.create_run(session["id"], "helper")
+    session, queued = await a_run(process_store, "agent:helper:-:-:carol", peer="carol")
+    _, done = await a_run(process_store, "agent:helper:-:-:carol", peer="carol")
     await process_store.update_run(done["id"], status="done", stop_reason="end_turn")
     joined = []
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from agents.store import Store, close_store
-from tests.store_fixtures import run_surql
+from tests.store_fixtures import a_run_sync, run_surql
 
 
 def run(*args):
@@ -36,10 +36,9 @@ def test_surreal_migrate_on_an_already_migrated_store(kv_url, settings):
 
 def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
     store = process_store
-    old = store.sync.open_session("agent:a:-:-:old", agent="a")
-    store.sync.append_message(old["id"], "user", "long ago")
-    store.sync.create_run(old["id"], "a")
-    new = store.sync.open_session("agent:a:-:-:new", agent="a")
+    old, old_run = a_run_sync(store, "agent:a:-:-:old", "a")
+    store.sync.append_message(old["id"], "user", "long ago", run_id=old_run["id"])
+    new, _ = a_run_sync(store, "agent:a:-:-:new", "a")
     run_surql(store, "UPDATE type::thing('session', $id) SET updated = time::now() - 40d", {"id": old["id"]})
 
     out, err = run("prunesessions", "--older-than", "30d", "--dry-run")

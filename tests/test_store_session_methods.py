@@ -6,13 +6,14 @@ import pytest
 
 from agents.session_methods import METHODS, SCOPES, sessions_history, sessions_list, sessions_reset
 from agents.store import InvalidInput, SessionNotFound
+from tests.store_fixtures import a_run, a_run_sync
 
 KEY = "agent:helper:webchat:-:alice"
 
 
 @pytest.fixture
 def alice(process_store):
-    session = process_store.sync.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+    session, _ = a_run_sync(process_store, KEY, channel="webchat", peer="alice")
     for i in range(1, 6):
         process_store.sync.append_message(session["id"], "user", f"message {i} about invoices")
     return session
@@ -25,7 +26,7 @@ def test_every_method_has_a_scope():
 
 @pytest.mark.asyncio
 async def test_list_filters_and_pages(alice, process_store):
-    await process_store.open_session("agent:ops:slack:-:bob", agent="ops", channel="slack", peer="bob")
+    await a_run(process_store, "agent:ops:slack:-:bob", "ops", channel="slack", peer="bob")
     page = await sessions_list({"agent": "helper"})
     assert [s["key"] for s in page["sessions"]] == [KEY] and page["total"] == 1
     json.dumps(page)
