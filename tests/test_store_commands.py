@@ -17,7 +17,7 @@ def run(*args):
 
 def test_surreal_migrate_applies_the_schema_to_an_empty_store(process_store):
     out, err = run("surreal_migrate")
-    assert out.strip() == "schema version 1 applied (was an empty store)"
+    assert out.strip() == "schema version 2 applied (was an empty store)"
     assert "mem://" in err and "Done in" in err
 
 
@@ -31,7 +31,7 @@ def test_surreal_migrate_on_an_already_migrated_store(kv_url, settings):
         out, _ = run("surreal_migrate")
     finally:
         close_store()
-    assert out.strip() == "schema version 1 already applied, nothing changed"
+    assert out.strip() == "schema version 2 already applied, nothing changed"
 
 
 def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
@@ -42,12 +42,12 @@ def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
     run_surql(store, "UPDATE type::thing('session', $id) SET updated = time::now() - 40d", {"id": old["id"]})
 
     out, err = run("prunesessions", "--older-than", "30d", "--dry-run")
-    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs, 0 webhook records"
+    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs"
     assert "Counting sessions idle for more than 30d" in err
     assert store.sync.list_sessions()["total"] == 2
 
     out, _ = run("prunesessions", "--older-than", "30d")
-    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs, 0 webhook records"
+    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs"
     assert [s["id"] for s in store.sync.list_sessions()["items"]] == [new["id"]]
 
 

@@ -34,17 +34,40 @@ async def schema_of(store) -> dict:
 @pytest.mark.asyncio
 async def test_schema_applies_twice_without_change(kv_url):
     first = Store(kv_url)
-    assert await first.open() == {"from": None, "to": 1, "changed": True}
+    assert await first.open() == {"from": None, "to": 2, "changed": True}
     before = await schema_of(first)
-    assert await first.migrate() == {"from": None, "to": 1, "changed": True}, "migrate reports what opening applied"
+    assert await first.migrate() == {"from": None, "to": 2, "changed": True}, "migrate reports what opening applied"
     await first.aclose()
 
     second = Store(kv_url)
-    assert await second.open() == {"from": 1, "to": 1, "changed": False}
+    assert await second.open() == {"from": 2, "to": 2, "changed": False}
     assert await schema_of(second) == before
-    assert set(before["tables"]) >= {"session", "message", "run", "session_key", "idempotency", "seen_update"}
-    assert (await second.health())["schema_version"] == 1
+    assert set(before["tables"]) == {"meta", "session", "message", "run", "session_key", "idempotency"}
+    assert (await second.health())["schema_version"] == 2
     await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_version_1_store_is_upgraded_without_its_seen_update_table(kv_url):
+    old = Store(kv_url)
+    session, run = await alice(old)
+    # What version 1 added to today's schema: a table of webhook deliveries, no longer used.
+    await asyncio.wrap_future(old._thread.submit(old._q(
+        """DEFINE TABLE seen_update SCHEMAFULL;
+        DEFINE FIELD created ON seen_update TYPE datetime DEFAULT time::now() READONLY;
+        DEFINE INDEX seen_update_created ON seen_update FIELDS created;
+        CREATE seen_update:['telegram', 991];
+        UPSERT meta:schema SET version = 1;""")))
+    assert "seen_update" in (await schema_of(old))["tables"]
+    await old.aclose()
+
+    upgraded = Store(kv_url)
+    assert await upgraded.open() == {"from": 1, "to": 2, "changed": True}
+    assert "seen_update" not in (await schema_of(upgraded))["tables"]
+    assert (await upgraded.current_session(KEY))["id"] == session["id"]
+    assert await upgraded.get_run(run["id"]) == run
+    assert (await upgraded.health())["ok"] is True
+    await upgraded.aclose()
 
 
 @pytest.mark.asyncio

@@ -166,12 +166,12 @@ def test_prune_deletes_only_sessions_idle_longer_than_the_age(store):
     a_run_sync(store, sessions["alice"]["key"])
     backdate(store, sessions["alice"]["id"], 45)
     backdate(store, sessions["bob"]["id"], 31)
-    expected = {"sessions": 2, "messages": 6, "runs": 3, "seen_updates": 0}
+    expected = {"sessions": 2, "messages": 6, "runs": 3}
     assert store.sync.prune("30d", dry_run=True) == expected
     assert store.sync.list_sessions()["total"] == 3, "a dry run deletes nothing"
     assert store.sync.prune(dt.timedelta(days=30)) == expected
     assert [s["peer"] for s in store.sync.list_sessions()["items"]] == ["carol"]
-    assert store.sync.prune("30d") == {"sessions": 0, "messages": 0, "runs": 0, "seen_updates": 0}
+    assert store.sync.prune("30d") == {"sessions": 0, "messages": 0, "runs": 0}
     with pytest.raises(InvalidInput, match="not an age"):
         store.sync.prune("thirty days")
 

@@ -474,21 +474,18 @@ class Store:
     @api(write=True)
     async def prune(self, older_than: dt.timedelta | str, dry_run: bool = False) -> dict:
         """Delete sessions (with messages and runs) idle for longer than `older_than` (a timedelta or
-        "30d"), and webhook dedupe records as old. Returns the counts {"sessions", "messages", "runs",
-        "seen_updates"}, which is all a dry run does."""
+        "30d"). Returns the counts {"sessions", "messages", "runs"}, which is all a dry run does."""
         age = shapes.parse_age(older_than) if isinstance(older_than, str) else older_than
         cutoff = dt.datetime.now(dt.timezone.utc) - age
-        [old, runs, seen] = await self._q(
+        [old, runs] = await self._q(
             """SELECT id, message_count FROM session WHERE updated < $cutoff;
-            SELECT count() AS n FROM run WHERE session IN (SELECT VALUE id FROM session WHERE updated < $cutoff) GROUP ALL;
-            SELECT count() AS n FROM seen_update WHERE created < $cutoff GROUP ALL;""",
+            SELECT count() AS n FROM run WHERE session IN (SELECT VALUE id FROM session WHERE updated < $cutoff) GROUP ALL;""",
             {"cutoff": cutoff},
         )
         counts = {
             "sessions": len(old),
             "messages": sum(r["message_count"] for r in old),
             "runs": runs[0]["n"] if runs else 0,
-            "seen_updates": seen[0]["n"] if seen else 0,
         }
         if not dry_run:
             for row in old:
@@ -497,7 +494,6 @@ class Store:
                         await self._delete(row["id"])
                     except SessionNotFound:
                         pass
-            await self._q("DELETE seen_update WHERE created < $cutoff", {"cutoff": cutoff})
         return counts
 
     # --- messages -------------------------------------------------------------------------------
