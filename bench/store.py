@@ -4,7 +4,8 @@
 
 On an embedded `surrealkv://` store in a temporary directory (fsync per commit, as in production):
 - context load: the last 50 messages of a session holding --messages messages, through
-  `await store.last_messages(...)` vs the same SurrealQL through `AsyncSurreal.query_raw`;
+  `await store.llm_context(...)` (what every run reads first) vs the same SurrealQL through
+  `AsyncSurreal.query_raw`;
 - appends: `await store.append_message(...)` one after another vs the same transaction through the SDK;
 - for scale, `ORDER BY seq DESC LIMIT 50` (what the record-ID range replaces) on the same session;
 - the longest stall of the caller's event loop while each side loads contexts;
@@ -86,7 +87,7 @@ async def bare_connect(url):
 
 async def populate(url: str, n: int) -> str:
     store = Store(url)
-    session = await store.open_session("agent:bench:-:-:long", agent="bench")
+    session, _ = await store.start_run("agent:bench:-:-:long", "bench")
     await store.aclose()
     db = await bare_connect(url)
     s = RecordID("session", session["id"])
@@ -111,22 +112,22 @@ async def interleaved(store, session_id, reads, appends):
     """The same work through the store and straight through its SDK connection, one call each in
     turn, so a noisy machine slows both alike."""
     db = store._db
-    range_vars = {"s": RecordID("session", session_id), "n": 50, "before": None}
+    context_vars = {"s": RecordID("session", session_id), "n": 50, "after": 0}
     append_vars = {"s": RecordID("session", session_id), "title": "hello", "m": {
         "role": "user", "content": [{"type": "text", "text": "hello"}], "text": "hello", "words": ["hello"],
         "run": None, "tokens": None, "interrupted": None}}
     for _ in range(20):
-        await db.query_raw(_StoreClass._RANGE, range_vars)
-        await store.last_messages(session_id, 50)
+        await db.query_raw(_StoreClass._CONTEXT, context_vars)
+        await store.llm_context(session_id, 50)
     bare_r, ours_r, bare_a, ours_a = [], [], [], []
     for _ in range(reads):
         t = time.perf_counter()
-        resp = await db.query_raw(_StoreClass._RANGE, range_vars)
+        resp = await db.query_raw(_StoreClass._CONTEXT, context_vars)
         bare_r.append(time.perf_counter() - t)
         t = time.perf_counter()
-        got = await store.last_messages(session_id, 50)
+        got = await store.llm_context(session_id, 50)
         ours_r.append(time.perf_counter() - t)
-    assert len(resp["result"][-1]["result"]) == 50 and len(got) == 50
+    assert len(resp["result"][-1]["result"]["messages"]) == 50 and len(got["messages"]) == 50
     for _ in range(appends):
         t = time.perf_counter()
         resp = await db.query_raw(APPEND, append_vars)
@@ -141,13 +142,13 @@ async def interleaved(store, session_id, reads, appends):
 async def stalls(store, session_id, reads):
     """Longest stall of the calling loop while loading contexts, through the SDK and the store."""
     db = store._db
-    vars = {"s": RecordID("session", session_id), "n": 50, "before": None}
+    vars = {"s": RecordID("session", session_id), "n": 50, "after": 0}
     with StallMeter() as bare:
         for _ in range(reads):
-            await db.query_raw(_StoreClass._RANGE, vars)
+            await db.query_raw(_StoreClass._CONTEXT, vars)
     with StallMeter() as ours:
         for _ in range(reads):
-            await store.last_messages(session_id, 50)
+            await store.llm_context(session_id, 50)
     return bare.worst, ours.worst
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from agents.runtime import persist
 from agents.runtime.persist import _sendable, trim_context
+from tests.store_fixtures import a_run
 
 
 def user(text):
@@ -25,12 +26,13 @@ def test_empty_text_blocks_and_system_messages_are_not_sent_to_the_llm():
 
 @pytest.mark.asyncio
 async def test_a_sessions_context_stays_what_the_store_holds_across_runs_and_other_writers(process_store):
-    session = await process_store.open_session("agent:a:-:-:ctx", agent="a")
+    session, _ = await a_run(process_store, "agent:a:-:-:ctx", "a")
     payload = {"session_id": session["id"]}
 
     async def expected(n):
         return trim_context(_sendable(
-            [{"role": m["role"], "content": m["content"]} for m in await process_store.last_messages(session["id"], n)]))
+            [{"role": m["role"], "content": m["content"]}
+             for m in (await process_store.history(session["id"], limit=n))["messages"]]))
 
     assert await persist.context(payload, 4) == []
     for i in range(7):
@@ -50,7 +52,7 @@ async def test_a_sessions_context_stays_what_the_store_holds_across_runs_and_oth
 @pytest.mark.asyncio
 async def test_the_context_cache_keeps_only_recent_sessions(process_store, monkeypatch):
     monkeypatch.setattr(persist, "RECENT_SESSIONS", 2)
-    sessions = [await process_store.open_session(f"agent:a:-:-:p{i}", agent="a") for i in range(4)]
+    sessions = [(await a_run(process_store, f"agent:a:-:-:p{i}", "a"))[0] for i in range(4)]
     for s in sessions:
         await process_store.append_message(s["id"], "user", "hi")
         assert await persist.context({"session_id": s["id"]}, 5) == [user("hi")]
@@ -62,14 +64,14 @@ async def test_the_context_cache_keeps_only_recent_sessions(process_store, monke
 async def test_the_context_cache_is_bounded_by_size_too(process_store, monkeypatch):
     monkeypatch.setattr(persist, "RECENT_BYTES", 3000)
     big = "x" * 1000
-    sessions = [await process_store.open_session(f"agent:a:-:-:big{i}", agent="a") for i in range(3)]
+    sessions = [(await a_run(process_store, f"agent:a:-:-:big{i}", "a"))[0] for i in range(3)]
     for s in sessions:
         await process_store.append_message(s["id"], "user", big)
         assert await persist.context({"session_id": s["id"]}, 5) == [user(big)]
     # Each context is a little over 1,000 bytes: the oldest had to go to stay under 3,000.
     assert sessions[0]["id"] not in persist._recent and sessions[2]["id"] in persist._recent
     assert persist._recent_bytes == sum(sum(entry[2]) for entry in persist._recent.values()) <= 3000
-    huge = await process_store.open_session("agent:a:-:-:huge", agent="a")
+    huge, _ = await a_run(process_store, "agent:a:-:-:huge", "a")
     await process_store.append_message(huge["id"], "user", "y" * 5000)
     assert await persist.context({"session_id": huge["id"]}, 5) == [user("y" * 5000)]
     assert huge["id"] not in persist._recent and persist._recent_bytes <= 3000
@@ -77,7 +79,7 @@ async def test_the_context_cache_is_bounded_by_size_too(process_store, monkeypat
 
 @pytest.mark.asyncio
 async def test_two_reads_of_one_session_at_once_keep_the_size_count_true(process_store):
-    session = await process_store.open_session("agent:a:-:-:twice", agent="a")
+    session, _ = await a_run(process_store, "agent:a:-:-:twice", "a")
     await process_store.append_message(session["id"], "user", "z" * 500)
     payload = {"session_id": session["id"]}
     first, second = await asyncio.gather(persist.context(payload, 5), persist.context(payload, 5))

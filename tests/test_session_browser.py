@@ -5,21 +5,22 @@ import json
 import pytest
 from django.urls import reverse
 
-from tests.store_fixtures import run_surql
+from tests.store_fixtures import a_run_sync, run_surql
 
 pytestmark = pytest.mark.django_db
 
 
 def make_session(store, peer="alice", agent="helper", channel="webchat", texts=("hello",)):
-    s = store.sync.open_session(f"agent:{agent}:{channel}:-:{peer}", agent=agent, channel=channel, peer=peer)
+    """A session with one finished run that said `texts` as user messages."""
+    s, run = a_run_sync(store, f"agent:{agent}:{channel}:-:{peer}", agent, channel=channel, peer=peer, running=True)
     for text in texts:
-        store.sync.append_message(s["id"], "user", text)
+        store.sync.append_message(s["id"], "user", text, run_id=run["id"])
+    store.sync.update_run(run["id"], status="done", stop_reason="end_turn")
     return store.sync.get_session(s["id"])
 
 
 def session_with_tool_call(store):
-    s = make_session(store, texts=())
-    run = store.sync.create_run(s["id"], "helper", status="running")
+    s, run = a_run_sync(store, "agent:helper:webchat:-:alice", channel="webchat", peer="alice", running=True)
     store.sync.append_message(s["id"], "user", "What is 2+2?", run_id=run["id"])
     store.sync.append_message(s["id"], "assistant", [
         {"type": "text", "text": "Let me add that."},
@@ -60,7 +61,7 @@ def test_list_filters_by_agent_channel_peer_status_and_date(admin_client, proces
     make_session(process_store, "alice")
     make_session(process_store, "bob", agent="ops", channel="slack")
     errored = make_session(process_store, "carol")
-    run = process_store.sync.create_run(errored["id"], "helper", status="running")
+    _, run = a_run_sync(process_store, errored["key"], running=True)
     process_store.sync.update_run(run["id"], status="error", error="boom")
     make_session(process_store, "dave")
     url = reverse("admin_sessions:list")
@@ -135,8 +136,7 @@ def test_transcript_shows_messages_tool_calls_and_run_usage(admin_client, proces
 
 
 def test_transcript_shows_tool_errors_and_interrupted_output(admin_client, process_store):
-    s = make_session(process_store, texts=())
-    run = process_store.sync.create_run(s["id"], "helper", status="running")
+    s, run = a_run_sync(process_store, "agent:helper:webchat:-:alice", channel="webchat", peer="alice", running=True)
     process_store.sync.append_message(s["id"], "assistant", [
         {"type": "tool_use", "id": "tu_9", "name": "http_get.fetch", "input": {"url": "http://evil"}}], run_id=run["id"])
     process_store.sync.record_tool_call(run["id"], tool_use_id="tu_9", name="http_get.fetch", input={"url": "http://evil"},

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from agents.store import Store, close_store
-from tests.store_fixtures import run_surql
+from tests.store_fixtures import a_run_sync, run_surql
 
 
 def run(*args):
@@ -17,7 +17,7 @@ def run(*args):
 
 def test_surreal_migrate_applies_the_schema_to_an_empty_store(process_store):
     out, err = run("surreal_migrate")
-    assert out.strip() == "schema version 1 applied (was an empty store)"
+    assert out.strip() == "schema version 2 applied (was an empty store)"
     assert "mem://" in err and "Done in" in err
 
 
@@ -31,24 +31,23 @@ def test_surreal_migrate_on_an_already_migrated_store(kv_url, settings):
         out, _ = run("surreal_migrate")
     finally:
         close_store()
-    assert out.strip() == "schema version 1 already applied, nothing changed"
+    assert out.strip() == "schema version 2 already applied, nothing changed"
 
 
 def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
     store = process_store
-    old = store.sync.open_session("agent:a:-:-:old", agent="a")
-    store.sync.append_message(old["id"], "user", "long ago")
-    store.sync.create_run(old["id"], "a")
-    new = store.sync.open_session("agent:a:-:-:new", agent="a")
+    old, old_run = a_run_sync(store, "agent:a:-:-:old", "a")
+    store.sync.append_message(old["id"], "user", "long ago", run_id=old_run["id"])
+    new, _ = a_run_sync(store, "agent:a:-:-:new", "a")
     run_surql(store, "UPDATE type::thing('session', $id) SET updated = time::now() - 40d", {"id": old["id"]})
 
     out, err = run("prunesessions", "--older-than", "30d", "--dry-run")
-    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs, 0 webhook records"
+    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs"
     assert "Counting sessions idle for more than 30d" in err
     assert store.sync.list_sessions()["total"] == 2
 
     out, _ = run("prunesessions", "--older-than", "30d")
-    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs, 0 webhook records"
+    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs"
     assert [s["id"] for s in store.sync.list_sessions()["items"]] == [new["id"]]
 
 

@@ -9,36 +9,71 @@ from pathlib import Path
 import pytest
 
 from agents.store import DuplicateRun, InvalidInput, RunNotFound, SessionNotFound, Store, StoreError, StoreLocked
+from tests.store_fixtures import a_run
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "agent:helper:webchat:-:alice"
 
 
-async def open_alice(store):
-    return await store.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+async def alice(store, idempotency_key=None, running=False):
+    """Alice's webchat session and a new run in it, as chat.send starts one."""
+    return await a_run(store, KEY, "helper", idempotency_key, running=running, channel="webchat", peer="alice")
+
+
+async def schema_of(store) -> dict:
+    """What the database holds: INFO FOR DB plus INFO FOR TABLE of each table."""
+    async def read():
+        [info] = await store._q("INFO FOR DB")
+        tables = sorted(info["tables"])
+        per_table = await store._q(";".join(f"INFO FOR TABLE {t}" for t in tables)) if tables else []
+        return {"db": info, "tables": dict(zip(tables, per_table))}
+
+    return await asyncio.wrap_future(store._thread.submit(read()))
 
 
 @pytest.mark.asyncio
 async def test_schema_applies_twice_without_change(kv_url):
     first = Store(kv_url)
-    assert await first.open() == {"from": None, "to": 1, "changed": True}
-    before = await first.schema_definitions()
-    assert await first.migrate() == {"from": None, "to": 1, "changed": True}, "migrate reports what opening applied"
+    assert await first.open() == {"from": None, "to": 2, "changed": True}
+    before = await schema_of(first)
+    assert await first.migrate() == {"from": None, "to": 2, "changed": True}, "migrate reports what opening applied"
     await first.aclose()
 
     second = Store(kv_url)
-    assert await second.open() == {"from": 1, "to": 1, "changed": False}
-    assert await second.schema_definitions() == before
-    assert set(before["tables"]) >= {"session", "message", "run", "session_key", "idempotency", "seen_update"}
-    assert (await second.health())["schema_version"] == 1
+    assert await second.open() == {"from": 2, "to": 2, "changed": False}
+    assert await schema_of(second) == before
+    assert set(before["tables"]) == {"meta", "session", "message", "run", "session_key", "idempotency"}
+    assert (await second.health())["schema_version"] == 2
     await second.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_version_1_store_is_upgraded_without_its_seen_update_table(kv_url):
+    old = Store(kv_url)
+    session, run = await alice(old)
+    # What version 1 added to today's schema: a table of webhook deliveries, no longer used.
+    await asyncio.wrap_future(old._thread.submit(old._q(
+        """DEFINE TABLE seen_update SCHEMAFULL;
+        DEFINE FIELD created ON seen_update TYPE datetime DEFAULT time::now() READONLY;
+        DEFINE INDEX seen_update_created ON seen_update FIELDS created;
+        CREATE seen_update:['telegram', 991];
+        UPSERT meta:schema SET version = 1;""")))
+    assert "seen_update" in (await schema_of(old))["tables"]
+    await old.aclose()
+
+    upgraded = Store(kv_url)
+    assert await upgraded.open() == {"from": 1, "to": 2, "changed": True}
+    assert "seen_update" not in (await schema_of(upgraded))["tables"]
+    assert (await upgraded.current_session(KEY))["id"] == session["id"]
+    assert await upgraded.get_run(run["id"]) == run
+    assert (await upgraded.health())["ok"] is True
+    await upgraded.aclose()
 
 
 @pytest.mark.asyncio
 async def test_write_close_reopen_keeps_everything(kv_url):
     store = Store(kv_url)
-    session = await open_alice(store)
-    run = await store.create_run(session["id"], "helper", idempotency_key="msg-1", status="running")
+    session, run = await alice(store, idempotency_key="msg-1", running=True)
     await store.append_message(session["id"], "user", "what is 2+2?", run_id=run["id"], tokens=7)
     tool_use = {"type": "tool_use", "id": "tu_1", "name": "calc.add", "input": {"a": 2, "b": 2}}
     await store.append_message(session["id"], "assistant", [tool_use], run_id=run["id"])
@@ -47,21 +82,21 @@ async def test_write_close_reopen_keeps_everything(kv_url):
     await store.append_message(session["id"], "user", [{"type": "tool_result", "tool_use_id": "tu_1", "content": "4"}])
     await store.update_run(run["id"], status="done", stop_reason="end_turn",
                            usage={"input_tokens": 30, "output_tokens": 9})
-    assert await store.seen_update("telegram", 991) is False
     before = {
         "session": await store.get_session(session["id"]),
-        "messages": await store.last_messages(session["id"], 10),
+        "messages": (await store.history(session["id"], limit=10))["messages"],
         "run": await store.get_run(run["id"]),
     }
     await store.aclose()
 
     reopened = Store(kv_url)
     assert await reopened.get_session(session["id"]) == before["session"]
-    assert await reopened.last_messages(session["id"], 10) == before["messages"]
+    assert (await reopened.history(session["id"], limit=10))["messages"] == before["messages"]
     assert await reopened.get_run(run["id"]) == before["run"]
     assert (await reopened.current_session(KEY))["id"] == session["id"]
-    assert await reopened.find_run_by_idempotency_key(KEY, "msg-1") == before["run"]
-    assert await reopened.seen_update("telegram", 991) is True
+    with pytest.raises(DuplicateRun) as caught:
+        await reopened.start_run(KEY, "helper", idempotency_key="msg-1")
+    assert caught.value.run == before["run"]
     assert before["session"]["message_count"] == 3
     assert before["session"]["tokens_in"] == 30 and before["session"]["tokens_out"] == 9
     assert before["run"]["tool_calls"][0]["output"] == "4"
@@ -72,10 +107,10 @@ async def test_write_close_reopen_keeps_everything(kv_url):
 @pytest.mark.parametrize("engine", ["mem", "surrealkv"])
 async def test_fifty_concurrent_appends_to_one_session_get_seq_1_to_50(engine, kv_url):
     store = Store("mem://" if engine == "mem" else kv_url)
-    session = await open_alice(store)
+    session, _ = await alice(store)
     seqs = await asyncio.gather(*(store.append_message(session["id"], "user", f"message {i}") for i in range(50)))
     assert sorted(seqs) == list(range(1, 51))
-    stored = await store.last_messages(session["id"], 100)
+    stored = (await store.history(session["id"], limit=100))["messages"]
     assert [m["seq"] for m in stored] == list(range(1, 51))
     assert sorted(m["content"][0]["text"] for m in stored) == sorted(f"message {i}" for i in range(50))
     assert (await store.get_session(session["id"]))["message_count"] == 50
@@ -97,7 +132,7 @@ async def test_calls_racing_the_first_open_wait_for_the_schema(store):
 
 
 def test_appends_from_threads_and_loops_together_stay_gap_free(store):
-    session = store.sync.open_session(KEY, agent="helper")
+    session, _ = store.sync.start_run(KEY, "helper")
     seqs, lock = [], threading.Lock()
 
     def sync_writer(n):
@@ -135,7 +170,7 @@ def test_second_process_on_the_same_path_is_refused(kv_url):
 
 def test_a_process_that_exits_without_closing_the_store_exits_cleanly_and_keeps_its_writes(kv_url):
     code = (f"from agents.store import Store; s = Store({kv_url!r}).sync; "
-            "s.append_message(s.open_session('agent:a:-:-:p', agent='a')['id'], 'user', 'kept')")
+            "s.append_message(s.start_run('agent:a:-:-:p', 'a')[0]['id'], 'user', 'kept')")
     for _ in range(3):
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -146,7 +181,7 @@ def test_a_process_that_exits_without_closing_the_store_exits_cleanly_and_keeps_
 
 def test_an_append_that_returned_survives_the_process_being_killed(kv_url):
     code = (f"import sys; from agents.store import Store; s = Store({kv_url!r}).sync; "
-            "sid = s.open_session('agent:a:-:-:p', agent='a')['id']; "
+            "sid = s.start_run('agent:a:-:-:p', 'a')[0]['id']; "
             "print(s.append_message(sid, 'user', 'acknowledged'), flush=True); sys.stdin.read()")
     writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -174,8 +209,7 @@ def test_second_store_in_the_same_process_is_refused_too(kv_url):
 @pytest.mark.asyncio
 async def test_partial_output_of_an_aborted_run_is_kept(kv_url):
     store = Store(kv_url)
-    session = await open_alice(store)
-    run = await store.create_run(session["id"], "helper", status="running")
+    session, run = await alice(store, running=True)
     await store.append_message(session["id"], "user", "tell me a long story", run_id=run["id"])
     await store.append_message(session["id"], "assistant", "Once upon a ti", run_id=run["id"], interrupted="aborted")
     await store.update_run(run["id"], status="aborted", stop_reason="aborted", usage={"input_tokens": 12, "output_tokens": 4})
@@ -200,7 +234,7 @@ async def _hold_writer(store, release: threading.Event):
 
 @pytest.mark.asyncio
 async def test_a_write_whose_caller_is_cancelled_still_completes(store):
-    session = await open_alice(store)
+    session, _ = await alice(store)
     release = threading.Event()
     holder = store._thread.submit(_hold_writer(store, release))
     writer = asyncio.create_task(store.append_message(session["id"], "assistant", "said before the abort"))
@@ -212,20 +246,8 @@ async def test_a_write_whose_caller_is_cancelled_still_completes(store):
     await asyncio.wrap_future(holder)
     # Writes commit in order, so this one lands after the cancelled caller's write.
     assert await store.append_message(session["id"], "user", "next") == 2
-    first = (await store.last_messages(session["id"], 2))[0]
+    first = (await store.history(session["id"], limit=2))["messages"][0]
     assert first["content"][0]["text"] == "said before the abort"
-
-
-@pytest.mark.asyncio
-async def test_idempotency_key_finds_the_first_run_and_refuses_a_second(store):
-    session = await open_alice(store)
-    run = await store.create_run(session["id"], "helper", idempotency_key="client-42")
-    assert await store.find_run_by_idempotency_key(KEY, "client-42") == run
-    assert await store.find_run_by_idempotency_key(KEY, "client-43") is None
-    with pytest.raises(DuplicateRun) as caught:
-        await store.create_run(session["id"], "helper", idempotency_key="client-42")
-    assert caught.value.run == run
-    assert len(await store.runs(session["id"])) == 1
 
 
 @pytest.mark.asyncio
@@ -234,11 +256,11 @@ async def test_start_run_opens_the_keys_session_and_records_a_queued_run(store):
     assert (session["key"], session["agent"], session["channel"], session["peer"]) == (KEY, "helper", "webchat", "alice")
     assert (run["session_id"], run["session_key"], run["agent"], run["status"]) == (session["id"], KEY, "helper", "queued")
     assert run["idempotency_key"] is None and run["started"] is None
+    assert session["current"] is True and session["previous_id"] is None
     assert (await store.current_session(KEY))["status"] == "queued"
     again, second = await store.start_run(KEY, "helper", channel="webchat", peer="alice")
     assert again["id"] == session["id"], "the key's current session is reused"
     assert [r["id"] for r in await store.runs(session["id"])] == [run["id"], second["id"]]
-    assert (await open_alice(store))["id"] == session["id"], "open_session finds the session start_run created"
 
 
 @pytest.mark.asyncio
@@ -258,10 +280,11 @@ async def test_start_run_with_a_repeated_idempotency_key_returns_the_first_run_a
     assert caught.value.run == run
     other_key, other = await store.start_run("agent:helper:webchat:-:bob", "helper", idempotency_key="client-7")
     assert other["id"] != run["id"], "an idempotency key belongs to one session key"
-    made_by_create_run = await store.create_run(session["id"], "helper", idempotency_key="client-8")
+    _, next_message = await store.start_run(KEY, "helper", idempotency_key="client-8")
+    assert next_message["id"] != run["id"], "another idempotency key is another run"
     with pytest.raises(DuplicateRun) as caught:
         await store.start_run(KEY, "helper", idempotency_key="client-8")
-    assert caught.value.run == made_by_create_run
+    assert caught.value.run == next_message
     await store.aclose()
 
     reopened = Store(kv_url)
@@ -311,8 +334,7 @@ async def test_start_run_refuses_a_missing_key_or_agent(store):
 
 @pytest.mark.asyncio
 async def test_run_lifecycle_stamps_times_and_final_status_is_final(store):
-    session = await open_alice(store)
-    run = await store.create_run(session["id"], "helper")
+    _, run = await alice(store)
     assert run["status"] == "queued" and run["started"] is None
     running = await store.update_run(run["id"], status="running")
     assert running["started"] is not None and running["finished"] is None
@@ -328,11 +350,10 @@ async def test_run_lifecycle_stamps_times_and_final_status_is_final(store):
 
 @pytest.mark.asyncio
 async def test_session_token_totals_follow_run_usage(store):
-    session = await open_alice(store)
-    a = await store.create_run(session["id"], "helper", status="running")
+    session, a = await alice(store, running=True)
     await store.update_run(a["id"], usage={"input_tokens": 10, "output_tokens": 1})
     await store.update_run(a["id"], status="done", usage={"input_tokens": 20, "output_tokens": 5})
-    b = await store.create_run(session["id"], "helper", status="running")
+    _, b = await alice(store, running=True)
     await store.update_run(b["id"], status="done", usage={"input_tokens": 7, "output_tokens": 2})
     totals = await store.get_session(session["id"])
     assert (totals["tokens_in"], totals["tokens_out"]) == (27, 7)
@@ -340,8 +361,7 @@ async def test_session_token_totals_follow_run_usage(store):
 
 @pytest.mark.asyncio
 async def test_tool_calls_are_recorded_with_timing_and_outcome(store):
-    session = await open_alice(store)
-    run = await store.create_run(session["id"], "helper", status="running")
+    _, run = await alice(store, running=True)
     await store.record_tool_call(run["id"], tool_use_id="tu_1", name="http_get.fetch", input={"url": "http://x"},
                                  outcome="denied", error="host x is not granted", duration_ms=0.4)
     await store.record_tool_call(run["id"], tool_use_id="tu_2", name="calc.add", input={"a": 1}, outcome="ok",
@@ -357,7 +377,7 @@ async def test_tool_calls_are_recorded_with_timing_and_outcome(store):
 
 @pytest.mark.asyncio
 async def test_bad_input_gets_a_clear_error(store):
-    session = await open_alice(store)
+    session, _ = await alice(store)
     with pytest.raises(InvalidInput, match="role must be one of"):
         await store.append_message(session["id"], "robot", "hi")
     with pytest.raises(InvalidInput, match="block 0 .tool_use. is missing a field"):
@@ -366,8 +386,6 @@ async def test_bad_input_gets_a_clear_error(store):
         await store.append_message(session["id"], "assistant", [{"type": "image"}])
     with pytest.raises(SessionNotFound):
         await store.append_message("no-such-session", "user", "hi")
-    with pytest.raises(SessionNotFound):
-        await store.create_run("no-such-session", "helper")
     assert (await store.get_session(session["id"]))["message_count"] == 0
 
 
@@ -378,10 +396,10 @@ async def test_sync_wrappers_refuse_to_block_an_event_loop(store):
     assert (await store.health())["ok"] is True
 
 
-def test_open_session_returns_the_current_session_for_a_key(store):
-    first = store.sync.open_session(KEY, agent="helper", channel="webchat", peer="alice")
-    again = store.sync.open_session(KEY, agent="helper", channel="webchat", peer="alice")
+def test_each_key_has_its_own_current_session(store):
+    first, _ = store.sync.start_run(KEY, "helper", channel="webchat", peer="alice")
+    again, _ = store.sync.start_run(KEY, "helper", channel="webchat", peer="alice")
     assert again["id"] == first["id"]
     assert (first["agent"], first["channel"], first["peer"], first["current"]) == ("helper", "webchat", "alice", True)
-    other = store.sync.open_session("agent:helper:webchat:-:bob", agent="helper", peer="bob")
-    assert other["id"] != first["id"]
+    other, _ = store.sync.start_run("agent:helper:webchat:-:bob", "helper", peer="bob")
+    assert other["id"] != first["id"] and other["peer"] == "bob"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agents.store import DuplicateRun, Store, StoreError
+from tests.store_fixtures import a_run
 from tests.surreal_ws_server import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ asyncio.run(main(*sys.argv[1:]))
 async def test_store_works_through_the_sdk_ws_client(surreal_ws_url):
     store = Store(surreal_ws_url)
     assert store.embedded is False
-    session = await store.open_session(KEY, agent="helper", peer="alice")
+    session, _ = await store.start_run(KEY, "helper", peer="alice")
     await store.append_message(session["id"], "user", "hello over ws")
     history = await store.history(KEY)
     assert [m["content"][0]["text"] for m in history["messages"]] == ["hello over ws"]
@@ -41,7 +42,7 @@ async def test_store_works_through_the_sdk_ws_client(surreal_ws_url):
 
 def test_two_processes_appending_to_one_session_through_a_server_stay_gap_free(surreal_ws_url):
     store = Store(surreal_ws_url)
-    session = store.sync.open_session(KEY, agent="helper", peer="alice")
+    session, _ = store.sync.start_run(KEY, "helper", peer="alice")
     procs = [
         subprocess.Popen([sys.executable, "-c", APPENDER, surreal_ws_url, session["id"], tag], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -53,7 +54,7 @@ def test_two_processes_appending_to_one_session_through_a_server_stay_gap_free(s
         assert p.returncode == 0, err
         seqs += [int(x) for x in out.split()]
     assert sorted(seqs) == list(range(1, 51))
-    texts = [m["content"][0]["text"] for m in store.sync.last_messages(session["id"], 50)]
+    texts = [m["content"][0]["text"] for m in store.sync.history(session["id"], limit=50)["messages"]]
     assert sorted(texts) == sorted(f"{tag} {i}" for tag in ("first", "second") for i in range(25))
     store.close()
 
@@ -69,7 +70,7 @@ def test_stand_in_server_runs_as_a_process(tmp_path):
 
         async def use(url):
             store = Store(url)
-            session = await store.open_session(KEY, agent="helper")
+            session, _ = await store.start_run(KEY, "helper")
             seq = await store.append_message(session["id"], "user", "persisted by the stand-in")
             await store.aclose()
             return seq
@@ -84,7 +85,7 @@ def test_a_dropped_server_connection_is_an_error_then_the_next_call_reconnects(t
     data = f"surrealkv://{tmp_path / 'db'}"
     server = ServerThread(data)
     store = Store(server.url)
-    session = store.sync.open_session(KEY, agent="helper")
+    session, _ = store.sync.start_run(KEY, "helper")
     port = server.server.port
     server.stop()
     with pytest.raises(StoreError, match="lost the connection to the session store"):
@@ -102,8 +103,7 @@ async def test_write_conflicts_between_server_clients_are_retried():
     server = ServerThread("mem://", one_at_a_time=False)
     a, b = Store(server.url), Store(server.url)
     try:
-        session = await a.open_session(KEY, agent="helper")
-        run = await a.create_run(session["id"], "helper", status="running")
+        _, run = await a_run(a, KEY, running=True)
         # Every call rewrites the same run and session records, so overlapping transactions conflict.
         await asyncio.gather(*(
             (a if i % 2 else b).update_run(run["id"], usage={"input_tokens": i, "output_tokens": 0})

@@ -2,8 +2,8 @@
 
     from agents.store import get_store
     store = get_store()
-    session = await store.open_session(route.session_key, agent="helper", channel="webchat", peer="alice")
-    seq = await store.append_message(session["id"], "user", "hello")
+    session, run = await store.start_run(route.session_key, "helper", channel="webchat", peer="alice")
+    seq = await store.append_message(session["id"], "user", "hello", run_id=run["id"])
     store.sync.history(session["key"])  # from sync code: admin views, management commands
 
 See docs/sessions.md for every method and what it returns.

@@ -340,14 +340,6 @@ class Store:
         result = await self._migrate()
         return result if result["changed"] else self.migration
 
-    @api(write=False)
-    async def schema_definitions(self) -> dict:
-        """What the database holds: INFO FOR DB plus INFO FOR TABLE of each table."""
-        [info] = await self._q("INFO FOR DB")
-        tables = sorted(info["tables"])
-        per_table = await self._q(";".join(f"INFO FOR TABLE {t}" for t in tables)) if tables else []
-        return {"db": info, "tables": dict(zip(tables, per_table))}
-
     @api(write=False, direct=True)
     async def health(self) -> dict:
         started = time.perf_counter()
@@ -364,30 +356,6 @@ class Store:
         }
 
     # --- sessions -------------------------------------------------------------------------------
-
-    @api(write=True, direct=True)
-    async def open_session(self, key: str, agent: str, channel: str = "", account: str = "", peer: str = "",
-                           guild: str = "", team: str = "") -> dict:
-        """The current session for `key`, created on first use."""
-        fields = _session_fields(key, agent, channel, account, peer, guild, team)
-        async with self._session_lock(f"key:{key}"):
-            for _ in range(RETRIES):
-                [row] = await self._q("RETURN type::thing('session_key', $key).current.*", {"key": key})
-                if row:
-                    return shapes.session_out(row)
-                try:
-                    row = await self._tx(
-                        """LET $s = CREATE ONLY session:ulid() CONTENT $fields;
-                        CREATE type::thing('session_key', $fields.key) SET current = $s.id;
-                        RETURN $s;""",
-                        {"fields": fields},
-                    )
-                    return shapes.session_out(row)
-                except StoreError as e:
-                    # Another process created the key's session first: read it on the next pass.
-                    if "already exists" not in str(e):
-                        raise
-        raise StoreError(f"could not open a session for {key!r}")
 
     @api(write=False, direct=True)
     async def get_session(self, session_id: str) -> dict:
@@ -506,21 +474,18 @@ class Store:
     @api(write=True)
     async def prune(self, older_than: dt.timedelta | str, dry_run: bool = False) -> dict:
         """Delete sessions (with messages and runs) idle for longer than `older_than` (a timedelta or
-        "30d"), and webhook dedupe records as old. Returns the counts {"sessions", "messages", "runs",
-        "seen_updates"}, which is all a dry run does."""
+        "30d"). Returns the counts {"sessions", "messages", "runs"}, which is all a dry run does."""
         age = shapes.parse_age(older_than) if isinstance(older_than, str) else older_than
         cutoff = dt.datetime.now(dt.timezone.utc) - age
-        [old, runs, seen] = await self._q(
+        [old, runs] = await self._q(
             """SELECT id, message_count FROM session WHERE updated < $cutoff;
-            SELECT count() AS n FROM run WHERE session IN (SELECT VALUE id FROM session WHERE updated < $cutoff) GROUP ALL;
-            SELECT count() AS n FROM seen_update WHERE created < $cutoff GROUP ALL;""",
+            SELECT count() AS n FROM run WHERE session IN (SELECT VALUE id FROM session WHERE updated < $cutoff) GROUP ALL;""",
             {"cutoff": cutoff},
         )
         counts = {
             "sessions": len(old),
             "messages": sum(r["message_count"] for r in old),
             "runs": runs[0]["n"] if runs else 0,
-            "seen_updates": seen[0]["n"] if seen else 0,
         }
         if not dry_run:
             for row in old:
@@ -529,7 +494,6 @@ class Store:
                         await self._delete(row["id"])
                     except SessionNotFound:
                         pass
-            await self._q("DELETE seen_update WHERE created < $cutoff", {"cutoff": cutoff})
         return counts
 
     # --- messages -------------------------------------------------------------------------------
@@ -574,10 +538,9 @@ class Store:
         rows = (await self._q(self._RANGE, {"s": s, "n": int(n), "before": before_seq}))[-1]
         return [shapes.message_out(r) for r in rows]
 
-    @api(write=False, direct=True)
-    async def last_messages(self, session_id: str, n: int) -> list[dict]:
-        """The last `n` messages, oldest first: one record-ID range read, however long the session."""
-        return await self._last(_session(session_id), n)
+    _CONTEXT = """LET $c = $s.message_count;
+        LET $lo = IF $c = NONE THEN 1 ELSE math::max([1, $c - $n + 1, $after + 1]) END;
+        RETURN {count: $c, messages: IF $c = NONE THEN [] ELSE (SELECT seq, role, content FROM message:[$s, $lo]..=[$s, $c]) END};"""
 
     @api(write=False, direct=True)
     async def llm_context(self, session_id: str, n: int, after_seq: int = 0) -> dict:
@@ -589,12 +552,7 @@ class Store:
         what came after them. The fields a request does not use are not read: decoding whole
         messages (search words, timestamps, record ids) was about 2 ms of the 3.4 ms that reading
         50 of them cost, on the path to every run's first delta."""
-        [*_, row] = await self._q(
-            """LET $c = $s.message_count;
-            LET $lo = IF $c = NONE THEN 1 ELSE math::max([1, $c - $n + 1, $after + 1]) END;
-            RETURN {count: $c, messages: IF $c = NONE THEN [] ELSE (SELECT seq, role, content FROM message:[$s, $lo]..=[$s, $c]) END};""",
-            {"s": _session(session_id), "n": int(n), "after": int(after_seq)},
-        )
+        [*_, row] = await self._q(self._CONTEXT, {"s": _session(session_id), "n": int(n), "after": int(after_seq)})
         return {"count": row["count"],
                 "messages": [{"seq": m["seq"], "role": m["role"], "content": m["content"]} for m in row["messages"]]}
 
@@ -645,36 +603,10 @@ class Store:
     # --- runs -----------------------------------------------------------------------------------
 
     @api(write=True, direct=True)
-    async def create_run(self, session_id: str, agent: str, idempotency_key: str | None = None,
-                         status: str = "queued") -> dict:
-        """Record a new run. A repeated idempotency key for the same session key raises DuplicateRun
-        carrying the first run."""
-        shapes.check_choice("status", status, ("queued", "running"))
-        s = _session(session_id)
-        try:
-            row = await self._tx(
-                """LET $sess = (SELECT key FROM $s)[0];
-                IF $sess = NONE { THROW 'session_not_found' };
-                LET $r = CREATE ONLY run:ulid() CONTENT {
-                    session: $s, session_key: $sess.key, agent: $agent, status: $status,
-                    idempotency_key: $ik, started: IF $status = 'running' THEN time::now() ELSE NONE END };
-                IF $ik != NONE { CREATE type::thing('idempotency', [$sess.key, $ik]) SET run = $r.id };
-                UPDATE $s SET status = $status, updated = time::now();
-                RETURN $r;""",
-                {"s": s, "agent": agent, "status": status, "ik": idempotency_key},
-            )
-        except StoreError as e:
-            if idempotency_key is None or "idempotency" not in str(e) or "already exists" not in str(e):
-                raise
-            session = await Store.get_session.on_store_loop(self, session_id)
-            existing = await self._find_idempotent(session["key"], idempotency_key)
-            raise DuplicateRun(existing) from None
-        return shapes.run_out(row)
-
-    @api(write=True, direct=True)
     async def start_run(self, key: str, agent: str, idempotency_key: str | None = None, channel: str = "",
                         account: str = "", peer: str = "", guild: str = "", team: str = "") -> tuple[dict, dict]:
-        """`open_session` and `create_run` (status `queued`) in one transaction: (session, run).
+        """Open `key`'s current session (created on first use) and record a queued run in it, in one
+        transaction: (session, run).
 
         This is `chat.send`'s one durable write before it answers, so a message costs one commit
         and no separate read. The session is returned as it was opened. A repeated idempotency key
@@ -710,14 +642,6 @@ class Store:
                     raise DuplicateRun(shapes.run_out(row["duplicate"]))
                 return shapes.session_out(row["session"]), shapes.run_out(row["run"])
         raise StoreError(f"could not start a run for {key!r}")
-
-    async def _find_idempotent(self, session_key: str, key: str) -> dict | None:
-        [row] = await self._q("RETURN type::thing('idempotency', [$sk, $ik]).run.*", {"sk": session_key, "ik": key})
-        return shapes.run_out(row) if row else None
-
-    @api(write=False, direct=True)
-    async def find_run_by_idempotency_key(self, session_key: str, key: str) -> dict | None:
-        return await self._find_idempotent(session_key, key)
 
     @api(write=False, direct=True)
     async def get_run(self, run_id: str) -> dict:
@@ -791,16 +715,3 @@ class Store:
         )
         if not updated:
             raise RunNotFound(f"no run {run_id}")
-
-    # --- webhooks -------------------------------------------------------------------------------
-
-    @api(write=True, direct=True)
-    async def seen_update(self, channel: str, update_id: str | int) -> bool:
-        """Record a webhook delivery; True when it had been recorded before (a duplicate to drop)."""
-        try:
-            await self._q("CREATE type::thing('seen_update', [$c, $u])", {"c": channel, "u": update_id})
-        except StoreError as e:
-            if "already exists" in str(e):
-                return True
-            raise
-        return False

@@ -9,7 +9,7 @@ range read whose cost does not depend on the session's length (an `ORDER BY seq 
 sorts the whole session; see docs/sessions.md).
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 DEFINE TABLE OVERWRITE meta SCHEMALESS;
@@ -78,8 +78,7 @@ DEFINE TABLE OVERWRITE idempotency SCHEMAFULL;
 DEFINE FIELD OVERWRITE run ON idempotency TYPE record<run>;
 DEFINE FIELD OVERWRITE created ON idempotency TYPE datetime DEFAULT time::now() READONLY;
 
--- seen_update:[channel, update_id]: webhook deliveries already handled.
-DEFINE TABLE OVERWRITE seen_update SCHEMAFULL;
-DEFINE FIELD OVERWRITE created ON seen_update TYPE datetime DEFAULT time::now() READONLY;
-DEFINE INDEX OVERWRITE seen_update_created ON seen_update FIELDS created;
+-- Version 2: seen_update (webhook deliveries) is gone; webhooks keep their dedupe records in
+-- Django's database (webhooks.models.WebhookEvent). Remove it from stores made by version 1.
+REMOVE TABLE IF EXISTS seen_update;
 """

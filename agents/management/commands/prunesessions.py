@@ -10,8 +10,7 @@ from common.commands import CommandWithExample
 class Command(CommandWithExample):
     help = (
         "Delete sessions (with their messages and runs) that have been idle for longer than\n"
-        "--older-than, and webhook de-duplication records as old. Prints what was (or, with\n"
-        "--dry-run, would be) deleted.\n\n"
+        "--older-than. Prints what was (or, with --dry-run, would be) deleted.\n\n"
         "Example: python manage.py prunesessions --older-than 30d --dry-run"
     )
 
@@ -35,7 +34,4 @@ class Command(CommandWithExample):
             raise CommandError(str(e)) from None
         self.stderr.write(f"Done in {time.perf_counter() - started:.2f} s.")
         verb = "would delete" if dry_run else "deleted"
-        self.stdout.write(
-            f"{verb} {counts['sessions']} sessions, {counts['messages']} messages, {counts['runs']} runs, "
-            f"{counts['seen_updates']} webhook records"
-        )
+        self.stdout.write(f"{verb} {counts['sessions']} sessions, {counts['messages']} messages, {counts['runs']} runs")
