@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from common import best_of, bench_env, free_port, manage, ratio_row, start_daphne, summarise
+from benchlib import best_of, bench_env, free_port, manage, ratio_row, start_daphne, summarise
 from websockets.asyncio.client import connect
 
 PING = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 1})

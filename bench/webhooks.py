@@ -27,7 +27,7 @@ import tempfile
 import time
 
 import httpx
-from common import best_of, bench_env, free_port, manage, ratio_row, start_daphne, summarise
+from benchlib import best_of, bench_env, free_port, manage, ratio_row, start_daphne, summarise
 
 SECRET = "bench-secret"
 _ids = itertools.count()
