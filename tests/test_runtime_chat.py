@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from agents.runtime.board import get_board
 from agents.store import get_store
 from tests.fakes import anthropic_server
 from tests.fakes.http import Stream, Text
@@ -39,6 +40,8 @@ async def test_a_message_streams_back_word_by_word_and_is_stored(connect):
     ]
     run = await get_store().get_run(sent["run_id"])
     assert (run["status"], run["stop_reason"], run["usage"]["output_tokens"]) == ("done", "end_turn", 3)
+    origin = (await get_board().run(sent["run_id"]))["payload"]["origin"]
+    assert origin["entry"] == "gateway" and origin["principal"].startswith("token:")
 
 
 async def test_the_route_picks_the_agent_when_none_is_named(connect):

@@ -1,5 +1,5 @@
 """End to end: a Telegram update in, the echo agent's reply out to a fake Bot API on loopback,
-through the real ASGI app, the adapter in the sandbox, chat.send's run path and the session store."""
+through the real ASGI app, the adapter in the sandbox, the run service and the session store."""
 
 import json
 from datetime import timedelta
@@ -10,6 +10,7 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from agents.models import Agent
+from agents.runtime.board import get_board
 from agents.store import get_store
 from routing.models import Binding
 from routing.resolver import aresolve_route
@@ -80,6 +81,9 @@ async def test_an_update_gets_the_agent_reply_in_the_same_chat_and_lands_in_the_
     ]
     event = await InboundEvent.objects.aget()
     assert (event.status, event.agent, event.session_key) == ("replied", "helper", "agent:helper:telegram:exoclaw_bot:777001")
+    # Started through the run service, as the webhook, not as a gateway client.
+    run = await get_board().run(event.run_id)
+    assert run["payload"]["origin"] == {"principal": "webhook:telegram", "entry": "webhook"}
     [session] = (await get_store().list_sessions(channel="telegram"))["items"]
     assert (session["channel"], session["account"], session["peer"]) == ("telegram", "exoclaw_bot", "777001")
     history = await get_store().history(event.session_key)
