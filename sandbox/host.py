@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import extism
-from extism.extism import CancelHandle, CompiledPlugin
+from extism.extism import CompiledPlugin
 
 from .errors import SandboxError, classify
 from .extism_log import extism_log
@@ -71,16 +71,6 @@ class CallOutput:
     call_ms: float
 
 
-@dataclass
-class _Instance:
-    plugin: extism.Plugin
-    cancel_handle: CancelHandle
-    config: dict
-
-    def free(self):
-        self.plugin.__del__()  # now, on this thread, not whenever the object is collected
-
-
 class _Copy:
     """One compiled plug-in, which of its exports exist, and the never-used instance made from it for
     its next call. The workers run one call at a time on it."""
@@ -88,16 +78,20 @@ class _Copy:
     def __init__(self, compiled: CompiledPlugin):
         self.compiled = compiled
         self.exports: dict[str, bool] = {}
-        self.spare: _Instance | None = None
+        self.spare: extism.Plugin | None = None
+        self.spare_config: dict = {}
 
-    def instantiate(self, config: dict) -> _Instance:
-        plugin = extism.Plugin(self.compiled, config=config or None, functions=[])
-        return _Instance(plugin, plugin.cancel_handle(), config)
+    def instantiate(self, config: dict) -> extism.Plugin:
+        return extism.Plugin(self.compiled, config=config or None, functions=[])
 
-    def exports_function(self, instance: _Instance, name: str) -> bool:
+    def exports_function(self, instance: extism.Plugin, name: str) -> bool:
         if name not in self.exports:
-            self.exports[name] = instance.plugin.function_exists(name)
+            self.exports[name] = instance.function_exists(name)
         return self.exports[name]
+
+
+def _free(instance: extism.Plugin):
+    instance.__del__()  # now, on this thread, not whenever the object is collected
 
 
 @dataclass
@@ -181,12 +175,12 @@ class _Call:
             self._answer(CallOutput(output, self._compile_ms, instantiate_ms, call_ms), None)
         # The caller has its answer; what follows is off its wait.
         if instance is not None:
-            instance.free()
+            _free(instance)
         # An instance opens its granted directories when it is made, and a call must see them as they
         # are when it runs: for such plug-ins (prepare_next is False) nothing is made ahead.
         if error is None and kept and self._prepare_next and not self._host._workers.shut_down:
             try:
-                self.copy.spare = self.copy.instantiate(self._config)
+                self.copy.spare, self.copy.spare_config = self.copy.instantiate(self._config), self._config
             except extism.Error:
                 pass  # the next call makes its own instance and reports the error
 
@@ -194,34 +188,34 @@ class _Call:
         return classify(str(exc), list(causes), cancelled=self.ticket.cancelled, timeout_ms=self._grant.timeout_ms,
                         memory_mb=self._grant.memory_mb)
 
-    def _instance(self) -> tuple[_Instance, float]:
+    def _instance(self) -> tuple[extism.Plugin, float]:
         """The copy's spare when it was made with this config (a secret may have changed since), else a
         new instance; and how long making it took on this call's path."""
         spare, self.copy.spare = self.copy.spare, None
         if spare is not None:
-            if spare.config == self._config:
+            if self.copy.spare_config == self._config:
                 return spare, 0.0
-            spare.free()
+            _free(spare)
         start = time.perf_counter()
         try:
             return self.copy.instantiate(self._config), _ms(start)
         except extism.Error as exc:
             raise self._failure(exc) from None
 
-    def _call(self, instance: _Instance) -> tuple[bytes, float]:
+    def _call(self, instance: extism.Plugin) -> tuple[bytes, float]:
         """The call's output and how long the call took."""
         function = self._function
         if not self.copy.exports_function(instance, function):
             raise SandboxError("not_found", f"{self._spec.name} has no export {function!r}")
-        if not self.ticket.attach(instance.cancel_handle):
+        if not self.ticket.attach(instance):
             raise SandboxError("cancelled", CANCELLED_BEFORE_START)
         if self._on_start is not None:
             self._on_start()
         start = time.perf_counter()
         try:
-            buffer = instance.plugin.call(function, self._data, parse=None)
+            buffer = instance.call(function, self._data, parse=None)
         except extism.Error as exc:
-            raise self._failure(exc, extism_log.causes_for(str(instance.plugin.id))) from None
+            raise self._failure(exc, extism_log.causes_for(str(instance.id))) from None
         finally:
             self.ticket.detach()
         call_ms = _ms(start)

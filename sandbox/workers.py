@@ -44,11 +44,11 @@ _EXIT_WAIT_S = 2.0
 
 
 class Ticket:
-    """Connects a call to whoever may cancel it. The cancel handle is only valid while its instance lives."""
+    """Connects a call to whoever may cancel it, through its running instance (`extism.Plugin`)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._handle = None
+        self._plugin = None
         self._started_at = 0.0
         self.taken = False
         self.ran = False
@@ -60,26 +60,27 @@ class Ticket:
             self.taken = not self.cancelled
             return self.taken
 
-    def attach(self, handle) -> bool:
-        """The plug-in is about to run with this cancel handle: False if the call was cancelled first."""
+    def attach(self, plugin) -> bool:
+        """The plug-in is about to run in this instance: False if the call was cancelled first."""
         with self._lock:
             self.ran = not self.cancelled
             if self.ran:
-                self._handle = handle
+                self._plugin = plugin
                 self._started_at = time.monotonic()
             return self.ran
 
     def detach(self):
+        """The call has returned; its instance may be freed from now on (its cancel handle with it)."""
         with self._lock:
-            self._handle = None
+            self._plugin = None
 
     def cancel(self) -> bool:
         """Cancel the call (see SAFE_CANCEL_DELAY_S; the caller repeats this until the call ends);
         False if no thread had taken it, so none ever will run it."""
         with self._lock:
             self.cancelled = True
-            if self._handle is not None and time.monotonic() - self._started_at >= SAFE_CANCEL_DELAY_S:
-                self._handle.cancel()
+            if self._plugin is not None and time.monotonic() - self._started_at >= SAFE_CANCEL_DELAY_S:
+                self._plugin.cancel_handle().cancel()
             return self.taken
 
 
