@@ -15,9 +15,9 @@ errors mean); this module only decides where and when a call runs:
 The threads are daemon threads: a call Extism failed to stop never returns, and a joined thread
 (as `concurrent.futures` joins its own) would then keep the process from ever exiting. But a process
 should not exit while a call is inside Extism either: Extism's exit handler crashed processes that did
-(SIGSEGV, every time, with the native call pool this module replaced; not seen with these threads,
-but nothing in Extism makes it safe). So at exit, before Extism's handler, every running call is
-cancelled and waited for (`_stop_at_exit`).
+(SIGSEGV every time in the tests of the pool this module replaced, commit 383de16; not seen with these
+threads, but nothing in Extism makes it safe). So at exit, before Extism's handler, every running
+call is cancelled and waited for (`_stop_at_exit`).
 
 The cffi calls into Extism release the GIL, so calls on several threads run in parallel.
 """
