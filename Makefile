@@ -2,21 +2,19 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The sandbox's native call pool, built for this machine with ziglang (see sandbox/native/calls.c).
-NATIVE := sandbox/native/libexoclaw_calls.so
 
 .PHONY: run test install install-dev plugins clean
 
-run: $(VENV)/.installed $(NATIVE)
+run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap
 	$(BIN)/python manage.py serve
 
-test: $(VENV)/.installed-dev $(NATIVE)
+test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-install: $(VENV)/.installed $(NATIVE)
-install-dev: $(VENV)/.installed-dev $(NATIVE)
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +28,9 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(NATIVE): sandbox/native/calls.c sandbox/native/calls.h $(VENV)/.installed
-	$(BIN)/python -m sandbox.native.build
-
 # Rebuild the sample and test plugins (sandbox/plugins/src, tests/plugins/src) with ziglang from PyPI.
 plugins: $(VENV)/.installed-dev
 	$(BIN)/python -m sandbox.build_plugins
 
 clean:
-	rm -rf $(VENV) var $(NATIVE)
+	rm -rf $(VENV) var

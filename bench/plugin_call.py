@@ -5,12 +5,11 @@
 Baseline: the bare `extism` SDK doing what NOTES.md measured as the floor for an isolated call:
 CompiledPlugin once, then a fresh Plugin per call, call, free.
 exoclaw (async): `await Host.call(...)`: grant applied (limits, deny-all hosts/paths), a fresh
-instance per call, the hop to a native worker thread and back, the per-plugin concurrency limit and
-error mapping. The worker wakes the caller first and then frees the instance and makes the next one.
+instance per call, the hop to a worker thread and back, the per-plugin concurrency limit and error
+mapping. The worker wakes the caller first and then frees the instance and makes the next one.
 exoclaw (sync): `Host.run(...)`, the same on the calling thread (what runplugin uses).
 Python thread-pool hop alone: submitting a no-op to a `ThreadPoolExecutor` and awaiting it, what any
-async wrapper built on Python threads pays before it calls Extism (for comparison; exoclaw's workers
-are native threads).
+async wrapper built on Python threads pays before it calls Extism (for comparison).
 Cold compile: the first call of a plugin under a new grant, against a bare CompiledPlugin.
 Rounds alternate between the contenders so machine noise hits them alike.
 """

@@ -1,19 +1,19 @@
 """The Extism plug-in host: compiled plug-ins pooled per (wasm, grant), a fresh instance for every call.
 
 `Host.run` is the blocking call (used by `runplugin` and discovery); `Host.call` is the async API: it
-holds a per-plug-in concurrency limit, hands the call to a bounded pool of native worker threads
-(sandbox/native), and stops the plug-in promptly (Extism's cancel handle) when the awaiting task is
+holds a per-plug-in concurrency limit, hands the call to a bounded pool of worker threads
+(sandbox/workers.py), and stops the plug-in promptly (Extism's cancel handle) when the awaiting task is
 cancelled or `cancel` is set.
 
-The workers never hold the GIL, and each answers first and tidies after: it wakes the caller as soon
-as the plug-in returns, then frees the used instance and, for plug-ins without granted paths, makes
-the fresh instance for the copy's next call, so instantiating is off the caller's wait. Every call
-still runs in an instance no call has used.
+A worker answers first and tidies after: it wakes the caller as soon as the plug-in returns, then frees
+the used instance and, for plug-ins without granted paths, makes the fresh instance for the copy's
+next call, so instantiating is off the caller's wait. Every call still runs in an instance no call
+has used.
 """
 
 import asyncio
+import functools
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -23,20 +23,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from uuid import UUID
 
 import extism
 from extism.extism import CompiledPlugin
 
-from . import native
 from .errors import SandboxError, classify
 from .extism_log import extism_log
 from .manifest import Grant, build_manifest, instance_config
+from .workers import CANCEL_RETRY_S, CANCELLED_BEFORE_START, Ticket, Workers
 
 log = logging.getLogger(__name__)
 
-# How often a cancel is repeated until the worker notices: Extism ignores a cancel sent before the call starts.
-_CANCEL_RETRY_S = 0.01
 # A cancelled call still running after this long cannot be stopped: it is abandoned (and logged).
 _RUNAWAY_S = 3.0
 # Compiled copies kept per (wasm, grant) for reuse; concurrent calls beyond this compile afresh.
@@ -74,6 +71,29 @@ class CallOutput:
     call_ms: float
 
 
+class _Copy:
+    """One compiled plug-in, which of its exports exist, and the never-used instance made from it for
+    its next call. The workers run one call at a time on it."""
+
+    def __init__(self, compiled: CompiledPlugin):
+        self.compiled = compiled
+        self.exports: dict[str, bool] = {}
+        self.spare: extism.Plugin | None = None
+        self.spare_config: dict = {}
+
+    def instantiate(self, config: dict) -> extism.Plugin:
+        return extism.Plugin(self.compiled, config=config or None, functions=[])
+
+    def exports_function(self, instance: extism.Plugin, name: str) -> bool:
+        if name not in self.exports:
+            self.exports[name] = instance.function_exists(name)
+        return self.exports[name]
+
+
+def _free(instance: extism.Plugin):
+    instance.__del__()  # now, on this thread, not whenever the object is collected
+
+
 @dataclass
 class _Pool:
     """The verified wasm of one (sha256, WASI, grant) key and its compiled copies not in use (the
@@ -81,16 +101,11 @@ class _Pool:
 
     key: tuple
     wasm: bytes = field(repr=False)
-    idle: list[native.Copy] = field(default_factory=list)
+    idle: list[_Copy] = field(default_factory=list)
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000
-
-
-def _config_json(plugin_config: Mapping, grant: Grant, environ: Mapping[str, str]) -> bytes:
-    config = instance_config(plugin_config, grant, environ)
-    return json.dumps(config).encode() if config else b""
 
 
 def _settle(outcome: asyncio.Future, result, error: BaseException | None):
@@ -107,28 +122,123 @@ def _retrieve(outcome: asyncio.Future):
         outcome.exception()
 
 
-def _release_idle(pools: OrderedDict, lock: threading.Lock):
-    with lock:
-        for pool in pools.values():
-            for copy in pool.idle:
-                copy.release()
-            pool.idle.clear()
-        pools.clear()
+def _on_loop(loop: asyncio.AbstractEventLoop, callback, *args):
+    """Run callback(*args) on `loop`, from a worker thread."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        pass  # the loop has closed with the call pending: nobody is left to tell
+
+
+def _started(on_start: Callable[[], None]):
+    try:
+        on_start()
+    except Exception:
+        log.exception("a plug-in call's on_start callback failed")
+
+
+class _Call:
+    """One call of `function` on a checked-out copy, as a worker runs it: the plug-in is called in the
+    copy's instance made ahead (or a new one), the copy goes back to its pool, the caller is answered
+    (`answer(output, error)`, on the worker's thread), and only then is the copy tidied."""
+
+    def __init__(self, host: "Host", pool: _Pool, copy: _Copy, spec: PluginSpec, function: str, data: bytes,
+                 grant: Grant, config: dict, compile_ms: float, answer: Callable, *, prepare_next: bool = False,
+                 on_start: Callable[[], None] | None = None):
+        self.copy = copy
+        self.ticket = Ticket()
+        self._host, self._pool, self._spec, self._function, self._data = host, pool, spec, function, data
+        self._grant, self._config, self._compile_ms, self._answer = grant, config, compile_ms, answer
+        self._prepare_next, self._on_start = prepare_next, on_start
+
+    def skip(self, reason: str):
+        self._host._checkin(self._pool, self.copy)
+        self._answer(None, SandboxError("cancelled", reason))
+
+    def run(self):
+        instance, error = None, None
+        try:
+            instance, instantiate_ms = self._instance()
+            output, call_ms = self._call(instance)
+        except Exception as exc:  # a SandboxError, or a bug: the caller gets it either way
+            error = exc
+            # After an interrupted call (timeout, cancel, trap) Extism's engine can end up where a later
+            # cancel is lost and the next call runs unbounded (measured); such a compiled copy is dropped.
+            # A call cancelled before it ran interrupted nothing.
+            reusable = isinstance(exc, SandboxError) and (exc.kind in _REUSABLE_AFTER or not self.ticket.ran)
+            kept = self._host._checkin(self._pool, self.copy, keep=reusable)
+            self._answer(None, exc)
+        else:
+            # Back in the pool before the answer: a next call takes this copy (and is handed to this
+            # thread) rather than compiling another.
+            kept = self._host._checkin(self._pool, self.copy)
+            self._answer(CallOutput(output, self._compile_ms, instantiate_ms, call_ms), None)
+        # The caller has its answer; what follows is off its wait.
+        if instance is not None:
+            _free(instance)
+        # An instance opens its granted directories when it is made, and a call must see them as they
+        # are when it runs: for such plug-ins (prepare_next is False) nothing is made ahead.
+        if error is None and kept and self._prepare_next and not self._host._workers.shut_down:
+            try:
+                self.copy.spare, self.copy.spare_config = self.copy.instantiate(self._config), self._config
+            except extism.Error:
+                pass  # the next call makes its own instance and reports the error
+
+    def _failure(self, exc: extism.Error, causes: list[str] = ()) -> SandboxError:
+        return classify(str(exc), list(causes), cancelled=self.ticket.cancelled, timeout_ms=self._grant.timeout_ms,
+                        memory_mb=self._grant.memory_mb)
+
+    def _instance(self) -> tuple[extism.Plugin, float]:
+        """The copy's spare when it was made with this config (a secret may have changed since), else a
+        new instance; and how long making it took on this call's path."""
+        spare, self.copy.spare = self.copy.spare, None
+        if spare is not None:
+            if self.copy.spare_config == self._config:
+                return spare, 0.0
+            _free(spare)
+        start = time.perf_counter()
+        try:
+            return self.copy.instantiate(self._config), _ms(start)
+        except extism.Error as exc:
+            raise self._failure(exc) from None
+
+    def _call(self, instance: extism.Plugin) -> tuple[bytes, float]:
+        """The call's output and how long the call took."""
+        function = self._function
+        if not self.copy.exports_function(instance, function):
+            raise SandboxError("not_found", f"{self._spec.name} has no export {function!r}")
+        if not self.ticket.attach(instance):
+            raise SandboxError("cancelled", CANCELLED_BEFORE_START)
+        if self._on_start is not None:
+            self._on_start()
+        start = time.perf_counter()
+        try:
+            buffer = instance.call(function, self._data, parse=None)
+        except extism.Error as exc:
+            raise self._failure(exc, extism_log.causes_for(str(instance.id))) from None
+        finally:
+            self.ticket.detach()
+        call_ms = _ms(start)
+        if len(buffer) > self._grant.max_output_bytes:
+            raise SandboxError(
+                "invalid_output",
+                f"{function} returned {len(buffer)} bytes, more than the grant's limit of {self._grant.max_output_bytes}",
+            )
+        return bytes(buffer), call_ms
 
 
 class Host:
     def __init__(self, max_workers: int = 16, cache_size: int = 64):
-        self._workers = native.Workers(max_workers)
+        self._workers = Workers(max_workers)
         self._pools: OrderedDict[tuple, _Pool] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._wakers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        # Compiled copies are native memory, not Python objects: a host dropped without shutdown frees them too.
-        self._release = weakref.finalize(self, _release_idle, self._pools, self._lock)
+        # A host dropped without shutdown lets its idle worker threads end.
+        weakref.finalize(self, self._workers.shutdown)
         extism_log.install()
 
-    def _idle_copy(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, native.Copy, float] | None:
+    def _idle_copy(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, _Copy, float] | None:
         """An idle compiled copy of a pinned plug-in already cached, without loading or compiling."""
         if not spec.sha256:
             return None
@@ -140,7 +250,7 @@ class Host:
             self._pools.move_to_end(key)
             return pool, pool.idle.pop(), 0.0
 
-    def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, native.Copy, float]:
+    def _checkout(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, _Copy, float]:
         """An idle compiled copy for this wasm and grant, compiling one if none is idle; and the compile time.
 
         Extism stops a call (timeout or cancel) by bumping its compiled plug-in's engine epoch, which
@@ -161,8 +271,7 @@ class Host:
             pool = self._pools.setdefault(key, _Pool(key, wasm))
             self._pools.move_to_end(key)
             while len(self._pools) > self._cache_size:
-                for copy in self._pools.popitem(last=False)[1].idle:
-                    copy.release()
+                self._pools.popitem(last=False)
             if pool.idle:
                 return pool, pool.idle.pop(), 0.0
         start = time.perf_counter()
@@ -174,9 +283,9 @@ class Host:
                 raise error from None
             raise SandboxError("plugin_error", f"{spec.name}: cannot load the .wasm: {exc}") from None
         elapsed = _ms(start)
-        return pool, native.Copy(compiled), elapsed
+        return pool, _Copy(compiled), elapsed
 
-    async def _checkout_off_loop(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, native.Copy, float]:
+    async def _checkout_off_loop(self, spec: PluginSpec, grant: Grant) -> tuple[_Pool, _Copy, float]:
         """_checkout in a thread (reading and compiling a plug-in can take long); a copy checked out
         for a caller that gave up meanwhile is checked back in."""
         future = asyncio.get_running_loop().run_in_executor(None, self._checkout, spec, grant)
@@ -191,13 +300,14 @@ class Host:
             pool, copy, _ = checkout.result()
             self._checkin(pool, copy)
 
-    def _checkin(self, pool: _Pool, copy: native.Copy, *, keep: bool = True):
-        """Return a copy to its pool, or free it (not to be kept, its pool evicted, or enough idle)."""
+    def _checkin(self, pool: _Pool, copy: _Copy, *, keep: bool = True) -> bool:
+        """Return a copy to its pool; False if it is dropped instead (not to be kept, its pool evicted,
+        or enough idle)."""
         with self._lock:
             if keep and self._pools.get(pool.key) is pool and len(pool.idle) < _MAX_IDLE_COMPILED:
                 pool.idle.append(copy)
-                return
-        copy.release()
+                return True
+        return False
 
     def compile_ms(self, spec: PluginSpec, grant: Grant) -> float:
         """Make sure a compiled plug-in is ready; returns how long compiling took (0 when one was cached)."""
@@ -209,12 +319,12 @@ class Host:
         """Which of `names` the plug-in exports."""
         pool, copy, _ = self._checkout(spec, grant)
         try:
-            found, error = copy.exports(names)
+            with self._workers.hold(copy), extism.Plugin(copy.compiled, functions=[]) as instance:
+                return {name for name in names if instance.function_exists(name)}
+        except extism.Error as exc:
+            raise classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb) from None
         finally:
             self._checkin(pool, copy)
-        if error is not None:
-            raise classify(error, [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb)
-        return found
 
     def run(
         self,
@@ -227,49 +337,15 @@ class Host:
     ) -> CallOutput:
         """Call `function` in a fresh instance under `grant`, on this thread. Blocks; raises SandboxError
         (`cancelled` after shutdown)."""
-        config = _config_json(spec.config, grant, environ)
+        config = instance_config(spec.config, grant, environ)
         pool, copy, compile_ms = self._checkout(spec, grant)
-        try:
-            job = native.Job(copy, function, data, config, grant.max_output_bytes)
-        except BaseException:
-            self._checkin(pool, copy)
-            raise
-        job.run(self._workers)
-        return self._finish(spec, function, grant, pool, copy, job, compile_ms)
-
-    def _finish(self, spec, function, grant, pool, copy, job: native.Job, compile_ms: float) -> CallOutput:
-        """The ended job's output or SandboxError; its copy goes back to the pool unless the error spoils it."""
-        result = job.result()
-        error = self._error(spec, function, grant, result, job.cancel_requested)
-        # After an interrupted call (timeout, cancel, trap) Extism's engine can end up where a later
-        # cancel is lost and the next call runs unbounded (measured); such a compiled copy is dropped.
-        # A call cancelled before it ran interrupted nothing.
-        self._checkin(pool, copy, keep=error is None or error.kind in _REUSABLE_AFTER or not result.ran)
+        outcome = []
+        self._workers.run(_Call(self, pool, copy, spec, function, data, grant, config, compile_ms,
+                                lambda *answer: outcome.extend(answer)))
+        result, error = outcome
         if error is not None:
             raise error
-        return CallOutput(result.output, compile_ms, 0.0 if result.used_spare else result.instantiate_ms, result.call_ms)
-
-    @staticmethod
-    def _error(spec, function, grant, result: native.Result, cancel_requested: bool) -> SandboxError | None:
-        if result.stage == native.OK:
-            if result.output_too_large:
-                return SandboxError(
-                    "invalid_output",
-                    f"{function} returned {result.output_length} bytes, more than the grant's limit of {grant.max_output_bytes}",
-                )
-            return None
-        if result.stage == native.NOT_FOUND:
-            return SandboxError("not_found", f"{spec.name} has no export {function!r}")
-        if result.stage == native.CANCELLED_BEFORE_START:
-            return SandboxError("cancelled", "the call was cancelled before it started")
-        if result.stage == native.SHUT_DOWN:
-            return SandboxError("cancelled", "the sandbox host shut down")
-        if result.stage == native.NO_WORKER:
-            return SandboxError("cancelled", "the sandbox host could not start a worker thread")
-        called = result.stage == native.CALL_FAILED
-        causes = extism_log.causes_for(str(UUID(bytes=result.plugin_id))) if called else []
-        return classify(result.error, causes, cancelled=called and cancel_requested,
-                        timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb)
+        return result
 
     def _limit(self, name: str, limit: int) -> asyncio.Semaphore:
         # Semaphores belong to one event loop; tests and commands may run several loops in turn.
@@ -282,21 +358,6 @@ class Host:
             current = per_loop[name] = (limit, asyncio.Semaphore(limit))
         return current[1]
 
-    def _waker(self, loop: asyncio.AbstractEventLoop) -> native.Waker:
-        waker = self._wakers.get(loop)
-        if waker is None:
-            # Loops on other threads share this host.
-            with self._lock:
-                waker = self._wakers.get(loop)
-                if waker is None:
-                    # A loop closed with calls pending is kept alive by them (their outcomes belong
-                    # to it): let those go when the next loop comes.
-                    for closed in [other for other in list(self._wakers) if other.is_closed()]:
-                        self._wakers.pop(closed).release()
-                    waker = self._wakers[loop] = native.Waker(loop)
-                    weakref.finalize(loop, waker.release)
-        return waker
-
     async def call(
         self,
         spec: PluginSpec,
@@ -307,33 +368,20 @@ class Host:
         cancel: asyncio.Event | None = None,
         on_start: Callable[[], None] | None = None,
     ) -> CallOutput:
-        """Run `function` on a native worker. Setting `cancel` stops it and raises SandboxError("cancelled");
+        """Run `function` on a worker thread. Setting `cancel` stops it and raises SandboxError("cancelled");
         cancelling the awaiting task stops it too and re-raises CancelledError once the plug-in has stopped
         (a call still waiting for a worker is dropped at once). `on_start` is called on the event loop
         once the plug-in is running."""
         what = f"{spec.name}.{function}"
         async with self._limit(spec.name, grant.max_concurrency):
             loop = asyncio.get_running_loop()
-            config = _config_json(spec.config, grant, os.environ)
+            config = instance_config(spec.config, grant, os.environ)
             pool, copy, compile_ms = self._idle_copy(spec, grant) or await self._checkout_off_loop(spec, grant)
-            try:
-                waker = self._waker(loop)
-                # An instance opens its granted directories when it is made, and a call must see them
-                # as they are when it runs: for such plug-ins nothing is made ahead.
-                job = waker.job(copy, function, data, config, grant.max_output_bytes,
-                                prepare_next=not grant.allowed_paths, notify_start=on_start is not None)
-            except BaseException:
-                self._checkin(pool, copy)
-                raise
             # `outcome` is the caller's (cancelled with its task); `finished` is the call's own end,
             # which a cancelled caller waits for while the plug-in is stopped.
             outcome, finished = loop.create_future(), loop.create_future()
 
-            def ended(job: native.Job):
-                try:
-                    result, error = self._finish(spec, function, grant, pool, copy, job, compile_ms), None
-                except Exception as exc:
-                    result, error = None, exc
+            def ended(result: CallOutput | None, error: BaseException | None):
                 if outcome.cancelled():
                     if error is not None:
                         log.info("%s stopped: %s", what, error)
@@ -341,7 +389,10 @@ class Host:
                     _settle(outcome, result, error)
                 finished.set_result(None)
 
-            waker.start(self._workers, job, ended, on_start)
+            call = _Call(self, pool, copy, spec, function, data, grant, config, compile_ms,
+                         functools.partial(_on_loop, loop, ended), prepare_next=not grant.allowed_paths,
+                         on_start=on_start and functools.partial(_on_loop, loop, _started, on_start))
+            self._workers.submit(call)
             try:
                 if cancel is not None:
                     waiter = asyncio.ensure_future(cancel.wait())
@@ -350,22 +401,22 @@ class Host:
                     finally:
                         waiter.cancel()
                     if not outcome.done():
-                        stopped = await self._stop(finished, job, what)
+                        stopped = await self._stop(finished, call.ticket, what)
                         if not outcome.done():
                             outcome.add_done_callback(_retrieve)
-                            raise SandboxError("cancelled", "the call was cancelled before it started" if stopped
+                            raise SandboxError("cancelled", CANCELLED_BEFORE_START if stopped
                                                else "the call was cancelled, but the plug-in could not be stopped")
                 return await outcome
             except asyncio.CancelledError:
                 try:
-                    await self._stop(finished, job, what)
+                    await self._stop(finished, call.ticket, what)
                 except asyncio.CancelledError:
                     pass  # cancelled again while stopping: this CancelledError is raised below anyway
                 outcome.add_done_callback(_retrieve)
                 raise
 
     @staticmethod
-    async def _stop(finished: asyncio.Future, job: native.Job, what: str) -> bool:
+    async def _stop(finished: asyncio.Future, ticket: Ticket, what: str) -> bool:
         """Cancel until the call ends, or at once if no worker has taken it (it will not run);
         False if the plug-in is still running after _RUNAWAY_S. A cancel of the awaiting task meanwhile
         is raised once the plug-in has stopped."""
@@ -373,14 +424,14 @@ class Host:
         interrupted = False
         stopped = True
         while not finished.done():
-            if not job.cancel(native.SAFE_CANCEL_DELAY_MS):
+            if not ticket.cancel():
                 break
             if time.monotonic() > deadline:
                 log.error("%s could not be stopped: its thread keeps running until the process exits", what)
                 stopped = False
                 break
             try:
-                await asyncio.wait({finished}, timeout=_CANCEL_RETRY_S)
+                await asyncio.wait({finished}, timeout=CANCEL_RETRY_S)
             except asyncio.CancelledError:
                 interrupted = True
         if interrupted:
@@ -388,6 +439,7 @@ class Host:
         return stopped
 
     def shutdown(self):
-        """Calls not started yet end as cancelled; running calls finish on their own; idle copies are freed."""
+        """Calls not started yet end as cancelled; running calls finish on their own; idle copies are dropped."""
         self._workers.shutdown()
-        self._release()
+        with self._lock:
+            self._pools.clear()

@@ -359,11 +359,12 @@ async def test_a_task_cancelled_again_while_its_plugin_is_stopped_stays_cancelle
     task, cancel = await a_running_loop_call(host)
     cancel.set()
     # Wait until the call is stopping its plug-in (a cancel reaches a call only after 20 ms of running).
-    waker = host._wakers[asyncio.get_running_loop()]
     for _ in range(1000):
-        if any(job.cancel_requested for job in waker._jobs):
+        if any(ticket.cancelled for ticket in host._workers._serving):
             break
         await asyncio.sleep(0)
+    else:
+        pytest.fail("setting the cancel event did not start stopping the call")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
