@@ -1,9 +1,11 @@
 """The operators' session-history browser in the admin: list with filters, search and sorting; a
 transcript with tool calls and per-run usage; JSON/JSONL export; reset and delete with confirmation.
 
-Sessions live in SurrealDB, not in a Django model, so these are plain views behind
+Sessions live in SurrealDB, not in a Django table, so these are plain views behind
 `admin.site.admin_view` (active staff only; everyone else goes to the admin login), mounted under
-/admin/sessions/ by one line in exoclaw/urls.py. Resetting and deleting also need a superuser.
+/admin/sessions/ by one line in exoclaw/urls.py. Each needs the permission of `agents.Session` that
+the gateway maps to the same scope (`_needs`): view to browse and export, change to reset, delete
+to delete.
 """
 
 import datetime as dt
@@ -13,7 +15,7 @@ import math
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -28,6 +30,7 @@ app_name = "admin_sessions"
 PER_PAGE = 50
 TRANSCRIPT_PAGE = 200
 EXPORT_BATCH = 1000
+MAX_SEQ = 2**62  # the largest message number the store takes
 COLUMNS = [("agent", "Agent"), ("updated", "Last activity"), ("created", "Started"), ("message_count", "Messages")]
 
 
@@ -46,7 +49,7 @@ class FilterForm(forms.Form):
         ("-message_count", "Most messages"), ("message_count", "Fewest messages"),
         ("agent", "Agent A–Z"), ("-agent", "Agent Z–A"),
     ])
-    page = forms.IntegerField(required=False, min_value=1)
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
 
     def clean(self):
         data = super().clean()
@@ -81,11 +84,21 @@ def _session_or_404(session_id):
         raise Http404(f"No session {session_id}") from None
 
 
-def _require_superuser(request):
-    if not request.user.is_superuser:
-        raise PermissionDenied("Only superusers may reset or delete sessions.")
+def _needs(permission: str, what: str):
+    """The view, only for staff who hold `agents.<permission>` (superusers hold every one)."""
+
+    def wrap(view):
+        def checked(request, *args, **kwargs):
+            if not request.user.has_perm(f"agents.{permission}"):
+                raise PermissionDenied(f"You need the “Can {permission.replace('_', ' ')}” permission to {what}.")
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return wrap
 
 
+@_needs("view_session", "browse sessions")
 def session_list(request):
     form = FilterForm(request.GET or None)
     page_number, result, hits = 1, None, []
@@ -140,11 +153,17 @@ def _duration_ms(run: dict) -> float | None:
     return None
 
 
+@_needs("view_session", "browse sessions")
 def session_detail(request, session_id):
     store = get_store()
     session = _session_or_404(session_id)
     before = request.GET.get("before")
-    before_seq = int(before) if before and before.isdigit() else None
+    before_seq = None
+    if before:
+        if not before.isascii() or not before.isdigit() or not 1 <= int(before) <= MAX_SEQ:
+            return HttpResponseBadRequest(f"before must be a message number from 1 to {MAX_SEQ}",
+                                          content_type="text/plain; charset=utf-8")
+        before_seq = int(before)
     page = store.sync.history(session["id"], limit=TRANSCRIPT_PAGE, before_seq=before_seq)
     runs = store.sync.runs(session["id"])
     for run in runs:
@@ -192,6 +211,7 @@ def _export_lines(session: dict):
         after = batch[-1]["seq"]
 
 
+@_needs("view_session", "export sessions")
 def session_export(request, session_id, fmt):
     session = _session_or_404(session_id)
     filename = f"session-{session['id']}.{fmt}"
@@ -212,8 +232,8 @@ def session_export(request, session_id, fmt):
 
 
 @require_http_methods(["GET", "POST"])
+@_needs("change_session", "reset sessions")
 def session_reset(request, session_id):
-    _require_superuser(request)
     session = _session_or_404(session_id)
     if not session["current"]:
         messages.error(request, "This session was already replaced by a newer one; only the current session of a key can be reset.")
@@ -230,8 +250,8 @@ def session_reset(request, session_id):
 
 
 @require_http_methods(["GET", "POST"])
+@_needs("delete_session", "delete sessions")
 def session_delete(request, session_id):
-    _require_superuser(request)
     session = _session_or_404(session_id)
     if request.method == "POST":
         counts = get_store().sync.delete(session["id"])

@@ -96,3 +96,18 @@ class Agent(models.Model):
     def from_snapshot(cls, snapshot: dict) -> "Agent":
         """An unsaved Agent as it was when the run was accepted."""
         return cls(**snapshot)
+
+
+class Session(models.Model):
+    """Conversations live in the session store (SurrealDB), not in this database: this model has no
+    table and holds only the permissions that give staff users their rights over sessions, in the
+    session browser and over the gateway (docs/protocol.md, "Staff users"):
+
+    - add session: start conversations (the gateway's `chat` scope);
+    - view session: read every session (`sessions:read`);
+    - change or delete session: reset and delete sessions (`sessions:write`).
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ("add", "view", "change", "delete")

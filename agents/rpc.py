@@ -18,7 +18,7 @@ from agents.runtime import service
 from agents.store import InvalidInput as StoreInvalid
 from agents.store import SessionNotFound, get_store, jsonable
 from common.routefields import FIELD_MAX_LENGTH, MATCH_FIELDS
-from exoclaw.gateway.errors import InvalidParams, NotFound, SessionBusy
+from exoclaw.gateway.errors import Forbidden, InvalidParams, NotFound, SessionBusy
 from exoclaw.gateway.health import register_health_check
 from exoclaw.gateway.notify import group_name, notify_group
 from exoclaw.gateway.registry import Param, method
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 RUN_NOTIFICATION = "sessions.run"
 SESSION_KEY = Param(str, required=True, max_length=600)
 LIMIT = Param(int, default=50, minimum=1, maximum=200)
+MAX_SEQ = 2**62  # the largest event and message number the stores take
 ACTIVE_RUN_STATUSES = ("queued", "running")
 
 register_health_check("store", store_health)
@@ -46,6 +47,8 @@ def _mapped():
         raise InvalidParams(e.param, e.why) from None
     except service.SessionBusy as e:
         raise SessionBusy(str(e), **e.extra) from None
+    except service.Forbidden as e:
+        raise Forbidden(str(e), reason="forbidden", **e.extra) from None
     except service.NotFound as e:
         raise NotFound(str(e), reason=e.reason) from None
     except StoreInvalid as e:
@@ -55,48 +58,74 @@ def _mapped():
 
 
 def _origin(ctx) -> service.Origin:
-    return service.Origin(ctx.principal.name, "gateway")
+    """The connection's principal as the run service knows it: `admin` may act in every channel and
+    name every agent; sessions:read reads and sessions:write steers every conversation."""
+    p = ctx.principal
+    every = frozenset({"*"}) if "admin" in p.scopes else None
+    return service.Origin(
+        p.name, "gateway", channels=every or p.channels, agents=every or p.agents,
+        reads_all=p.allows("sessions:read"), steers_all=p.allows("sessions:write"),
+    )
 
 
-# Following runs: each connection has at most one task per run, sending its events as they come.
-_followers: "weakref.WeakKeyDictionary[object, dict[str, asyncio.Task]]" = weakref.WeakKeyDictionary()
+class _Follower:
+    """One connection following one run: the task sending its events, and the connection's run slot
+    when the connection started the run (held until the run ends, whoever follows it meanwhile)."""
+
+    def __init__(self, slot):
+        self.slot = slot
+        self.task: asyncio.Task | None = None
+
+    def release(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+            run_finished()
 
 
-def _following(ctx) -> dict[str, asyncio.Task]:
-    tasks = _followers.get(ctx)
-    if tasks is None:
-        tasks = _followers[ctx] = {}
-        ctx.on_close(lambda: [t.cancel() for t in list(tasks.values())])
-    return tasks
+# Each connection has at most one follower per run.
+_followers: "weakref.WeakKeyDictionary[object, dict[str, _Follower]]" = weakref.WeakKeyDictionary()
 
 
-async def _forward(ctx, run_id: str, after_seq: int, slot, admitted: bool) -> None:
+def _following(ctx) -> dict[str, _Follower]:
+    followers = _followers.get(ctx)
+    if followers is None:
+        followers = _followers[ctx] = {}
+        ctx.on_close(lambda: [f.task.cancel() for f in list(followers.values())])
+    return followers
+
+
+async def _forward(ctx, origin: service.Origin, run_id: str, after_seq: int, follower: _Follower,
+                   admitted: bool) -> None:
     try:
-        async for event in service.events(run_id, after_seq, admitted=admitted):
+        async for event in service.events(origin, run_id, after_seq, admitted=admitted):
             await ctx.notify("chat.event", event)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("following run %s for connection %s failed", run_id, ctx.connection_id)
     finally:
-        if slot is not None:
-            slot.release()
-            run_finished()
-        tasks = _followers.get(ctx)
-        if tasks is not None and tasks.get(run_id) is asyncio.current_task():
-            del tasks[run_id]
+        follower.release()
+        followers = _followers.get(ctx)
+        if followers is not None and followers.get(run_id) is follower:
+            del followers[run_id]
 
 
-def follow(ctx, run_id: str, after_seq: int = 0, slot=None, admitted: bool = False) -> None:
-    """Send the run's events after `after_seq` to this connection (replacing an earlier follower)."""
-    tasks = _following(ctx)
-    old = tasks.pop(run_id, None)
+def follow(ctx, origin: service.Origin, run_id: str, after_seq: int = 0, slot=None, admitted: bool = False) -> None:
+    """Send the run's events after `after_seq` to this connection. A follower this connection already
+    had for the run is replaced, and its run slot passes to the new one: following again (say
+    `chat.subscribe` after `chat.send`) neither frees the slot nor takes a second."""
+    followers = _following(ctx)
+    old = followers.pop(run_id, None)
     if old is not None:
-        old.cancel()
-    if slot is not None:
+        slot, old.slot = slot or old.slot, None
+        old.task.cancel()
+    elif slot is not None:
         # `status` counts the runs this gateway process's connections started and are following.
         run_started()
-    tasks[run_id] = asyncio.create_task(_forward(ctx, run_id, after_seq, slot, admitted), name=f"follow-{run_id}")
+    follower = followers[run_id] = _Follower(slot)
+    follower.task = asyncio.create_task(_forward(ctx, origin, run_id, after_seq, follower, admitted),
+                                        name=f"follow-{run_id}")
 
 
 @method(
@@ -111,13 +140,14 @@ def follow(ctx, run_id: str, after_seq: int = 0, slot=None, admitted: bool = Fal
 )
 async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **fields: str) -> dict:
     """Start a run: answers at once with its id; its events follow as `chat.event` notifications."""
+    origin = _origin(ctx)
     slot = ctx.claim_run()
     try:
         with _mapped():
             started = await service.start(
-                _origin(ctx), text, route=Message(**fields), agent=agent, idempotency_key=idempotency_key
+                origin, text, route=Message(**fields), agent=agent, idempotency_key=idempotency_key
             )
-        follow(ctx, started.run_id, 0, slot, admitted=started.admitted)
+        follow(ctx, origin, started.run_id, 0, slot, admitted=started.admitted)
     except BaseException:
         slot.release()
         raise
@@ -125,24 +155,26 @@ async def chat_send(ctx, *, text: str, agent: str, idempotency_key: str, **field
             "queued": started.queued}
 
 
-@method("chat.abort", scope="chat", params={"run_id": Param(str, required=True, max_length=64)})
+@method("chat.abort", scope=("chat", "sessions:write"), params={"run_id": Param(str, required=True, max_length=64)})
 async def chat_abort(ctx, *, run_id: str) -> dict:
     """Stop a run now: its stream and running tool calls are cancelled and it ends with stop reason `aborted`."""
     with _mapped():
-        return {"run_id": run_id, "aborted": await service.abort(run_id)}
+        return {"run_id": run_id, "aborted": await service.abort(_origin(ctx), run_id)}
 
 
 @method(
     "chat.subscribe",
-    scope="chat",
-    params={"run_id": Param(str, required=True, max_length=64), "after_seq": Param(int, default=0, minimum=0)},
+    scope=("chat", "sessions:read"),
+    params={"run_id": Param(str, required=True, max_length=64),
+            "after_seq": Param(int, default=0, minimum=0, maximum=MAX_SEQ)},
 )
 async def chat_subscribe(ctx, *, run_id: str, after_seq: int) -> dict:
     """Replay a run's events after `after_seq`, then continue live until the run ends."""
+    origin = _origin(ctx)
     with _mapped():
-        status = await service.status(run_id)
+        status = await service.status(origin, run_id)
     # Also a run known only to the store: the run service gives it its ending from there.
-    follow(ctx, run_id, after_seq)
+    follow(ctx, origin, run_id, after_seq)
     return {"run_id": run_id, "status": status}
 
 
@@ -163,7 +195,7 @@ service.on_run_accepted(announce_run)
 
 @method(
     "sessions.list",
-    scope="sessions:read",
+    scope=("chat", "sessions:read"),
     params={
         "agent": Param(str, default="", max_length=50),
         "channel": Param(str, default="", max_length=FIELD_MAX_LENGTH),
@@ -174,39 +206,52 @@ service.on_run_accepted(announce_run)
     },
 )
 async def sessions_list(ctx, *, agent: str, channel: str, peer: str, q: str, limit: int, cursor: str) -> dict:
-    """Sessions, newest activity first, filtered and searched:
-    {"sessions": [session], "total": n, "next_cursor": str | null}."""
+    """Sessions, newest activity first, filtered and searched: every one with sessions:read, else the
+    principal's own. {"sessions": [session], "total": n, "next_cursor": str | null}."""
+    origin = _origin(ctx)
     with _mapped():
         page = await get_store().list_sessions(
             agent=agent or None, channel=channel or None, peer=peer or None, q=q or None, limit=limit,
-            cursor=cursor or None,
+            cursor=cursor or None, owner=None if origin.reads_all else origin.principal,
         )
     return jsonable({"sessions": page["items"], "total": page["total"], "next_cursor": page["next_cursor"]})
 
 
+def _no_session(session_key: str) -> NotFound:
+    return NotFound(f"no session {session_key}", reason="no_session")
+
+
 @method(
     "sessions.history",
-    scope="sessions:read",
-    params={"session_key": SESSION_KEY, "limit": LIMIT, "before_seq": Param(int, minimum=1, maximum=2**62)},
+    scope=("chat", "sessions:read"),
+    params={"session_key": SESSION_KEY, "limit": LIMIT, "before_seq": Param(int, minimum=1, maximum=MAX_SEQ)},
 )
 async def sessions_history(ctx, *, session_key: str, limit: int, before_seq: int | None) -> dict:
     """A session's messages, newest page first: {"session": session, "messages": [message], "has_more": bool};
-    a session id works as well as a key."""
+    a session id works as well as a key. Someone else's session is not found, unless sessions:read."""
     with _mapped():
-        return jsonable(await get_store().history(session_key, limit=limit, before_seq=before_seq))
+        page = await get_store().history(session_key, limit=limit, before_seq=before_seq)
+    if not _origin(ctx).may_read(page["session"]["owner"]):
+        raise _no_session(session_key)
+    return jsonable(page)
 
 
-@method("sessions.reset", scope="sessions:write", params={"session_key": SESSION_KEY})
+@method("sessions.reset", scope=("chat", "sessions:write"), params={"session_key": SESSION_KEY})
 async def sessions_reset(ctx, *, session_key: str) -> dict:
-    """Start the key's conversation afresh: {"session": the new session, "previous_session_id": str}."""
+    """Start the key's conversation afresh: {"session": the new session, "previous_session_id": str}.
+    Someone else's session is not found, unless sessions:write."""
     if not session_key.startswith("agent:"):
         raise InvalidParams("session_key", "must be a session key (agent:<agent>:<channel>:<account>:<peer>)")
+    store = get_store()
     with _mapped():
-        session = await get_store().reset(session_key)
+        current = await store.current_session(session_key)
+        if current is None or not _origin(ctx).may_steer(current["owner"]):
+            raise _no_session(session_key)
+        session = await store.reset(session_key)
     return jsonable({"session": session, "previous_session_id": session["previous_id"]})
 
 
-@method("sessions.follow", scope="sessions:read", params={"session_key": SESSION_KEY})
+@method("sessions.follow", scope=("chat", "sessions:read"), params={"session_key": SESSION_KEY})
 async def sessions_follow(ctx, *, session_key: str) -> dict:
     """{"session": session, "runs": [{"run_id", "status"}]}: the session's runs that are queued or
     running, oldest first, then a `sessions.run` notification for each run accepted later. A session id
@@ -222,6 +267,8 @@ async def sessions_follow(ctx, *, session_key: str) -> dict:
                 raise SessionNotFound(f"no session for key {session_key}")
         else:
             session = await store.get_session(session_key)
+        if not _origin(ctx).may_read(session["owner"]):
+            raise _no_session(session_key)
         await ctx.join(session_group(session["key"]))
         runs = [{"run_id": r["id"], "status": r["status"]} for r in await store.runs(session["id"])
                 if r["status"] in ACTIVE_RUN_STATUSES]

@@ -1,16 +1,58 @@
+import math
 import secrets
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from .gateway.auth import real_client_address
+from .gateway.limits import failed_logins
 from .models import ApiToken
+
+
+class ThrottledLoginForm(AdminAuthenticationForm):
+    """The admin login behind the gateway's throttle of failed logins per client address (shared
+    through Redis when configured): after GATEWAY_AUTH_FAILURES wrong passwords within
+    GATEWAY_AUTH_WINDOW seconds, that address is refused until the oldest leaves the window."""
+
+    def clean(self):
+        address = real_client_address(self.request.META.get("REMOTE_ADDR", "unknown"),
+                                      self.request.META.get("HTTP_X_FORWARDED_FOR"))
+        throttle = failed_logins()
+        wait = throttle.retry_after(address, max_failures=settings.GATEWAY_AUTH_FAILURES,
+                                    window=settings.GATEWAY_AUTH_WINDOW)
+        if wait:
+            raise forms.ValidationError(
+                f"Too many failed logins from your address. Try again in {math.ceil(wait)} seconds.",
+                code="throttled",
+            )
+        try:
+            return super().clean()
+        except forms.ValidationError as e:
+            if any(error.code == "invalid_login" for error in e.error_list):
+                throttle.record_failure(address, window=settings.GATEWAY_AUTH_WINDOW)
+            raise
+
+
+admin.site.login_form = ThrottledLoginForm
 
 # Session key: the add forms already used, each by its `once` value, with the pk of the token it made.
 _CREATED_FORMS = "exoclaw_token_forms_used"
 _CREATED_FORMS_KEPT = 20
+
+
+class NameListField(forms.CharField):
+    """A list of names typed as `telegram, slack` (or `*`), stored as a JSON list."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [name.strip() for name in (super().to_python(value) or "").split(",") if name.strip()]
 
 
 class ApiTokenForm(forms.ModelForm):
@@ -21,13 +63,23 @@ class ApiTokenForm(forms.ModelForm):
         help_text="What the token may do over the gateway. Give each client the least it needs.",
     )
 
+    channels = NameListField(
+        required=False, label="Channels",
+        help_text="Webhook channels it may post in as the platform, e.g. telegram (a bridge); * for every "
+        "one. Empty: it talks only in its own conversations.",
+    )
+    agents = NameListField(
+        required=False, label="Agents",
+        help_text="Agents it may name directly instead of letting routing choose; * for every one.",
+    )
+
     # Identifies one filled-in add form, so that sending it again (a reload of the page that showed
     # the token) does not create a second token.
     once = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = ApiToken
-        fields = ["name", "scopes", "expires_at", "enabled"]
+        fields = ["name", "scopes", "channels", "agents", "expires_at", "enabled"]
 
 
 @admin.register(ApiToken)
@@ -40,7 +92,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = [(None, {"fields": ["name", "scopes", "expires_at", "enabled"]})]
+        fieldsets = [(None, {"fields": ["name", "scopes", "channels", "agents", "expires_at", "enabled"]})]
         if obj is None:
             fieldsets[0][1]["fields"].append("once")
             fieldsets[0][1]["description"] = (

@@ -5,6 +5,8 @@ offline echo provider), so a fresh checkout runs with no configuration at all. `
 documents every variable; `docs/config.md` explains them.
 """
 
+import ipaddress
+import os
 import secrets
 from pathlib import Path
 
@@ -19,6 +21,10 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 # Where exoclaw keeps its own files (SQLite, the secret key, the embedded session store, uploads).
 VAR_DIR = Path(env.str("EXOCLAW_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# It holds the secret key, the SQLite database (with token hashes) and the session store: the user's
+# only (a directory someone else owns and lends us keeps its mode).
+if VAR_DIR.stat().st_uid == os.getuid():
+    VAR_DIR.chmod(0o700)
 
 
 def _secret_key_from_var_dir() -> str:
@@ -61,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "exoclaw.middleware.admin_csp",
 ]
 
 ROOT_URLCONF = "exoclaw.urls"
@@ -107,6 +114,8 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # Channel layer: in-memory (single process) unless REDIS_URL names a Redis server.
 REDIS_URL = env.str("REDIS_URL", default="")
+# Every key exoclaw keeps in Redis (channel layer, run board, login throttle) starts with this.
+REDIS_PREFIX = env.str("REDIS_PREFIX", default="exoclaw")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -122,7 +131,7 @@ if REDIS_URL:
                         "socket_timeout": 30,
                     }
                 ],
-                "prefix": env.str("REDIS_PREFIX", default="exoclaw"),
+                "prefix": REDIS_PREFIX,
             },
         }
     }
@@ -196,6 +205,21 @@ GATEWAY_MAX_RUNS = env.int("GATEWAY_MAX_RUNS", default=4)  # concurrent runs per
 GATEWAY_AUTH_GRACE = env.float("GATEWAY_AUTH_GRACE", default=10.0)  # seconds to authenticate
 GATEWAY_AUTH_FAILURES = env.int("GATEWAY_AUTH_FAILURES", default=5)  # failed logins per address…
 GATEWAY_AUTH_WINDOW = env.float("GATEWAY_AUTH_WINDOW", default=60.0)  # …within this many seconds
+# Reverse proxies (addresses or CIDRs) whose X-Forwarded-For and X-Forwarded-Proto are believed; from
+# any other peer those headers are ignored. The client address they give is what the login throttle
+# counts by (docs/config.md, "Behind a reverse proxy").
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or CIDR") from None
+# Whether a loopback peer needs no token (docs/protocol.md, "Authentication"). Unset: only when the
+# server listens on a loopback address. Never while ALLOWED_HOSTS contains "*".
+GATEWAY_LOOPBACK_TRUST = env.bool("GATEWAY_LOOPBACK_TRUST", default=None)
+# How often the tokens of open connections are checked again: one revoked, disabled, expired or
+# deleted closes its connections within about this long, in every process.
+GATEWAY_TOKEN_RECHECK_SECONDS = env.float("GATEWAY_TOKEN_RECHECK_SECONDS", default=1.0)
 GATEWAY_PING_INTERVAL = env.int("GATEWAY_PING_INTERVAL", default=20)  # idle seconds before a ping
 GATEWAY_PING_TIMEOUT = env.int("GATEWAY_PING_TIMEOUT", default=30)  # seconds to answer it
 # Tokens never reach the log, whichever logger writes them (daphne's access log included).

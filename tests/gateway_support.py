@@ -94,8 +94,14 @@ def make_token(transactional_db):
 @pytest.fixture
 def session_cookie(transactional_db):
     @database_sync_to_async
-    def make(*, staff=True) -> str:
-        user = get_user_model().objects.create_user(f"u{uuid.uuid4().hex[:6]}", password="x", is_staff=staff)
+    def make(*, staff=True, superuser=False, permissions=()) -> str:
+        """A logged-in user's session cookie; `permissions` are codenames of the agents app's models."""
+        from django.contrib.auth.models import Permission
+
+        user = get_user_model().objects.create_user(
+            f"u{uuid.uuid4().hex[:6]}", password="x", is_staff=staff, is_superuser=superuser
+        )
+        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="agents", codename__in=permissions))
         browser = Client()
         browser.force_login(user)
         return f"sessionid={browser.cookies['sessionid'].value}"

@@ -14,8 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "exo_cluster_" + uuid.uuid4().hex
 
-SEED = """
-import django; django.setup()
+# EXOCLAW_TOKEN authenticates only through the row `bootstrap` stores for it; this stores that row alone.
+SEED_TOKEN = """
+import os, django; django.setup()
+from exoclaw.management.commands.bootstrap import Command
+Command()._bootstrap_token()
+"""
+
+SEED = SEED_TOKEN + """
 from agents.models import Agent
 from sandbox.models import CapabilityGrant, Plugin
 from sandbox.samples import register_samples

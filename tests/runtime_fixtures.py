@@ -58,8 +58,9 @@ async def spin_plugin(timeout_ms=20_000) -> Plugin:
 
 
 @database_sync_to_async
-def make_token(scopes=("chat", "sessions:read", "sessions:write")) -> str:
-    row = ApiToken(name=f"t-{uuid.uuid4().hex[:6]}", scopes=list(scopes))
+def make_token(scopes=("chat", "sessions:read", "sessions:write"), channels=(), agents=("*",), name=None) -> str:
+    row = ApiToken(name=name or f"t-{uuid.uuid4().hex[:6]}", scopes=list(scopes), channels=list(channels),
+                   agents=list(agents))
     raw = row.set_new_token()
     row.save()
     return raw
@@ -118,8 +119,12 @@ async def connect(transactional_db):
 
     opened = []
 
-    async def open_client(scopes=("chat", "sessions:read", "sessions:write")) -> Client:
-        c = WebsocketCommunicator(application, f"/ws?token={await make_token(scopes)}")
+    async def open_client(scopes=("chat", "sessions:read", "sessions:write"), channels=(), agents=("*",),
+                          name=None, token=None) -> Client:
+        """A client over a new token with these scopes and permissions (by default it may name any
+        agent, as most tests do; its conversations are under token:<name>), or over `token`."""
+        token = token or await make_token(scopes, channels, agents, name)
+        c = WebsocketCommunicator(application, f"/ws?token={token}")
         c.scope["client"] = ("203.0.113.5", 50000)
         ok, _ = await c.connect(timeout=5)
         assert ok, "the gateway refused the handshake"

@@ -62,7 +62,7 @@ def test_interactive_session_streams_then_lists_history_and_sessions(exoclaw_ser
     assert "first words here\n" in out
     history = out[out.index("user> first words here"):]
     assert "assistant> first words here" in history
-    assert f"agent:demo:cli:-:{peer}" in out, "the /sessions listing names this conversation"
+    assert f"agent:demo:cli:token%3AEXOCLAW_TOKEN:{peer}" in out, "the /sessions listing names this conversation"
 
     # The next time the same person starts the client, /history shows what was said before.
     again = chat(exoclaw_server, "--agent", "demo", "--peer", peer, input="/history\n")

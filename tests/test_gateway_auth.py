@@ -5,7 +5,9 @@ import io
 import logging
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import HttpCommunicator
+from django.core.management import call_command
 from django.test import override_settings
 
 from exoclaw.asgi import application
@@ -22,6 +24,7 @@ from tests.gateway_support import (
     fresh_throttle,  # noqa: F401
     make_token,  # noqa: F401
     probe_methods,  # noqa: F401
+    send_raw,
     session_cookie,  # noqa: F401
 )
 
@@ -64,19 +67,42 @@ async def test_auth_method_authenticates_an_open_connection(make_token):
     await c.disconnect()
 
 
-async def test_exoclaw_token_works_before_bootstrap_stored_it():
-    with override_settings(EXOCLAW_TOKEN="exo_bootstrap_token_for_tests_0001"):
-        c = await connected(communicator("/ws?token=exo_bootstrap_token_for_tests_0001"))
+async def test_exoclaw_token_authenticates_only_through_the_row_bootstrap_stored():
+    raw = "exo_bootstrap_token_for_tests_0001"
+    with override_settings(EXOCLAW_TOKEN=raw):
+        before = communicator(f"/ws?token={raw}")
+        await before.connect(timeout=3)
+        assert await closed_with(before) == (4401, "token_invalid"), "the variable alone is no token"
+        await database_sync_to_async(call_command)("bootstrap", stdout=io.StringIO(), stderr=io.StringIO())
+        c = await connected(communicator(f"/ws?token={raw}"))
         assert await principal_of(c) == "token:EXOCLAW_TOKEN"
         assert "result" in await call(c, "plugin.list")
         await c.disconnect()
+        await ApiToken.objects.filter(name="EXOCLAW_TOKEN").adelete()
+        after = communicator(f"/ws?token={raw}")
+        await after.connect(timeout=3)
+        assert await closed_with(after) == (4401, "token_invalid"), "deleting its row revokes it"
 
 
-async def test_staff_session_cookie_authenticates_with_admin_scope(session_cookie):
-    c = await connected(communicator(headers=[("Cookie", await session_cookie(staff=True))]))
+async def test_a_superusers_session_cookie_authenticates_with_admin_scope(session_cookie):
+    c = await connected(communicator(headers=[("Cookie", await session_cookie(superuser=True))]))
     assert (await principal_of(c)).startswith("user:")
     assert "result" in await call(c, "plugin.list")
     await c.disconnect()
+
+
+async def test_other_staff_get_exactly_the_scopes_their_permissions_give(session_cookie):
+    c = await connected(communicator(headers=[("Cookie", await session_cookie(permissions=["view_session"]))]))
+    status = await call(c, "status")
+    assert status["result"]["principal"].startswith("user:")
+    assert "result" in await call(c, "sessions.list")
+    assert error_of(await call(c, "sessions.reset", {"session_key": "agent:a:-:-:p"})) == (-32002, "missing_scope")
+    assert error_of(await call(c, "plugin.list")) == (-32002, "missing_scope")
+    await c.disconnect()
+    plain = await connected(communicator(headers=[("Cookie", await session_cookie())]))
+    assert error_of(await call(plain, "sessions.list")) == (-32002, "missing_scope")
+    assert error_of(await call(plain, "chat.send", {"text": "hi"})) == (-32002, "missing_scope")
+    await plain.disconnect()
 
 
 async def test_a_non_staff_session_is_not_enough(session_cookie):
@@ -164,8 +190,8 @@ async def test_scopes_gate_methods(make_token):
     assert error_of(await call(c, "routing.resolve", {})) == (-32004, "no_route")
     reply = await call(c, "plugin.list")
     assert error_of(reply) == (-32002, "missing_scope") and reply["error"]["data"]["required"] == "admin"
-    reply = await call(c, "sessions.history")
-    assert error_of(reply) == (-32002, "missing_scope")
+    reply = await call(c, "sessions.reset", {"session_key": "agent:a:-:-:p"})
+    assert error_of(reply) == (-32004, "no_session"), "chat reaches only its own conversations"
     assert "result" in await call(c, "agents.list")
     await c.disconnect()
 
@@ -177,15 +203,49 @@ async def test_a_token_with_no_scopes_may_only_call_unscoped_methods(make_token)
     await c.disconnect()
 
 
-async def test_origins_outside_allowed_hosts_are_refused_before_the_handshake(make_token):
+def browser(raw, origin, host="chat.example.com", scheme="wss", client=REMOTE):
+    c = communicator(f"/ws?token={raw}", headers=[("Origin", origin), ("Host", host)], client=client)
+    c.scope["scheme"] = scheme
+    return c
+
+
+async def test_a_browser_must_come_from_exactly_the_origin_it_connects_to(make_token):
     raw = await make_token()
-    with override_settings(ALLOWED_HOSTS=["chat.example.com"]):
-        for origin in ("https://evil.example.net", "null", "https://chat.example.com.evil.net"):
-            ok, code = await communicator(f"/ws?token={raw}", headers=[("Origin", origin)]).connect(timeout=3)
+    with override_settings(ALLOWED_HOSTS=["chat.example.com"], CSRF_TRUSTED_ORIGINS=["https://app.example.org"]):
+        for origin in ("https://evil.example.net", "null", "https://chat.example.com.evil.net",
+                       "http://chat.example.com", "https://chat.example.com:8443", "https://chat.example.com/x"):
+            ok, code = await browser(raw, origin).connect(timeout=3)
             assert not ok, f"{origin} was let in"
-        c = await connected(communicator(f"/ws?token={raw}", headers=[("Origin", "https://chat.example.com")]))
-        await c.disconnect()
+        for origin in ("https://chat.example.com", "https://CHAT.example.com:443", "https://app.example.org"):
+            c = await connected(browser(raw, origin))
+            await c.disconnect()
+        ok, _ = await browser(raw, "http://evil.example.net", host="evil.example.net", scheme="ws").connect(timeout=3)
+        assert not ok, "a Host outside ALLOWED_HOSTS is no served origin"
         c = await connected(communicator(f"/ws?token={raw}"))
+        await c.disconnect()
+
+
+async def test_another_page_on_this_machine_gets_no_loopback_trust():
+    with override_settings(EXOCLAW_BIND="127.0.0.1:7200"):
+        ok, _ = await browser("", "http://localhost:9999", host="localhost:7200", scheme="ws",
+                              client=LOOPBACK).connect(timeout=3)
+        assert not ok, "a page on another port was let in"
+        own = await connected(browser("", "http://localhost:7200", host="localhost:7200", scheme="ws",
+                                      client=LOOPBACK))
+        assert await principal_of(own) == "loopback", "exoclaw's own page keeps it"
+        await own.disconnect()
+
+
+@pytest.mark.parametrize("change", [{"GATEWAY_LOOPBACK_TRUST": False}, {"ALLOWED_HOSTS": ["*"]},
+                                    {"ALLOWED_HOSTS": ["*"], "GATEWAY_LOOPBACK_TRUST": True}])
+async def test_loopback_trust_is_a_setting_and_never_with_any_host_allowed(change):
+    with override_settings(EXOCLAW_BIND="127.0.0.1:7200", **change):
+        c = await connected(communicator(client=LOOPBACK))
+        await assert_unauthenticated(c)
+        await c.disconnect()
+    with override_settings(EXOCLAW_BIND="0.0.0.0:7200", GATEWAY_LOOPBACK_TRUST=True):
+        c = await connected(communicator(client=LOOPBACK))
+        assert await principal_of(c) == "loopback", "an operator may turn it on for any bind"
         await c.disconnect()
 
 
@@ -211,15 +271,17 @@ async def test_repeated_bad_tokens_are_throttled_per_address(make_token):
         c = await connected(communicator(client=("198.51.100.1", 1)))
         for _ in range(3):
             assert error_of(await call(c, "auth", {"token": "exo_guess_guess_guess_guess_guess"}))[1] == "token_invalid"
-        reply = await call(c, "auth", {"token": good})
+        reply = await call(c, "auth", {"token": "exo_guess_guess_guess_guess_guess"})
         assert error_of(reply) == (-32003, "auth_throttled") and 55 <= reply["error"]["data"]["retry_after"] <= 60
         await assert_unauthenticated(c)
         assert "result" in await call(c, "ping")
 
-        refused = communicator(f"/ws?token={good}", client=("198.51.100.1", 2))
+        refused = communicator("/ws?token=exo_guess_guess_guess_guess_guess", client=("198.51.100.1", 2))
         await refused.connect(timeout=3)
         assert await closed_with(refused) == (4429, "auth_throttled")
 
+        # Nobody holding a valid token is locked out by failures, not even from the same address.
+        assert (await call(c, "auth", {"token": good}))["result"]["principal"] == "token:good"
         other = await connected(communicator(f"/ws?token={good}", client=("198.51.100.2", 1)))
         assert await principal_of(other) == "token:good"
         await other.disconnect()
@@ -260,3 +322,108 @@ async def test_a_query_token_never_appears_in_the_log(make_token, probe_methods,
     assert "gateway method probe.leak failed" in output and "Not Found: /no-such-page/" in output
     assert "client sent [redacted]" in output and "failed while holding [redacted]" in output
     assert raw not in output and raw[4:20] not in output and wrong not in output
+
+
+PROXY = ("10.0.0.2", 40000)
+
+
+def via_proxy(path, client_ip):
+    return communicator(path, headers=[("X-Forwarded-For", f"203.0.113.99, {client_ip}")], client=PROXY)
+
+
+async def test_behind_a_trusted_proxy_five_bad_tokens_from_one_client_do_not_throttle_another(make_token):
+    good = await make_token(name="good")
+    with override_settings(TRUSTED_PROXIES=["10.0.0.0/24"], GATEWAY_AUTH_FAILURES=5):
+        for _ in range(5):
+            bad = via_proxy("/ws?token=exo_guess_guess_guess_guess_guess", "198.51.100.7")
+            await bad.connect(timeout=3)
+            assert await closed_with(bad) == (4401, "token_invalid")
+        throttled = via_proxy("/ws?token=exo_guess_guess_guess_guess_guess", "198.51.100.7")
+        await throttled.connect(timeout=3)
+        assert await closed_with(throttled) == (4429, "auth_throttled")
+        other = await connected(via_proxy(f"/ws?token={good}", "198.51.100.8"))
+        assert await principal_of(other) == "token:good"
+        await other.disconnect()
+
+
+async def test_forwarded_headers_from_anyone_but_a_trusted_proxy_are_ignored():
+    with override_settings(TRUSTED_PROXIES=["10.0.0.0/24"], GATEWAY_AUTH_FAILURES=2):
+        for spoofed in ("198.51.100.20", "198.51.100.21", "198.51.100.22"):
+            c = communicator("/ws?token=exo_guess_guess_guess_guess_guess",
+                             headers=[("X-Forwarded-For", spoofed)], client=REMOTE)
+            await c.connect(timeout=3)
+            closing = await closed_with(c)
+        assert closing == (4429, "auth_throttled"), "a client cannot escape the throttle by inventing addresses"
+
+
+async def test_the_throttle_is_shared_through_redis(redis_url):
+    # Another process (a second gateway) records the failures; this one refuses the next bad token.
+    import subprocess
+    import sys
+    import uuid
+
+    prefix = f"throttle-{uuid.uuid4().hex[:8]}"
+    script = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'exoclaw.settings_test'; django.setup()\n"
+        "from exoclaw.gateway.limits import failed_logins\n"
+        "for _ in range(3): failed_logins().record_failure('198.51.100.30', window=60)\n"
+    )
+    env = {**__import__("os").environ, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX=prefix, GATEWAY_AUTH_FAILURES=3):
+        c = communicator("/ws?token=exo_guess_guess_guess_guess_guess", client=("198.51.100.30", 1))
+        await c.connect(timeout=3)
+        assert await closed_with(c) == (4429, "auth_throttled")
+
+
+async def test_a_lone_surrogate_in_a_token_is_a_refused_login_that_counts(make_token):
+    with override_settings(GATEWAY_AUTH_FAILURES=2):
+        c = await connected(communicator(client=("198.51.100.40", 1)))
+        for _ in range(2):
+            reply = await send_raw(c, '{"jsonrpc": "2.0", "method": "auth", "params": {"token": "exo_\\ud800x"}, "id": 1}')
+            assert error_of(reply) == (-32001, "token_invalid")
+        reply = await send_raw(c, '{"jsonrpc": "2.0", "method": "auth", "params": {"token": "exo_\\ud800x"}, "id": 1}')
+        assert error_of(reply) == (-32003, "auth_throttled")
+        await c.disconnect()
+
+
+@pytest.mark.parametrize("how", ["revoketoken", "disabled", "expired", "deleted"])
+async def test_a_token_that_stops_being_valid_closes_its_open_connections_within_two_seconds(make_token, how):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    raw = await make_token(["chat"], name="leaving")
+    c = await connected(communicator(f"/ws?token={raw}"))
+    assert await principal_of(c) == "token:leaving"
+    rows = ApiToken.objects.filter(name="leaving")
+    if how == "revoketoken":
+        await database_sync_to_async(call_command)("revoketoken", "leaving", stderr=io.StringIO())
+    elif how == "disabled":
+        await rows.aupdate(enabled=False)
+    elif how == "expired":
+        await rows.aupdate(expires_at=timezone.now() - timedelta(seconds=1))
+    else:
+        await rows.adelete()
+    out = await c.receive_json_from(timeout=2)
+    reason = {"revoketoken": "token_disabled", "disabled": "token_disabled", "expired": "token_expired",
+              "deleted": "token_invalid"}[how]
+    assert out["method"] == "gateway.closing" and (out["params"]["code"], out["params"]["reason"]) == (4401, reason)
+    closed = await c.receive_output(timeout=2)
+    assert closed["type"] == "websocket.close" and closed["code"] == 4401
+
+
+async def test_admin_login_is_throttled_per_client_address(client, django_user_model):
+    await database_sync_to_async(django_user_model.objects.create_superuser)("boss", "", "the-right-password-1")
+
+    def attempt(password, address):
+        return client.post("/admin/login/", {"username": "boss", "password": password, "next": "/admin/"},
+                           REMOTE_ADDR=address)
+
+    with override_settings(GATEWAY_AUTH_FAILURES=5, GATEWAY_AUTH_WINDOW=60):
+        for _ in range(40):
+            await database_sync_to_async(attempt)("wrong", "198.51.100.50")
+        refused = await database_sync_to_async(attempt)("the-right-password-1", "198.51.100.50")
+        assert refused.status_code == 200 and "Too many failed logins from your address" in refused.content.decode()
+        allowed = await database_sync_to_async(attempt)("the-right-password-1", "198.51.100.51")
+        assert allowed.status_code == 302 and allowed["Location"] == "/admin/"

@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from exoclaw.gateway.notify import connection_group, notify_message
+from tests.runtime_cluster import SEED_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "exo_e2e_" + uuid.uuid4().hex
@@ -86,6 +87,7 @@ def server(tmp_path, redis_url):
     }
     env.pop("EXOCLAW_BIND", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", SEED_TOKEN], cwd=ROOT, env=env, check=True, capture_output=True)
     s = Server(env, free_port())
     s.wait_listening()
     s.layer = RedisChannelLayer(hosts=[redis_url], prefix=prefix)

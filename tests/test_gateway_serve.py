@@ -1,5 +1,7 @@
 """`manage.py serve`: it refuses to expose an unauthenticated gateway and passes the gateway's limits to daphne."""
 
+import io
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
@@ -34,7 +36,10 @@ def test_an_enabled_api_token_allows_a_public_address():
 
 
 @override_settings(EXOCLAW_TOKEN="exo_configured")
-def test_exoclaw_token_allows_a_public_address():
+def test_exoclaw_token_alone_is_not_authentication_until_bootstrap_stored_it():
+    with pytest.raises(CommandError, match="Refusing"):
+        refuse_unauthenticated_bind("::", 7200)
+    call_command("bootstrap", stdout=io.StringIO(), stderr=io.StringIO())
     refuse_unauthenticated_bind("::", 7200)
 
 

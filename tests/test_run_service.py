@@ -2,6 +2,7 @@
 echo provider, the real sandbox, the real embedded session store, the in-process worker)."""
 
 import pytest
+from channels.db import database_sync_to_async
 
 from agents.runtime import service
 from agents.runtime.board import get_board
@@ -12,11 +13,11 @@ from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, spi
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer", "process_store")]
 
-ME = service.Origin("token:tester", "test")
+ME = service.Origin("token:tester", "test", agents=frozenset({"*"}))
 
 
-async def all_events(run_id, after_seq=0, **kwargs) -> list[dict]:
-    return [event async for event in service.events(run_id, after_seq, **kwargs)]
+async def all_events(run_id, after_seq=0, origin=ME, **kwargs) -> list[dict]:
+    return [event async for event in service.events(origin, run_id, after_seq, **kwargs)]
 
 
 async def test_a_run_started_through_the_service_streams_its_events_and_is_stored():
@@ -24,7 +25,7 @@ async def test_a_run_started_through_the_service_streams_its_events_and_is_store
     await Binding.objects.acreate(agent=agent, channel="web")
     started = await service.start(ME, "hello there world", route=Message(channel="web", peer="alice"))
     assert (started.agent, started.session_key, started.queued, started.admitted) == (
-        "helper", "agent:helper:web:-:alice", False, True)
+        "helper", "agent:helper:web:token%3Atester:alice", False, True)
     events = await all_events(started.run_id, admitted=True)
     assert [e["type"] for e in events] == ["delta", "delta", "delta", "done"]
     assert text_of(events) == "hello there world"
@@ -33,7 +34,7 @@ async def test_a_run_started_through_the_service_streams_its_events_and_is_store
     history = await get_store().history(started.session_key)
     assert [(m["role"], m["content"][0]["text"]) for m in history["messages"]] == [
         ("user", "hello there world"), ("assistant", "hello there world")]
-    assert await service.status(started.run_id) == "done"
+    assert await service.status(ME, started.run_id) == "done"
     # Read again later, from any seq: the same events, in order.
     assert await all_events(started.run_id, 2) == events[2:]
 
@@ -70,13 +71,13 @@ async def test_abort_stops_a_running_tool_and_the_run_ends_aborted():
     await make_agent("helper", tools=["spin"])
     started = await service.start(ME, "/tool spin.spin {}", agent="helper")
     seen = []
-    async for event in service.events(started.run_id, admitted=True):
+    async for event in service.events(ME, started.run_id, admitted=True):
         seen.append(event)
         if event["type"] == "tool_call":
-            assert await service.abort(started.run_id) is True
+            assert await service.abort(ME, started.run_id) is True
     assert seen[-1]["type"] == "done" and seen[-1]["stop_reason"] == "aborted"
     assert (await get_store().get_run(started.run_id))["status"] == "aborted"
-    assert await service.abort(started.run_id) is False
+    assert await service.abort(ME, started.run_id) is False
 
 
 async def test_refusals_are_typed_with_a_stable_reason():
@@ -93,7 +94,7 @@ async def test_refusals_are_typed_with_a_stable_reason():
         await service.start(ME, "hi", route=Message(channel="nowhere"))
     assert unrouted.value.reason == "no_route"
     with pytest.raises(service.NotFound) as unknown:
-        await service.status("01NOSUCHRUN")
+        await service.status(ME, "01NOSUCHRUN")
     assert unknown.value.reason == "no_run"
     await spin_plugin()
     await make_agent("busy", tools=["spin"], busy_policy="reject")
@@ -101,5 +102,73 @@ async def test_refusals_are_typed_with_a_stable_reason():
     with pytest.raises(service.SessionBusy) as busy:
         await service.start(ME, "second", agent="busy", route=Message(peer="p"))
     assert busy.value.reason == "session_busy" and busy.value.extra["session_key"] == running.session_key
-    await service.abort(running.run_id)
+    await service.abort(ME, running.run_id)
     await all_events(running.run_id, admitted=True)
+
+
+OTHER = service.Origin("token:other", "test", agents=frozenset({"*"}))
+
+
+async def test_someone_elses_run_is_as_unknown_as_one_that_never_was():
+    await make_agent("helper")
+    started = await service.start(ME, "mine", agent="helper")
+    events = await all_events(started.run_id, admitted=True)
+    for attempt in (service.status(OTHER, started.run_id), service.abort(OTHER, started.run_id),
+                    all_events(started.run_id, origin=OTHER)):
+        with pytest.raises(service.NotFound) as hidden:
+            await attempt
+        assert hidden.value.reason == "no_run"
+    reader = service.Origin("token:auditor", "test", reads_all=True)
+    assert await all_events(started.run_id, origin=reader) == events
+    with pytest.raises(service.NotFound):
+        await service.abort(reader, started.run_id)
+    assert await service.abort(service.Origin("token:ops", "test", steers_all=True), started.run_id) is False
+
+
+async def test_a_principal_talks_in_its_own_namespace_and_never_lands_in_anothers():
+    await make_agent("helper")
+    mine = await service.start(ME, "one", agent="helper", route=Message(channel="web", peer="p"))
+    theirs = await service.start(OTHER, "two", agent="helper", route=Message(channel="web", peer="p"))
+    assert mine.session_key != theirs.session_key
+    with pytest.raises(service.Forbidden) as refused:
+        await service.start(OTHER, "three", agent="helper", route=Message(channel="web", account="token:tester"))
+    assert refused.value.extra["permission"] == "account"
+    operator = service.Origin("loopback", "test", agents=frozenset({"*"}), steers_all=True)
+    joined = await service.start(operator, "four", agent="helper",
+                                 route=Message(channel="web", account="token:tester", peer="p"))
+    assert joined.session_key == mine.session_key, "who may steer every conversation may join one"
+
+
+async def test_a_platforms_channel_needs_its_permission_and_naming_an_agent_needs_its_own():
+    from tests.webhooks_fixtures import adapter_plugin
+    from webhooks.models import ChannelEndpoint
+
+    await make_agent("helper")
+    await Binding.objects.acreate(agent=await make_agent("router"), channel="")
+    await database_sync_to_async(ChannelEndpoint.objects.create)(
+        name="telegram", adapter=await database_sync_to_async(adapter_plugin)("telegram"), auth="telegram_secret_token",
+        secret_env="X", account="bot")
+    bot_user = Message(channel="telegram", account="bot", peer="777")
+    with pytest.raises(service.Forbidden) as refused:
+        await service.start(ME, "let me in", route=bot_user)
+    assert refused.value.extra["permission"] == "channel"
+    bridge = service.Origin("token:bridge", "test", channels=frozenset({"telegram"}))
+    started = await service.start(bridge, "as the platform", route=bot_user)
+    assert started.session_key == "agent:router:telegram:bot:777"
+    assert (await get_store().get_run(started.run_id))["owner"] == "channel:telegram"
+    with pytest.raises(service.Forbidden) as named:
+        await service.start(bridge, "hi", agent="helper")
+    assert named.value.extra["permission"] == "agent"
+    await all_events(started.run_id, origin=bridge, admitted=True)
+
+
+async def test_idempotency_keys_of_different_principals_never_meet():
+    await make_agent("helper")
+    operator = service.Origin("loopback", "test", agents=frozenset({"*"}), steers_all=True)
+    route = Message(channel="web", account="token:other", peer="p")
+    first = await service.start(operator, "one", agent="helper", route=route, idempotency_key="k")
+    second = await service.start(OTHER, "two", agent="helper", route=route, idempotency_key="k")
+    assert second.session_key == first.session_key, "the same conversation"
+    assert second.run_id != first.run_id and second.admitted, "yet the other's key did not capture this run"
+    again = await service.start(OTHER, "two", agent="helper", route=route, idempotency_key="k")
+    assert (again.run_id, again.admitted) == (second.run_id, False)

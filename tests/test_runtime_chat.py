@@ -10,7 +10,7 @@ from agents.store import get_store
 from tests.fakes import anthropic_server
 from tests.fakes.http import Stream, Text
 from routing.models import Binding
-from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, spin_plugin, text_of
+from tests.runtime_fixtures import assert_gap_free, echo_plugin, make_agent, make_token, spin_plugin, text_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_layer", "process_store")]
 
@@ -21,10 +21,10 @@ def kinds(events):
 
 async def test_a_message_streams_back_word_by_word_and_is_stored(connect):
     await make_agent("helper")
-    client = await connect()
+    client = await connect(name="alice-app")
     sent = await client.result("chat.send", {"text": "hello there world", "agent": "helper", "peer": "alice"})
     assert sent["agent"] == "helper" and sent["queued"] is False
-    assert sent["session_key"] == "agent:helper:-:-:alice"
+    assert sent["session_key"] == "agent:helper:-:token%3Aalice-app:alice", "the account is the principal"
     events = await client.finished(sent["run_id"])
     assert kinds(events) == ["delta", "delta", "delta", "done"]
     assert text_of(events) == "hello there world"
@@ -47,9 +47,9 @@ async def test_a_message_streams_back_word_by_word_and_is_stored(connect):
 async def test_the_route_picks_the_agent_when_none_is_named(connect):
     agent = await make_agent("support")
     await Binding.objects.acreate(agent=agent, channel="webchat")
-    client = await connect()
+    client = await connect(name="bob-app")
     sent = await client.result("chat.send", {"text": "hi", "channel": "webchat", "peer": "bob"})
-    assert (sent["agent"], sent["session_key"]) == ("support", "agent:support:webchat:-:bob")
+    assert (sent["agent"], sent["session_key"]) == ("support", "agent:support:webchat:token%3Abob-app:bob")
     assert text_of(await client.finished(sent["run_id"])) == "hi"
 
 
@@ -197,11 +197,12 @@ async def test_a_busy_session_rejects_the_next_message_when_the_agent_says_so(co
 
 async def test_the_same_idempotency_key_returns_the_same_run(connect):
     await make_agent("helper")
-    client = await connect()
+    token = await make_token(name="retrier")
+    client = await connect(token=token)
     params = {"text": "only once", "agent": "helper", "idempotency_key": "k-1"}
     first = await client.result("chat.send", params)
     await client.finished(first["run_id"])
-    other = await connect()
+    other = await connect(token=token)  # the same principal, after a lost answer
     again = await other.result("chat.send", params)
     assert again["run_id"] == first["run_id"]
     replayed = await other.finished(again["run_id"])
@@ -288,20 +289,24 @@ async def test_a_run_left_unfinished_by_a_process_that_died_ends_as_worker_lost_
     monkeypatch.setattr(service, "MAX_WAIT_SECONDS", 0.2)
     await make_agent("helper")
     store = get_store()
-    session, run = await store.start_run("agent:helper:-:-:gone", "helper", "key-gone")
+    # As chat.send records it for token:gone-client (its namespace, its key, its ownership).
+    key = "agent:helper:-:token%3Agone-client:gone"
+    session, run = await store.start_run(key, "helper", "token:gone-client|key-gone", account="token:gone-client",
+                                         peer="gone", owner="token:gone-client")
     await store.update_run(run["id"], status="running")
-    client = await connect()
+    token = await make_token(("chat",), name="gone-client")
+    client = await connect(token=token)
     status = await client.result("chat.subscribe", {"run_id": run["id"], "after_seq": 3})
     assert status == {"run_id": run["id"], "status": "running"}
     [ending] = await client.finished(run["id"])
     assert ending["type"] == "error" and ending["reason"] == "worker_lost" and ending["seq"] == 4
-    assert ending["session_key"] == "agent:helper:-:-:gone"
+    assert ending["session_key"] == key
     stored = await store.get_run(run["id"])
     assert stored["status"] == "error" and stored["error"].startswith("worker_lost: ")
-    history = await client.result("sessions.history", {"session_key": "agent:helper:-:-:gone"})
+    history = await client.result("sessions.history", {"session_key": key})
     assert [m["interrupted"] for m in history["messages"]] == [f"error: {stored['error']}"]
     # Retrying the message with its idempotency key gets the same run and its ending, not a silence.
-    other = await connect()
+    other = await connect(token=token)
     again = await other.result("chat.send", {"text": "hello?", "agent": "helper", "peer": "gone",
                                              "idempotency_key": "key-gone"})
     assert again["run_id"] == run["id"]

@@ -223,13 +223,39 @@ def test_non_staff_users_are_sent_to_the_login_page(client, django_user_model, p
     assert process_store.sync.list_sessions()["total"] == 1
 
 
-def test_staff_can_read_but_only_superusers_reset_or_delete(staff_client, process_store):
+def grant(user, *codenames):
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="agents", codename__in=codenames))
+
+
+def test_staff_get_exactly_what_their_session_permissions_allow(staff_client, process_store):
     s = make_session(process_store)
-    assert staff_client.get(reverse("admin_sessions:detail", args=[s["id"]])).status_code == 200
+    detail = reverse("admin_sessions:detail", args=[s["id"]])
+    assert staff_client.get(detail).status_code == 403, "staff without view session see nothing"
+    assert staff_client.get(reverse("admin_sessions:list")).status_code == 403
+    user = staff_client.session["_auth_user_id"]
+    from django.contrib.auth import get_user_model
+
+    viewer = get_user_model().objects.get(pk=user)
+    grant(viewer, "view_session")
+    assert staff_client.get(detail).status_code == 200
     assert staff_client.get(reverse("admin_sessions:export_json", args=[s["id"]])).status_code == 200
     assert staff_client.post(reverse("admin_sessions:delete", args=[s["id"]])).status_code == 403
     assert staff_client.post(reverse("admin_sessions:reset", args=[s["id"]])).status_code == 403
     assert process_store.sync.current_session(s["key"])["id"] == s["id"]
+    grant(viewer, "change_session")
+    assert staff_client.post(reverse("admin_sessions:reset", args=[s["id"]])).status_code == 302
+    assert process_store.sync.current_session(s["key"])["id"] != s["id"]
+
+
+def test_out_of_range_pages_and_message_numbers_are_refused_not_errors(admin_client, process_store):
+    s = make_session(process_store)
+    listing = admin_client.get(reverse("admin_sessions:list"), {"page": "99999999999999999999"})
+    assert listing.status_code == 200 and "less than or equal to 1000000" in listing.content.decode()
+    for before in ("99999999999999999999999", "0", "٣"):
+        page = admin_client.get(reverse("admin_sessions:detail", args=[s["id"]]), {"before": before})
+        assert page.status_code == 400 and "before must be a message number" in page.content.decode(), before
 
 
 def test_every_store_sort_is_offered_in_the_filter_form():

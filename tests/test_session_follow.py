@@ -52,7 +52,7 @@ class Follower(Client):
 
 @pytest_asyncio.fixture
 async def staff(session_cookie):  # noqa: F811
-    c = await connected(communicator(headers=[("Cookie", await session_cookie(staff=True))]))
+    c = await connected(communicator(headers=[("Cookie", await session_cookie(permissions=["view_session"]))]))
     follower = Follower(c)
     yield follower
     await follower.close()
@@ -122,9 +122,9 @@ async def test_follow_needs_sessions_read_and_a_known_session(connect, staff):
     assert answer["error"]["code"] == -32004 and answer["error"]["data"]["reason"] == "no_session"
     answer = await staff.call("sessions.follow", {})
     assert answer["error"]["code"] == -32602 and answer["error"]["data"]["param"] == "session_key"
-    chat_only = await connect(scopes=("chat",))
-    answer = await chat_only.call("sessions.follow", {"session_key": "agent:helper:-:-:nobody"})
-    assert answer["error"]["code"] == -32002 and answer["error"]["data"]["required"] == "sessions:read"
+    outsider = await connect(scopes=("sessions:write",))
+    answer = await outsider.call("sessions.follow", {"session_key": "agent:helper:-:-:nobody"})
+    assert answer["error"]["code"] == -32002 and answer["error"]["data"]["required"] == "chat or sessions:read"
 
 
 async def test_follow_lists_the_queued_and_running_runs_by_key_or_id(process_store, staff):

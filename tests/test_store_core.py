@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.store import DuplicateRun, InvalidInput, RunNotFound, SessionNotFound, Store, StoreError, StoreLocked
+from agents.store.schema import SCHEMA_VERSION
 from tests.store_fixtures import a_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,16 +35,16 @@ async def schema_of(store) -> dict:
 @pytest.mark.asyncio
 async def test_schema_applies_twice_without_change(kv_url):
     first = Store(kv_url)
-    assert await first.open() == {"from": None, "to": 2, "changed": True}
+    assert await first.open() == {"from": None, "to": SCHEMA_VERSION, "changed": True}
     before = await schema_of(first)
-    assert await first.migrate() == {"from": None, "to": 2, "changed": True}, "migrate reports what opening applied"
+    assert await first.migrate() == {"from": None, "to": SCHEMA_VERSION, "changed": True}, "migrate reports what opening applied"
     await first.aclose()
 
     second = Store(kv_url)
-    assert await second.open() == {"from": 2, "to": 2, "changed": False}
+    assert await second.open() == {"from": SCHEMA_VERSION, "to": SCHEMA_VERSION, "changed": False}
     assert await schema_of(second) == before
     assert set(before["tables"]) == {"meta", "session", "message", "run", "session_key", "idempotency"}
-    assert (await second.health())["schema_version"] == 2
+    assert (await second.health())["schema_version"] == SCHEMA_VERSION
     await second.aclose()
 
 
@@ -62,7 +63,7 @@ async def test_a_version_1_store_is_upgraded_without_its_seen_update_table(kv_ur
     await old.aclose()
 
     upgraded = Store(kv_url)
-    assert await upgraded.open() == {"from": 1, "to": 2, "changed": True}
+    assert await upgraded.open() == {"from": 1, "to": SCHEMA_VERSION, "changed": True}
     assert "seen_update" not in (await schema_of(upgraded))["tables"]
     assert (await upgraded.current_session(KEY))["id"] == session["id"]
     assert await upgraded.get_run(run["id"]) == run
@@ -403,3 +404,22 @@ def test_each_key_has_its_own_current_session(store):
     assert (first["agent"], first["channel"], first["peer"], first["current"]) == ("helper", "webchat", "alice", True)
     other, _ = store.sync.start_run("agent:helper:webchat:-:bob", "helper", peer="bob")
     assert other["id"] != first["id"] and other["peer"] == "bob"
+
+
+@pytest.mark.asyncio
+async def test_sessions_and_runs_carry_their_owner_and_list_filters_by_it(store):
+    mine, run = await store.start_run("agent:a:web:token%3Aalice:p", "a", owner="token:alice", channel="web")
+    await store.start_run("agent:a:telegram:bot:7", "a", owner="channel:telegram", channel="telegram")
+    assert (mine["owner"], run["owner"]) == ("token:alice", "token:alice")
+    assert (await store.get_run(run["id"]))["owner"] == "token:alice"
+    page = await store.list_sessions(owner="token:alice")
+    assert [s["key"] for s in page["items"]] == [mine["key"]] and page["total"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_cursor_that_no_page_made_is_refused_clearly(store):
+    import base64
+
+    huge = base64.urlsafe_b64encode(b"o" + b"9" * 40).decode()
+    with pytest.raises(InvalidInput, match="bad cursor"):
+        await store.list_sessions(cursor=huge)

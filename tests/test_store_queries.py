@@ -172,6 +172,6 @@ def test_prune_deletes_only_sessions_idle_longer_than_the_age(store):
     assert store.sync.prune(dt.timedelta(days=30)) == expected
     assert [s["peer"] for s in store.sync.list_sessions()["items"]] == ["carol"]
     assert store.sync.prune("30d") == {"sessions": 0, "messages": 0, "runs": 0}
-    with pytest.raises(InvalidInput, match="not an age"):
+    with pytest.raises(InvalidInput, match="not a duration"):
         store.sync.prune("thirty days")
 

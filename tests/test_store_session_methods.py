@@ -18,10 +18,10 @@ async def alice(process_store):
     return session
 
 
-async def test_every_sessions_method_is_behind_a_sessions_scope():
+async def test_every_sessions_method_takes_chat_for_ones_own_and_a_sessions_scope_for_all():
     scopes = {name: m.scope for name, m in registry.methods.items() if name.startswith("sessions.")}
-    assert scopes == {"sessions.list": "sessions:read", "sessions.history": "sessions:read",
-                      "sessions.follow": "sessions:read", "sessions.reset": "sessions:write"}
+    assert scopes == {"sessions.list": ("chat", "sessions:read"), "sessions.history": ("chat", "sessions:read"),
+                      "sessions.follow": ("chat", "sessions:read"), "sessions.reset": ("chat", "sessions:write")}
 
 
 async def test_list_filters_and_pages(alice, process_store, connect):

@@ -64,10 +64,15 @@ def test_ages(text, expected):
     assert parse_age(text) == expected
 
 
-@pytest.mark.parametrize("text", ["30", "d", "-1d", "1.5d", "30 days", ""])
+@pytest.mark.parametrize("text", ["30", "d", "-1d", "1.5d", "30 days", "", "٣d"])
 def test_bad_ages_explain_the_format(text):
     with pytest.raises(InvalidInput, match="e.g. 30d"):
         parse_age(text)
+
+
+def test_an_age_no_date_can_reach_is_refused_not_a_crash():
+    with pytest.raises(InvalidInput, match="longer than any date"):
+        parse_age("99999999999999d")
 
 
 def test_cursors_round_trip_and_garbage_is_refused():

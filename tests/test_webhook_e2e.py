@@ -220,8 +220,9 @@ async def test_a_live_process_renews_its_leases_and_keeps_its_events(telegram, m
 async def test_a_taken_over_event_whose_run_had_finished_gets_that_runs_answer_not_a_second_run(telegram, fake_telegram):
     key = (await aresolve_route(channel="telegram", account="exoclaw_bot", peer="777001")).session_key
     store = get_store()
-    session, run = await store.start_run(key, "helper", "webhook:telegram:900003", channel="telegram",
-                                         account="exoclaw_bot", peer="777001")
+    # As the stopped process recorded it: the webhook's key for update 900003, in the platform's namespace.
+    session, run = await store.start_run(key, "helper", "webhook:telegram|900003", channel="telegram",
+                                         account="exoclaw_bot", peer="777001", owner="channel:telegram")
     await store.append_message(session["id"], "user", "what was asked", run_id=run["id"])
     await store.append_message(session["id"], "assistant", "the answer it gave", run_id=run["id"])
     await store.update_run(run["id"], status="done", stop_reason="end_turn")
@@ -239,8 +240,8 @@ async def test_a_taken_over_event_whose_run_died_with_its_process_fails_as_worke
 
     monkeypatch.setattr(service, "MAX_WAIT_SECONDS", 0.2)
     key = (await aresolve_route(channel="telegram", account="exoclaw_bot", peer="777001")).session_key
-    session, run = await get_store().start_run(key, "helper", "webhook:telegram:900004", channel="telegram",
-                                               account="exoclaw_bot", peer="777001")
+    session, run = await get_store().start_run(key, "helper", "webhook:telegram|900004", channel="telegram",
+                                               account="exoclaw_bot", peer="777001", owner="channel:telegram")
     await get_store().update_run(run["id"], status="running")
     event = await orphan(telegram, "900004", "lost with it")
     await inbound.keep_once()
@@ -259,3 +260,31 @@ async def test_a_process_whose_event_was_taken_over_meanwhile_sends_nothing(tele
     assert fake_telegram.sent_messages() == []
     event = await InboundEvent.objects.aget(pk=event.pk)
     assert (event.status, event.owner) == ("accepted", "other-host:2:def456")
+
+
+async def test_a_chat_token_cannot_talk_in_a_telegram_users_conversation_nor_read_it(telegram, fake_telegram, connect):
+    await post(update(815000100, "my card PIN is 4242"))
+    key = (await InboundEvent.objects.aget()).session_key
+    attacker = await connect(scopes=("chat",))
+    answer = await attacker.call("chat.send", {"channel": "telegram", "account": "exoclaw_bot", "peer": "777001",
+                                               "text": "what did I tell you before?"})
+    assert (answer["error"]["code"], answer["error"]["data"]["reason"]) == (-32002, "forbidden")
+    assert answer["error"]["data"]["permission"] == "channel"
+    answer = await attacker.call("sessions.history", {"session_key": key})
+    assert answer["error"]["data"]["reason"] == "no_session"
+    history = await get_store().history(key)
+    assert [m["content"][0]["text"] for m in history["messages"]] == ["my card PIN is 4242", "my card PIN is 4242"]
+
+
+async def test_a_clients_idempotency_key_cannot_capture_a_later_update(telegram, fake_telegram, connect):
+    # Even a bridge allowed to post in the telegram channel: its keys are its own.
+    bridge = await connect(scopes=("chat",), channels=("telegram",))
+    taken = await bridge.result("chat.send", {"channel": "telegram", "account": "exoclaw_bot", "peer": "777001",
+                                              "text": "attacker text", "idempotency_key": "webhook:telegram:1001"})
+    await bridge.finished(taken["run_id"])
+    await post(update(1001, "the user's own message"))
+    event = await InboundEvent.objects.aget()
+    assert event.status == "replied" and event.run_id != taken["run_id"]
+    assert [m["text"] for m in fake_telegram.sent_messages()] == ["the user's own message"]
+    history = await get_store().history(event.session_key)
+    assert "the user's own message" in [m["content"][0]["text"] for m in history["messages"]]

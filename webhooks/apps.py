@@ -9,8 +9,12 @@ class WebhooksConfig(AppConfig):
     def ready(self):
         from sandbox.models import CapabilityGrant, Plugin
 
-        from .endpoints import invalidate
+        from agents.runtime import service
+
+        from .endpoints import invalidate, serves_channel
         from .models import ChannelEndpoint
+
+        service.serve_platform_channels(serves_channel)
 
         for model in (ChannelEndpoint, Plugin, CapabilityGrant):
             post_save.connect(invalidate, sender=model, dispatch_uid=f"webhooks-endpoints-save-{model.__name__}")

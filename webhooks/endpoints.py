@@ -5,6 +5,9 @@ An entry lives at most `TTL` seconds, so a change made by another process (a sec
 admin on another host) takes effect within that time; in this process, saving or deleting an
 endpoint, a plugin or a grant clears the cache at once (see `apps.py`). Only enabled endpoints are
 cached, so names that do not exist cannot grow the cache.
+
+`serves_channel` answers which channels are platforms' (any endpoint, enabled or not, makes its name
+a platform's namespace for the run service), from the endpoints' names read as one cached entry.
 """
 
 from django.db import transaction
@@ -16,10 +19,12 @@ from .models import ChannelEndpoint
 TTL = 5.0
 
 _cache: TTLCache[str, ChannelEndpoint] = TTLCache(TTL)
+_names: TTLCache[str, frozenset[str]] = TTLCache(TTL)
 
 
 def clear_cache() -> None:
     _cache.clear()
+    _names.clear()
 
 
 def invalidate(**_kwargs) -> None:
@@ -41,3 +46,12 @@ async def _read(name: str) -> ChannelEndpoint | None:
         .filter(name=name, enabled=True, adapter__enabled=True)
         .afirst()
     )
+
+
+async def serves_channel(name: str) -> bool:
+    """Whether an endpoint (enabled or not) serves the channel `name`."""
+    return name in await _names.get_or_load("all", _read_names)
+
+
+async def _read_names() -> frozenset[str]:
+    return frozenset([name async for name in ChannelEndpoint.objects.values_list("name", flat=True)])

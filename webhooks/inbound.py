@@ -163,7 +163,7 @@ async def process(event: InboundEvent, content: str) -> None:
     # follows the run this key started rather than starting another.
     route = Message(channel=channel, account=event.account, peer=event.peer, guild=event.guild, team=event.team)
     outcome = await run_agent(
-        content, route, idempotency_key=f"webhook:{channel}:{event.update_id or f'event-{event.pk}'}"
+        content, route, idempotency_key=event.update_id or f"event-{event.pk}"
     )
     event.run_id, event.agent, event.session_key = outcome.run_id, outcome.agent, outcome.session_key
     if outcome.error:

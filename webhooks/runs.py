@@ -52,13 +52,13 @@ async def _reply_from_history(session_key: str, run_id: str) -> str:
 async def run_agent(text: str, route: Message, *, idempotency_key: str) -> Outcome:
     outcome = Outcome()
     try:
-        started = await service.start(
-            service.Origin(f"webhook:{route.channel}", "webhook"), text, route=route, idempotency_key=idempotency_key
-        )
+        # The webhook acts as its platform, in that platform's namespace only.
+        origin = service.Origin(f"webhook:{route.channel}", "webhook", channels=frozenset({route.channel}))
+        started = await service.start(origin, text, route=route, idempotency_key=idempotency_key)
         outcome.run_id, outcome.agent, outcome.session_key = started.run_id, started.agent, started.session_key
         seen = []
         async with asyncio.timeout(RUN_WAIT_SECONDS):
-            async for event in service.events(started.run_id, admitted=started.admitted):
+            async for event in service.events(origin, started.run_id, admitted=started.admitted):
                 seen.append(event)
                 if event["type"] == "error":
                     outcome.error = f"{event.get('reason', 'error')}: {event.get('message', '')}"

@@ -4,20 +4,29 @@ Every entry point (the gateway's `chat.*` methods, webhooks, and every later one
 format into these calls and back, so routing, sessions and their history, the busy policy,
 idempotency, handing runs to workers and persistence are the same whichever way a message came in:
 
-    started = await service.start(Origin("token:alice", "gateway"), "hello", route=Message(channel="web"))
-    async for event in service.events(started.run_id, admitted=started.admitted):
+    me = Origin("token:alice", "gateway")
+    started = await service.start(me, "hello", route=Message(channel="web"))
+    async for event in service.events(me, started.run_id, admitted=started.admitted):
         ...  # delta, tool_call, tool_result, then done or error (each with run_id, session_key, seq)
-    await service.abort(started.run_id)
+    await service.abort(me, started.run_id)
 
-Failures the caller should tell its client about raise `ServiceError`s (`NotFound`, `SessionBusy`,
-`InvalidInput`), each with a stable `reason`; each entry point maps them once to its own wire errors.
+Every conversation belongs to someone (docs/protocol.md, "Ownership"). A principal's conversations
+live in its own namespace: the route's `account` is the principal, so nobody lands in another's
+session; a channel served by a webhook endpoint is its platform's namespace, where only origins with
+that channel's permission act (the webhook itself, or a bridge token). Naming an agent instead of
+letting routing choose needs the agent's permission. A run or session of someone else answers as if
+it did not exist, unless the origin may read (or steer) every conversation.
+
+Failures the caller should tell its client about raise `ServiceError`s (`NotFound`, `Forbidden`,
+`SessionBusy`, `InvalidInput`), each with a stable `reason`; each entry point maps them once to its
+own wire errors.
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 from django.conf import settings
 
@@ -52,6 +61,10 @@ class NotFound(ServiceError):
     reason = "not_found"
 
 
+class Forbidden(ServiceError):
+    reason = "forbidden"
+
+
 class SessionBusy(ServiceError):
     reason = "session_busy"
 
@@ -67,11 +80,34 @@ class InvalidInput(ServiceError):
 
 @dataclass(frozen=True)
 class Origin:
-    """Who asks for a run (`principal`, e.g. `token:alice` or `webhook:telegram`) and through which
-    entry point (`entry`: `gateway`, `webhook`, ...)."""
+    """Who asks (`principal`, e.g. `token:alice` or `webhook:telegram`), through which entry point
+    (`entry`: `gateway`, `webhook`, ...), and what it may do beyond its own conversations: act in
+    these platform `channels` and name these `agents` ("*": every one), read (`reads_all`) or abort
+    and reset (`steers_all`) every conversation."""
 
     principal: str
     entry: str
+    channels: frozenset[str] = field(default_factory=frozenset)
+    agents: frozenset[str] = field(default_factory=frozenset)
+    reads_all: bool = False
+    steers_all: bool = False
+
+    def may_use_channel(self, channel: str) -> bool:
+        return "*" in self.channels or channel in self.channels
+
+    def may_name_agent(self, agent: str) -> bool:
+        return "*" in self.agents or agent in self.agents
+
+    def owns(self, owner: str) -> bool:
+        """Whether a conversation of `owner` (a principal, or `channel:<name>`) is this origin's."""
+        kind, _, channel = owner.partition(":")
+        return owner == self.principal or (kind == "channel" and self.may_use_channel(channel))
+
+    def may_read(self, owner: str) -> bool:
+        return self.reads_all or self.owns(owner)
+
+    def may_steer(self, owner: str) -> bool:
+        return self.steers_all or self.owns(owner)
 
 
 @dataclass(frozen=True)
@@ -85,6 +121,7 @@ class Started:
 
 
 _accepted: list[Callable[[Started], Awaitable[None]]] = []
+_platform_checks: list[Callable[[str], Awaitable[bool]]] = []
 
 
 def on_run_accepted(listener: Callable[[Started], Awaitable[None]]) -> None:
@@ -92,6 +129,28 @@ def on_run_accepted(listener: Callable[[Started], Awaitable[None]]) -> None:
     the run goes on)."""
     if listener not in _accepted:
         _accepted.append(listener)
+
+
+def serve_platform_channels(check: Callable[[str], Awaitable[bool]]) -> None:
+    """Declare which channels platforms serve: `check(channel)` answers whether one does. Those are
+    their platforms' namespaces (the webhooks app declares its endpoints' channels)."""
+    if check not in _platform_checks:
+        _platform_checks.append(check)
+
+
+async def _namespace(origin: Origin, route: Message) -> tuple[Message, str]:
+    """The route as `origin` may use it, and the owner of the conversation it reaches."""
+    if route.channel:
+        for check in _platform_checks:
+            if await check(route.channel):
+                if not origin.may_use_channel(route.channel):
+                    raise Forbidden(f"channel {route.channel!r} is a platform's (a webhook endpoint serves it): "
+                                    "acting in it needs the channel's permission", permission="channel")
+                return route, f"channel:{route.channel}"
+    if route.account and route.account != origin.principal and not origin.steers_all:
+        raise Forbidden(f"account {route.account!r} is not {origin.principal}'s: leave it empty, your "
+                        "conversations are under your own", permission="account")
+    return replace(route, account=route.account or origin.principal), route.account or origin.principal
 
 
 async def _agent_and_key(agent: str, route: Message) -> tuple[Agent, str]:
@@ -112,21 +171,28 @@ async def _agent_and_key(agent: str, route: Message) -> tuple[Agent, str]:
 
 async def start(origin: Origin, text: str, *, route: Message = Message(), agent: str = "",
                 idempotency_key: str = "") -> Started:
-    """Accept a run of `text` for the agent that `route` resolves to (or the agent named `agent`).
+    """Accept a run of `text` for the agent that `route` resolves to (or the agent named `agent`), in
+    the origin's namespace (see above).
 
     The run is recorded in the session store and put on the board; it starts at once or waits for the
-    session's current run, as the agent's busy policy says. A repeated `idempotency_key` for the same
-    session returns the run it started first (`admitted` False)."""
+    session's current run, as the agent's busy policy says. A repeated `idempotency_key` of the same
+    origin for the same session returns the run it started first (`admitted` False); keys of different
+    origins never meet."""
     if not text.strip():
         raise InvalidInput("text", "must not be empty")
     if len(text) > MAX_TEXT:
         raise InvalidInput("text", f"is longer than {MAX_TEXT} characters")
+    if agent and not origin.may_name_agent(agent):
+        raise Forbidden(f"naming agent {agent!r} needs the agent's permission; leave it out to let routing "
+                        "choose", permission="agent")
     accepted_at = time.time()
+    route, owner = await _namespace(origin, route)
     a, key = await _agent_and_key(agent, route)
     store = get_store()
     board = get_board()
+    scoped_key = f"{origin.principal}|{idempotency_key}" if idempotency_key else None
     try:
-        session, run = await store.start_run(key, a.name, idempotency_key or None, **asdict(route))
+        session, run = await store.start_run(key, a.name, scoped_key, owner=owner, **asdict(route))
     except DuplicateRun as dup:
         # The same message again (a retry after a lost answer): the same run.
         known = await board.run(dup.run["id"])
@@ -138,7 +204,8 @@ async def start(origin: Origin, text: str, *, route: Message = Message(), agent:
         "session_key": key,
         "agent": a.name,
         "agent_snapshot": a.snapshot(),
-        "origin": asdict(origin),
+        "origin": {"principal": origin.principal, "entry": origin.entry},
+        "owner": owner,
         "text": text,
         "accepted_at": accepted_at,
     }
@@ -192,14 +259,17 @@ async def _ending_from_store(board, run_id: str, last: int, settle_lost: bool) -
     return make_event(run_id, run["session_key"], last + 1, _ending(run))
 
 
-async def events(run_id: str, after_seq: int = 0, *, admitted: bool = False) -> AsyncIterator[dict]:
+async def events(origin: Origin, run_id: str, after_seq: int = 0, *, admitted: bool = False) -> AsyncIterator[dict]:
     """The run's events after `after_seq`, in `seq` order, live until its last one (`done` or `error`).
+    Raises NotFound for a run the origin may not read.
 
     A run the board does not know (its events were forgotten after AGENT_RUN_EVENTS_TTL, or the process
     that ran it died with its in-process board) still gets an ending from the session store: its
     outcome as recorded, or, for a run recorded as unfinished that nothing can be executing any more,
     `worker_lost`, recorded in the store first. `admitted`: the caller has just put the run on the
     board (`Started.admitted`), so it need not be looked up there first."""
+    if not admitted:
+        await _known_run(origin, run_id, steer=False)
     board = get_board()
     last = after_seq
     if not admitted and await board.run(run_id) is None:
@@ -235,26 +305,33 @@ async def events(run_id: str, after_seq: int = 0, *, admitted: bool = False) -> 
                 return
 
 
-async def _known_run(run_id: str) -> dict:
+async def _known_run(origin: Origin, run_id: str, *, steer: bool) -> dict:
+    """The run as the board knows it (`payload` None: known only to the store), if `origin` may read
+    (or, with `steer`, abort) it; someone else's run is as unknown as one that never was."""
     run = await get_board().run(run_id)
     if run is not None:
-        return run
-    try:
-        stored = await get_store().get_run(run_id)
-    except RunNotFound:
-        raise NotFound(f"no run {run_id!r}", reason="no_run") from None
-    return {"payload": None, "status": stored["status"]}
+        owner = run["payload"].get("owner", "")
+    else:
+        try:
+            stored = await get_store().get_run(run_id)
+        except RunNotFound:
+            stored = None
+        run = stored and {"payload": None, "status": stored["status"]}
+        owner = stored["owner"] if stored else ""
+    if run is None or not (origin.may_steer(owner) if steer else origin.may_read(owner)):
+        raise NotFound(f"no run {run_id!r}", reason="no_run")
+    return run
 
 
-async def status(run_id: str) -> str:
-    """`queued`, `running`, `done`, `error` or `aborted`; raises NotFound for an unknown run."""
-    return (await _known_run(run_id))["status"]
+async def status(origin: Origin, run_id: str) -> str:
+    """`queued`, `running`, `done`, `error` or `aborted`; raises NotFound for a run the origin may not read."""
+    return (await _known_run(origin, run_id, steer=False))["status"]
 
 
-async def abort(run_id: str) -> bool:
+async def abort(origin: Origin, run_id: str) -> bool:
     """Stop a run now: its LLM stream and running tool calls are cancelled and it ends with stop reason
-    `aborted`. False when it had already ended; raises NotFound for an unknown run."""
-    run = await _known_run(run_id)
+    `aborted`. False when it had already ended; raises NotFound for a run the origin may not steer."""
+    run = await _known_run(origin, run_id, steer=True)
     if run["status"] in TERMINAL or run["payload"] is None:
         # Ended, or known only to the store: no process is executing it any more.
         return False

@@ -149,10 +149,12 @@ def _close_open_stores():
             log.exception("closing %r at exit", store)
 
 
-def _session_fields(key: str, agent: str, channel: str, account: str, peer: str, guild: str, team: str) -> dict:
+def _session_fields(key: str, agent: str, channel: str, account: str, peer: str, guild: str, team: str,
+                    owner: str) -> dict:
     if not key or not agent:
         raise InvalidInput("a session needs a key and an agent")
-    return {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer, "guild": guild, "team": team}
+    return {"key": key, "agent": agent, "channel": channel, "account": account, "peer": peer, "guild": guild,
+            "team": team, "owner": owner}
 
 
 class Store:
@@ -399,8 +401,8 @@ class Store:
     async def list_sessions(self, agent: str | None = None, channel: str | None = None, peer: str | None = None,
                             q: str | None = None, status: str | None = None, since: dt.datetime | None = None,
                             until: dt.datetime | None = None, current: bool | None = None, sort: str = "-updated",
-                            limit: int = 50, cursor: str | None = None) -> dict:
-        """A page of sessions, newest activity first by default.
+                            limit: int = 50, cursor: str | None = None, owner: str | None = None) -> dict:
+        """A page of sessions, newest activity first by default; `owner` keeps one owner's.
 
         `q` matches message text (full-text, stemmed), or a substring of the key or title; `since`/
         `until` keep sessions active in that range (updated >= since, created < until). Returns
@@ -412,9 +414,9 @@ class Store:
         limit = max(1, min(int(limit), 500))
         offset = shapes.decode_cursor(cursor)
         where, lets = [], []
-        vars = {"agent": agent, "channel": channel, "peer": peer, "status": status, "since": since,
+        vars = {"agent": agent, "channel": channel, "peer": peer, "owner": owner, "status": status, "since": since,
                 "until": until, "current": current, "limit": limit, "start": offset}
-        for name in ("agent", "channel", "peer", "status", "current"):
+        for name in ("agent", "channel", "peer", "owner", "status", "current"):
             if vars[name] not in (None, ""):
                 where.append(f"{name} = ${name}")
         if since:
@@ -604,14 +606,15 @@ class Store:
 
     @api(write=True, direct=True)
     async def start_run(self, key: str, agent: str, idempotency_key: str | None = None, channel: str = "",
-                        account: str = "", peer: str = "", guild: str = "", team: str = "") -> tuple[dict, dict]:
-        """Open `key`'s current session (created on first use) and record a queued run in it, in one
-        transaction: (session, run).
+                        account: str = "", peer: str = "", guild: str = "", team: str = "",
+                        owner: str = "") -> tuple[dict, dict]:
+        """Open `key`'s current session (created on first use, owned by `owner`) and record a queued run
+        of `owner` in it, in one transaction: (session, run).
 
         This is `chat.send`'s one durable write before it answers, so a message costs one commit
         and no separate read. The session is returned as it was opened. A repeated idempotency key
         for `key` raises DuplicateRun carrying the first run, and then nothing is written."""
-        fields = _session_fields(key, agent, channel, account, peer, guild, team)
+        fields = _session_fields(key, agent, channel, account, peer, guild, team, owner)
         async with self._session_lock(f"key:{key}"):
             for _ in range(RETRIES):
                 try:
@@ -626,7 +629,7 @@ class Store:
                         };
                         LET $r = CREATE ONLY run:ulid() CONTENT {
                             session: $sess.id, session_key: $fields.key, agent: $fields.agent, status: 'queued',
-                            idempotency_key: $ik };
+                            owner: $fields.owner, idempotency_key: $ik };
                         IF $ik != NONE { CREATE type::thing('idempotency', [$fields.key, $ik]) SET run = $r.id };
                         UPDATE $sess.id SET status = 'queued', updated = time::now();
                         RETURN {session: $sess, run: $r};""",

@@ -9,7 +9,7 @@ range read whose cost does not depend on the session's length (an `ORDER BY seq 
 sorts the whole session; see docs/sessions.md).
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 DEFINE TABLE OVERWRITE meta SCHEMALESS;
@@ -22,6 +22,9 @@ DEFINE FIELD OVERWRITE account ON session TYPE string DEFAULT '';
 DEFINE FIELD OVERWRITE peer ON session TYPE string DEFAULT '';
 DEFINE FIELD OVERWRITE guild ON session TYPE string DEFAULT '';
 DEFINE FIELD OVERWRITE team ON session TYPE string DEFAULT '';
+-- Who may read and steer it without sessions:* scopes: a principal (`token:alice`), or a platform's
+-- namespace (`channel:telegram`); '' for sessions made before version 3 (docs/protocol.md, "Ownership").
+DEFINE FIELD OVERWRITE owner ON session TYPE string DEFAULT '';
 DEFINE FIELD OVERWRITE title ON session TYPE string DEFAULT '';
 DEFINE FIELD OVERWRITE created ON session TYPE datetime DEFAULT time::now() READONLY;
 DEFINE FIELD OVERWRITE updated ON session TYPE datetime DEFAULT time::now();
@@ -37,6 +40,7 @@ DEFINE INDEX OVERWRITE session_updated ON session FIELDS updated;
 DEFINE INDEX OVERWRITE session_agent ON session FIELDS agent;
 DEFINE INDEX OVERWRITE session_channel ON session FIELDS channel;
 DEFINE INDEX OVERWRITE session_peer ON session FIELDS peer;
+DEFINE INDEX OVERWRITE session_owner ON session FIELDS owner;
 
 -- session_key:⟨key⟩ points at the key's current session; `reset` moves the pointer.
 DEFINE TABLE OVERWRITE session_key SCHEMAFULL;
@@ -62,6 +66,7 @@ DEFINE TABLE OVERWRITE run SCHEMAFULL;
 DEFINE FIELD OVERWRITE session ON run TYPE record<session>;
 DEFINE FIELD OVERWRITE session_key ON run TYPE string;
 DEFINE FIELD OVERWRITE agent ON run TYPE string;
+DEFINE FIELD OVERWRITE owner ON run TYPE string DEFAULT '';
 DEFINE FIELD OVERWRITE status ON run TYPE string ASSERT $value IN ['queued', 'running', 'done', 'error', 'aborted'];
 DEFINE FIELD OVERWRITE idempotency_key ON run TYPE option<string>;
 DEFINE FIELD OVERWRITE created ON run TYPE datetime DEFAULT time::now() READONLY;

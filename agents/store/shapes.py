@@ -11,6 +11,8 @@ from typing import Any
 import snowballstemmer
 from surrealdb import RecordID
 
+from common.durations import parse_duration
+
 from .errors import InvalidInput
 
 ROLES = ("user", "assistant", "system")
@@ -123,20 +125,20 @@ def check_choice(name: str, value: str, choices: tuple) -> str:
     return value
 
 
-_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_age(text: str) -> dt.timedelta:
     """`30d`, `12h`, `2w`, `90m`, `45s` -> timedelta."""
-    m = _AGE.match(text or "")
-    if not m:
-        raise InvalidInput(f"not an age: {text!r} (use a number and a unit s, m, h, d or w, e.g. 30d)")
-    return dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
 
 
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+# Offsets past any real page count; a longer cursor was not made here (and would overflow the query).
+MAX_CURSOR_DIGITS = 9
 
 
 def decode_cursor(cursor: str | None) -> int:
@@ -144,7 +146,7 @@ def decode_cursor(cursor: str | None) -> int:
         return 0
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw[0] != "o" or not raw[1:].isdigit():
+        if raw[0] != "o" or not raw[1:].isdigit() or len(raw) > MAX_CURSOR_DIGITS + 1:
             raise ValueError
         return int(raw[1:])
     except (ValueError, IndexError, UnicodeDecodeError):
@@ -166,6 +168,7 @@ def session_out(row: dict) -> dict:
         "peer": row["peer"],
         "guild": row["guild"],
         "team": row["team"],
+        "owner": row.get("owner", ""),
         "title": row["title"],
         "created": row["created"],
         "updated": row["updated"],
@@ -197,6 +200,7 @@ def run_out(row: dict) -> dict:
         "session_id": key_of(row["session"]),
         "session_key": row["session_key"],
         "agent": row["agent"],
+        "owner": row.get("owner", ""),
         "status": row["status"],
         "idempotency_key": row.get("idempotency_key"),
         "created": row["created"],

@@ -2,15 +2,17 @@
 
 A connection is authenticated by, in this order: an API token presented at the handshake
 (`Authorization: Bearer <token>` or `?token=<token>`), a logged-in staff user's session cookie, or the
-loopback exemption. A presented token that is wrong, disabled or expired is refused outright, even
-where the exemption would apply. A connection with none of these may call `auth` within the grace
-period. The rules are documented in docs/protocol.md ("Authentication").
+loopback rule. A presented token that is wrong, disabled or expired is refused outright, even where
+the loopback rule would have let the connection in without one. A connection with none of these may
+call `auth` within the grace period. The rules are documented in docs/protocol.md ("Authentication").
 """
 
 import hmac
+import ipaddress
 import logging
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
@@ -22,7 +24,7 @@ from exoclaw.bind import is_loopback_host, parse_bind
 from exoclaw.models import ApiToken, hash_token
 
 from .errors import RateLimited, Unauthorized
-from .limits import Limits, failed_auth
+from .limits import Limits, failed_logins
 from .registry import SCOPES
 
 logger = logging.getLogger(__name__)
@@ -50,15 +52,34 @@ PROXY_HEADERS = frozenset(
     }
 )
 
+# What a staff user's model permissions give them over the gateway (superusers get `admin`). The
+# session browser checks the same permissions (agents/admin_sessions.py).
+STAFF_SCOPES = (
+    ("agents.add_session", "chat"),
+    ("agents.view_session", "sessions:read"),
+    ("agents.change_session", "sessions:write"),
+    ("agents.delete_session", "sessions:write"),
+)
+
 
 @dataclass(frozen=True)
 class Principal:
+    """`name` is who owns the conversations it starts (`token:alice`, `user:bob`, `loopback`);
+    `channels` and `agents` the token's permissions to act as a platform and to name agents ("*":
+    every one); `token_id` the row behind a token, re-checked while the connection lives."""
+
     name: str
     kind: str  # "token", "staff" or "loopback"
     scopes: frozenset[str]
+    channels: frozenset[str] = frozenset()
+    agents: frozenset[str] = frozenset()
+    token_id: int | None = None
 
-    def allows(self, scope: str | None) -> bool:
-        return scope is None or "admin" in self.scopes or scope in self.scopes
+    def allows(self, scope: str | tuple[str, ...] | None) -> bool:
+        """Whether the principal holds `scope` (any of them, for a tuple); `admin` holds every one."""
+        if scope is None or "admin" in self.scopes:
+            return True
+        return any(s in self.scopes for s in ((scope,) if isinstance(scope, str) else scope))
 
 
 def header(scope: dict, name: bytes) -> str | None:
@@ -68,9 +89,37 @@ def header(scope: dict, name: bytes) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _trusted_proxy(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def real_client_address(peer: str, forwarded_for: str | None) -> str:
+    """The client's address: the TCP peer, unless the peer is one of TRUSTED_PROXIES; then the last
+    address in X-Forwarded-For that is not a trusted proxy (proxies append the address they saw, so
+    what a client wrote itself stands to the left and is never taken). Forwarded headers from anyone
+    else are ignored."""
+    if not forwarded_for or not _trusted_proxy(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted_proxy(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
 def client_address(scope: dict) -> str:
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    peer = str(client[0]) if client else "unknown"
+    return real_client_address(peer, header(scope, b"x-forwarded-for"))
 
 
 def presented_token(scope: dict) -> str | None:
@@ -86,45 +135,105 @@ def presented_token(scope: dict) -> str | None:
     return values[0] if values else None
 
 
-def origin_allowed(scope: dict) -> bool:
-    """Browsers send Origin; it must name one of ALLOWED_HOSTS. No Origin: not a browser, allowed."""
+def _origin_of(scheme: str, netloc: str) -> str:
+    """`scheme://host[:port]` with the default port left out, lower case: one spelling per origin."""
+    host, port = split_domain_port(netloc.lower())
+    if not host:
+        return ""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    default = {"http": "80", "https": "443"}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def served_origin(scope: dict) -> str:
+    """The origin this connection was made to (the page it serves lives there): the handshake's Host,
+    over http or https as the connection (or a trusted proxy's X-Forwarded-Proto) says."""
+    scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+    client = scope.get("client")
+    if client and _trusted_proxy(str(client[0])):
+        proto = (header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else scheme
+    host = header(scope, b"host") or ""
+    return _origin_of(scheme, host)
+
+
+def origin_of(scope: dict) -> str | None:
+    """The browser's Origin, normalised; None when there is none (not a browser); "" when unusable."""
     origin = header(scope, b"origin")
     if origin is None:
-        return True
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        return None
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        return ""
+    return _origin_of(parts.scheme, parts.netloc)
+
+
+def own_page(scope: dict) -> bool:
+    """The connection comes from a page exoclaw served: its Origin is exactly the origin the
+    connection was made to (scheme, host and port), and that host is one of ALLOWED_HOSTS."""
+    origin = origin_of(scope)
+    if not origin or origin != served_origin(scope):
         return False
-    domain, _ = split_domain_port(parts.netloc)
-    allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-    return bool(domain) and validate_host(domain, allowed)
+    domain, _ = split_domain_port(urlsplit(origin).netloc)
+    return validate_host(domain, settings.ALLOWED_HOSTS or [".localhost", "127.0.0.1", "[::1]"])
+
+
+def origin_allowed(scope: dict) -> bool:
+    """Browsers send Origin: it must be exoclaw's own page or one of CSRF_TRUSTED_ORIGINS, exactly.
+    No Origin: not a browser, allowed."""
+    origin = origin_of(scope)
+    if origin is None:
+        return True
+    trusted = {_origin_of(urlsplit(o).scheme, urlsplit(o).netloc) for o in settings.CSRF_TRUSTED_ORIGINS}
+    return own_page(scope) or (bool(origin) and origin in trusted)
 
 
 def has_proxy_headers(scope: dict) -> bool:
     return any(key.lower() in PROXY_HEADERS for key, _ in scope.get("headers", ()))
 
 
-def loopback_exempt(scope: dict) -> bool:
-    """Server bound to loopback, peer on loopback, and no proxy in between."""
+def loopback_trusted() -> bool:
+    """GATEWAY_LOOPBACK_TRUST, which defaults to whether the server listens on loopback; never when
+    ALLOWED_HOSTS holds "*" (any Host header, so any page, would pass as exoclaw's own)."""
+    if "*" in settings.ALLOWED_HOSTS:
+        return False
+    if settings.GATEWAY_LOOPBACK_TRUST is not None:
+        return settings.GATEWAY_LOOPBACK_TRUST
     try:
         bind_host, _ = parse_bind(settings.EXOCLAW_BIND)
     except ValueError:
         return False
+    return is_loopback_host(bind_host)
+
+
+def loopback_exempt(scope: dict) -> bool:
+    """Loopback trust is on, the peer is on loopback with no proxy in between, and a browser (if it is
+    one) is on exoclaw's own page, not on another site or another port of this machine."""
     client = scope.get("client")
     return (
-        is_loopback_host(bind_host)
+        loopback_trusted()
         and bool(client)
         and is_loopback_host(str(client[0]))
         and not has_proxy_headers(scope)
+        and (origin_of(scope) is None or own_page(scope))
     )
 
 
 LOOPBACK = Principal("loopback", "loopback", frozenset({"admin"}))
 
 
+@database_sync_to_async
 def staff_principal(user) -> Principal | None:
-    if user is not None and user.is_authenticated and user.is_active and user.is_staff:
-        return Principal(f"user:{user.get_username()}", "staff", frozenset({"admin"}))
-    return None
+    """A logged-in staff user: superusers get `admin`; other staff the scopes their model permissions
+    give (STAFF_SCOPES)."""
+    if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
+        return None
+    if user.is_superuser:
+        scopes = frozenset({"admin"})
+    else:
+        scopes = frozenset(scope for permission, scope in STAFF_SCOPES if user.has_perm(permission))
+    return Principal(f"user:{user.get_username()}", "staff", scopes)
 
 
 @database_sync_to_async
@@ -137,33 +246,53 @@ def _mark_used(pk: int) -> None:
     ApiToken.objects.filter(pk=pk).update(last_used_at=timezone.now())
 
 
+def token_principal(row: ApiToken) -> Principal:
+    return Principal(
+        f"token:{row.name}", "token", frozenset(s for s in row.scopes if s in SCOPES),
+        channels=frozenset(row.channels), agents=frozenset(row.agents), token_id=row.pk,
+    )
+
+
+def refusal(row: ApiToken | None) -> Unauthorized | None:
+    """Why a token row does not authenticate (gone, disabled or expired), or None."""
+    if row is None:
+        return Unauthorized("unknown token", reason="token_invalid")
+    if not row.enabled:
+        return Unauthorized("this token is disabled", reason="token_disabled")
+    if row.is_expired():
+        return Unauthorized("this token has expired", reason="token_expired")
+    return None
+
+
 async def check_token(raw: str) -> Principal:
-    """Raises Unauthorized unless `raw` is an enabled, unexpired API token or EXOCLAW_TOKEN."""
+    """Raises Unauthorized unless `raw` is an enabled, unexpired API token (EXOCLAW_TOKEN only through
+    the row `bootstrap` stored for it)."""
+    # Any text may arrive, lone surrogates included: it is hashed as given and simply matches nothing.
     digest = hash_token(raw)
     row = await _token_row(digest)
-    if row is not None and hmac.compare_digest(row.token_hash, digest):
-        if not row.enabled:
-            raise Unauthorized("this token is disabled", reason="token_disabled")
-        if row.is_expired():
-            raise Unauthorized("this token has expired", reason="token_expired")
-        await _mark_used(row.pk)
-        return Principal(f"token:{row.name}", "token", frozenset(s for s in row.scopes if s in SCOPES))
-    # Before `bootstrap` has stored it, EXOCLAW_TOKEN still works, compared in constant time.
-    if settings.EXOCLAW_TOKEN and hmac.compare_digest(raw.encode(), settings.EXOCLAW_TOKEN.encode()):
-        return Principal("token:EXOCLAW_TOKEN", "token", frozenset({"admin"}))
-    raise Unauthorized("unknown token", reason="token_invalid")
+    if row is not None and not hmac.compare_digest(row.token_hash, digest):
+        row = None
+    error = refusal(row)
+    if error:
+        raise error
+    await _mark_used(row.pk)
+    return token_principal(row)
 
 
 async def login(raw: str, address: str, limits: Limits) -> Principal:
-    """check_token behind the per-address throttle of failed attempts."""
-    wait = failed_auth.retry_after(address, max_failures=limits.auth_failures, window=limits.auth_window)
-    if wait:
-        logger.warning("gateway login from %s throttled for %.0f s", address, wait)
-        raise RateLimited("too many failed logins from this address", reason="auth_throttled", retry_after=math.ceil(wait))
+    """check_token behind the per-address throttle of failed attempts. A valid token is never refused:
+    the throttle answers only for tokens that fail, so nobody is locked out by others' mistakes."""
+    throttle = failed_logins()
     try:
         return await check_token(raw)
     except Unauthorized as e:
-        failed_auth.record_failure(address, window=limits.auth_window)
+        wait = await throttle.aretry_after(address, max_failures=limits.auth_failures, window=limits.auth_window)
+        if wait:
+            logger.warning("gateway login from %s throttled for %.0f s", address, wait)
+            raise RateLimited(
+                "too many failed logins from this address", reason="auth_throttled", retry_after=math.ceil(wait)
+            ) from None
+        await throttle.arecord_failure(address, window=limits.auth_window)
         logger.warning("gateway login from %s refused: %s", address, e.reason)
         raise
 
@@ -174,4 +303,4 @@ async def authenticate_handshake(scope: dict, limits: Limits) -> Principal | Non
     raw = presented_token(scope)
     if raw is not None:
         return await login(raw, client_address(scope), limits)
-    return staff_principal(scope.get("user")) or (LOOPBACK if loopback_exempt(scope) else None)
+    return await staff_principal(scope.get("user")) or (LOOPBACK if loopback_exempt(scope) else None)

@@ -14,6 +14,7 @@ from .frames import handle_frame
 from .jsonrpc import encode, notification
 from .limits import Limits, TokenBucket
 from .notify import connection_group
+from .revocation import forget, watch
 from .stats import counters
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             send_text=self._send_text,
             group_add=self._group_add,
             group_discard=self._group_discard,
+            end=self._end,
         )
         await self.accept()
         counters.connections += 1
@@ -64,6 +66,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.ctx.client,
             self.ctx.principal.name if self.ctx.principal else "(not yet authenticated)",
         )
+        watch(self.ctx)
         if self.ctx.principal is None:
             self.grace = asyncio.get_running_loop().call_later(self.limits.auth_grace, self._grace_over)
 
@@ -95,10 +98,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self.ctx is None:
             return
         counters.connections -= 1
+        forget(self.ctx)
         grace = getattr(self, "grace", None)
         if grace is not None:
             grace.cancel()
         await self.ctx.close()
+
+    async def _end(self, error: RpcError) -> None:
+        await self.refuse(CLOSE_UNAUTHORIZED, error)
 
     async def _send_text(self, text: str) -> None:
         await self.send(text_data=text)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .auth import Principal
-from .errors import TooManyRuns
+from .errors import RpcError, TooManyRuns
 from .jsonrpc import encode, notification
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class Context:
     - `join(group)` / `leave(group)`: receive `gateway.notify` messages sent to a group
     - `claim_run()`: take one of the connection's run slots (raises TooManyRuns), `runs`: slots taken
     - `on_close(callback)`: called (sync or async) when the connection closes
+    - `end(error)`: close the connection now, telling the client why (`gateway.closing`)
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class Context:
         send_text: Callable[[str], Awaitable[None]],
         group_add: Callable[[str], Awaitable[None]],
         group_discard: Callable[[str], Awaitable[None]],
+        end: Callable[["RpcError"], Awaitable[None]],
     ):
         self.connection_id = connection_id
         self.channel_name = channel_name
@@ -57,6 +59,7 @@ class Context:
         self._send_text = send_text
         self._group_add = group_add
         self._group_discard = group_discard
+        self._end = end
         self._on_close: list[Callable[[], Any]] = []
 
     @property
@@ -81,6 +84,11 @@ class Context:
             raise TooManyRuns(f"this connection already has {self.runs} runs going", limit=self.max_runs)
         self.runs += 1
         return RunSlot(self)
+
+    async def end(self, error: RpcError) -> None:
+        """Close the connection as refused (no method works from now on), saying why."""
+        self.principal = None
+        await self._end(error)
 
     def on_close(self, callback: Callable[[], Any]) -> None:
         self._on_close.append(callback)

@@ -30,7 +30,8 @@ async def call(entry: jsonrpc.Request, ctx: Context, registry: Registry) -> Any:
         if ctx.principal is None:
             raise Unauthorized("authenticate first: call auth with a token", reason="auth_required")
         if not ctx.principal.allows(m.scope):
-            raise Forbidden(f"{m.name} needs the {m.scope!r} scope", required=m.scope)
+            required = m.scope if isinstance(m.scope, str) else " or ".join(m.scope)
+            raise Forbidden(f"{m.name} needs the {required} scope", required=required)
     return await m.handler(ctx, **m.bind(entry.params))
 
 

@@ -21,7 +21,7 @@ async def ping(ctx: Context) -> str:
     return "pong"
 
 
-@method("auth", scope=None, public=True, params={"token": Param(str, required=True, max_length=512)})
+@method("auth", scope=None, public=True, params={"token": Param(str, required=True, max_length=512, text=False)})
 async def auth(ctx: Context, *, token: str) -> dict:
     """Authenticate this connection with an API token."""
     ctx.principal = await login(token, ctx.client, Limits.from_settings())

@@ -22,6 +22,7 @@ from .errors import InvalidParams
 SCOPES = ("chat", "sessions:read", "sessions:write", "admin")
 
 Handler = Callable[..., Awaitable[Any]]
+Scope = str | tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,16 @@ class Param:
     max_length: int | None = None
     minimum: int | None = None
     maximum: int | None = None
+    # Strings must be text (JSON lets a client send a lone surrogate, "\ud800", which no text has);
+    # off only where the handler copes with anything, such as a token that is hashed and looked up.
+    text: bool = True
 
     def check(self, name: str, value: Any) -> None:
         if not _is_kind(value, self.kind):
             kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
             raise InvalidParams(name, "must be " + " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds))
+        if self.text and isinstance(value, str) and not _is_text(value):
+            raise InvalidParams(name, "is not valid Unicode text (it holds a lone surrogate)")
         if self.max_length is not None and len(value) > self.max_length:
             raise InvalidParams(name, f"is longer than {self.max_length}")
         if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
@@ -46,6 +52,14 @@ class Param:
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object", list: "an array"}
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -85,7 +99,7 @@ def bind_params(name: str, spec: dict[str, Param] | None, params: Any) -> dict:
 class Method:
     name: str
     handler: Handler
-    scope: str | None
+    scope: Scope
     params: dict[str, Param] | None = None
     public: bool = False
 
@@ -102,19 +116,20 @@ class Registry:
         name: str,
         handler: Handler,
         *,
-        scope: str | None,
+        scope: Scope,
         params: dict[str, Param] | None = None,
         public: bool = False,
     ) -> Method:
-        """Add `name`, replacing whatever had that name. `scope` None: any authenticated principal;
-        `public`: callable before authentication too."""
-        if scope is not None and scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r} for {name}; use one of {', '.join(SCOPES)} or None")
+        """Add `name`, replacing whatever had that name. `scope` None: any authenticated principal; a
+        tuple: a principal holding any of them; `public`: callable before authentication too."""
+        for s in (scope,) if isinstance(scope, str) else scope or ():
+            if s not in SCOPES:
+                raise ValueError(f"unknown scope {s!r} for {name}; use one of {', '.join(SCOPES)} or None")
         m = Method(name, handler, scope, params, public)
         self.methods[name] = m
         return m
 
-    def method(self, name: str, *, scope: str | None, params: dict[str, Param] | None = None, public: bool = False):
+    def method(self, name: str, *, scope: Scope, params: dict[str, Param] | None = None, public: bool = False):
         def decorator(handler: Handler) -> Handler:
             self.register(name, handler, scope=scope, params=params, public=public)
             return handler

@@ -208,6 +208,9 @@ class Command(BaseCommand):
         """The session key this client's messages go to, before it has sent any (so /history shows the
         conversation an earlier run of the client left)."""
         fields = {f: route.get(f, "") for f in ("channel", "account", "peer")}
+        if not fields["account"]:
+            # The gateway keeps a client's conversations under its principal (docs/protocol.md, "Ownership").
+            fields["account"] = (await gw.call("status"))["principal"]
         if route.get("agent"):
             return session_key(route["agent"], Message(**fields))
         return (await gw.call("routing.resolve", fields))["session_key"]

@@ -13,10 +13,11 @@ TRANSPORT_FRAME_FACTOR = 4
 
 def refuse_unauthenticated_bind(host: str, port: int) -> None:
     """Raise CommandError when `host` is reachable from other machines and no token could guard it."""
-    if not is_loopback_host(host) and not settings.EXOCLAW_TOKEN and not ApiToken.objects.filter(enabled=True).exists():
+    if not is_loopback_host(host) and not ApiToken.objects.filter(enabled=True).exists():
         raise CommandError(
             f"Refusing to listen on {host}:{port} without authentication: anyone who can reach it could run "
-            "agents. Set EXOCLAW_TOKEN, create an API token in the admin, or bind to 127.0.0.1."
+            "agents. Create an API token (`manage.py createtoken NAME --scope chat`, the admin, or "
+            "EXOCLAW_TOKEN and `manage.py bootstrap`), or bind to 127.0.0.1."
         )
 
 
