@@ -27,3 +27,27 @@ def test_loopback_detection(host, loopback):
 @pytest.mark.django_db
 def test_migrations_are_complete():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_admin_pages_send_a_content_security_policy(admin_client):
+    for url in ("/admin/", "/admin/login/", "/admin/sessions/"):
+        policy = admin_client.get(url)["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, url
+
+
+def test_the_var_dir_and_the_sqlite_file_are_private_to_their_user(tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    var = tmp_path / "var"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exoclaw.settings", "EXOCLAW_VAR_DIR": str(var)}
+    env.pop("DATABASE_URL", None)
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=root, env=env, check=True,
+                   capture_output=True, timeout=120)
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    assert stat.S_IMODE((var / "exoclaw.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((var / "secret_key").stat().st_mode) == 0o600

@@ -346,3 +346,51 @@ async def test_a_run_admitted_while_a_follower_waits_is_followed_not_declared_lo
     events = await client.finished(run["id"])
     assert [(e["type"], e["seq"]) for e in events] == [("delta", 1), ("done", 2)]
     assert (await store.get_run(run["id"]))["status"] == "queued", "not recorded as lost"
+
+
+async def test_another_principals_run_answers_not_found_to_subscribe_and_abort(connect):
+    await spin_plugin()
+    await make_agent("helper", tools=["spin"])
+    owner = await connect(scopes=("chat",))
+    sent = await owner.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper"})
+    await owner.until(sent["run_id"], lambda evs: "tool_call" in kinds(evs))
+    stranger = await connect(scopes=("chat",))
+    for method in ("chat.subscribe", "chat.abort"):
+        answer = await stranger.call(method, {"run_id": sent["run_id"]})
+        assert (answer["error"]["code"], answer["error"]["data"]["reason"]) == (-32004, "no_run"), method
+    assert stranger.events.get(sent["run_id"]) is None, "nothing of the run reached the stranger"
+    assert await owner.result("chat.abort", {"run_id": sent["run_id"]}) == {"run_id": sent["run_id"], "aborted": True}
+    assert (await owner.finished(sent["run_id"]))[-1]["stop_reason"] == "aborted"
+
+
+async def test_following_a_run_again_neither_frees_its_slot_nor_takes_another(connect, settings):
+    settings.GATEWAY_MAX_RUNS = 2
+    await spin_plugin()
+    await make_agent("helper", tools=["spin"])
+    client = await connect()
+    runs = [await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper", "peer": f"p{i}"})
+            for i in range(2)]
+    for run in runs:
+        await client.until(run["run_id"], lambda evs: "tool_call" in kinds(evs))
+        await client.result("chat.subscribe", {"run_id": run["run_id"]})
+    answer = await client.call("chat.send", {"text": "one more", "agent": "helper", "peer": "p9"})
+    assert answer["error"]["data"]["reason"] == "too_many_runs"
+    assert (await client.result("status"))["active_runs"] == 2
+    for run in runs:
+        await client.result("chat.abort", {"run_id": run["run_id"]})
+        await client.finished(run["run_id"])
+    assert (await client.result("status"))["active_runs"] == 0
+
+
+@pytest.mark.parametrize("method,params,param", [
+    ("chat.send", {"text": "hi \ud800 there", "agent": "helper"}, "text"),
+    ("chat.send", {"text": "hi", "agent": "helper", "peer": "\udfff"}, "peer"),
+    ("sessions.list", {"q": "\ud83d"}, "q"),
+])
+async def test_a_lone_surrogate_is_a_clear_params_error_with_no_traceback(connect, caplog, method, params, param):
+    await make_agent("helper")
+    client = await connect()
+    answer = await client.call(method, params)
+    assert (answer["error"]["code"], answer["error"]["data"]["param"]) == (-32602, param)
+    assert "lone surrogate" in answer["error"]["message"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "a traceback was logged"

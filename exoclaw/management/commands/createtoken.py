@@ -29,6 +29,9 @@ class Command(CommandWithExample):
                             help="lifetime, a number and a unit s, m, h, d or w (e.g. 30d); default: never")
 
     def handle(self, *args, name, scope, channel, agent, expires, **options):
+        taken = f"a token named {name!r} exists already; pick another name or revoke that one"
+        if ApiToken.objects.filter(name=name).exists():
+            raise CommandError(taken)
         token = ApiToken(name=name, scopes=sorted(set(scope)), channels=channel, agents=agent)
         if expires:
             try:
@@ -42,8 +45,8 @@ class Command(CommandWithExample):
                 token.save()
         except ValidationError as e:
             raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in e.message_dict.items())) from None
-        except IntegrityError:
-            raise CommandError(f"a token named {name!r} exists already; pick another name or revoke that one") from None
+        except IntegrityError:  # made meanwhile by someone else
+            raise CommandError(taken) from None
         until = f"until {token.expires_at:%Y-%m-%d %H:%M %Z}" if token.expires_at else "without expiry"
         self.stderr.write(f"created token {name!r} ({', '.join(token.scopes)}) {until}; copy it now, it is not shown again")
         self.stdout.write(raw)
