@@ -36,6 +36,7 @@ class Server:
 
     def __init__(self, env: dict, port: int):
         self.port = port
+        self.env = env
         self.lines: list[str] = []
         self.listening = threading.Event()
         self.proc = subprocess.Popen(
@@ -205,3 +206,20 @@ async def test_the_real_server_speaks_json_rpc_and_keeps_tokens_out_of_its_log(s
     assert "gateway login from 127.0.0.1 refused: token_invalid" in output
     assert "as token:EXOCLAW_TOKEN" in output and "WSCONNECT /ws" in output and '"GET /missing/?token=[redacted]" 404' in output, output
     assert TOKEN not in output and TOKEN[8:24] not in output
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_revoketoken_in_another_process_closes_the_servers_open_connection(server):
+    made = subprocess.run([sys.executable, "manage.py", "createtoken", "leaving", "--scope", "chat"], cwd=ROOT,
+                          env=server.env, check=True, capture_output=True, text=True)
+    raw = made.stdout.strip()
+    async with connect(f"ws://127.0.0.1:{server.port}/ws?token={raw}") as ws:
+        assert (await rpc(ws, "status"))["result"]["principal"] == "token:leaving"
+        await asyncio.to_thread(subprocess.run, [sys.executable, "manage.py", "revoketoken", "leaving"], cwd=ROOT,
+                                env=server.env, check=True, capture_output=True)
+        closing = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        assert closing["method"] == "gateway.closing" and closing["params"]["reason"] == "token_disabled"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 2)
+        assert closed.value.rcvd.code == 4401
