@@ -40,7 +40,7 @@ RUN_DURATION = Histogram(
 TOOL_CALLS = Counter(
     "exoclaw_tool_calls",
     "Tool calls run in the sandbox, by plugin and outcome (ok, error: the plugin reported one, or the "
-    "sandbox's error kind: timeout, oom, cancelled, host_denied, …).",
+    "sandbox's error kind: timeout, out_of_memory, cancelled, host_denied, …).",
     ["plugin", "outcome"],
 )
 TOOL_CALL_SECONDS = Histogram(

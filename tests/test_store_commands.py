@@ -6,6 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from agents.store import Store, close_store
+from tests.runtime_cluster import free_port
 from tests.store_fixtures import a_run_sync, run_surql
 
 
@@ -74,14 +75,16 @@ def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url,
 
 
 @pytest.mark.parametrize("command", [["surreal_migrate"], ["prunesessions", "--older-than", "30d"]])
-def test_commands_explain_an_embedded_store_held_by_the_server(kv_url, settings, command):
+def test_commands_explain_an_embedded_store_held_elsewhere_when_no_server_answers(kv_url, settings, command):
     holder = Store(kv_url)
     holder.sync.open()
     settings.SURREALDB_URL = kv_url
+    url = f"ws://127.0.0.1:{free_port()}/ws"  # nothing listens there
     close_store()
     try:
-        with pytest.raises(CommandError, match=r"already open in another process \(pid \d+\)"):
-            call_command(*command)
+        with pytest.raises(CommandError, match=r"(?s)already open in another process \(pid \d+\).*"
+                           rf"Asking the running server at {url} failed too: Cannot connect"):
+            call_command(*command, "--url", url)
     finally:
         close_store()
         holder.close()
