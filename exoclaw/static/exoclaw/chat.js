@@ -225,7 +225,9 @@
       if (typeof ev.duration_ms === "number") c.time.textContent = `${Math.round(ev.duration_ms)} ms`;
       if (ev.is_error) {
         c.error.hidden = false;
-        c.error.textContent = ev.error_kind ? `${ev.error_kind}: ${text}` : text;
+        // The sandbox's error text already starts with its kind ("host_denied: …"): say it once.
+        const kind = ev.error_kind && !text.startsWith(`${ev.error_kind}:`) ? `${ev.error_kind}: ` : "";
+        c.error.textContent = kind + text;
       }
     }
 
