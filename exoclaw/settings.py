@@ -39,7 +39,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "exoclaw.apps.ExoclawAdminConfig",  # django.contrib.admin with exoclaw's header and the session browser
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -95,6 +95,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times in the admin name their zone (exoclaw/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["exoclaw.formats"]
 USE_I18N = True
 USE_TZ = True
 
