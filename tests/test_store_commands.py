@@ -43,12 +43,12 @@ def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
     run_surql(store, "UPDATE type::thing('session', $id) SET updated = time::now() - 40d", {"id": old["id"]})
 
     out, err = run("prunesessions", "--older-than", "30d", "--dry-run")
-    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs"
+    assert out.strip() == "would delete 1 session, 1 message, 1 run"
     assert "Counting sessions idle for more than 30d" in err
     assert store.sync.list_sessions()["total"] == 2
 
     out, _ = run("prunesessions", "--older-than", "30d")
-    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs"
+    assert out.strip() == "deleted 1 session, 1 message, 1 run"
     assert [s["id"] for s in store.sync.list_sessions()["items"]] == [new["id"]]
 
 

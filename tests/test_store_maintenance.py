@@ -64,7 +64,7 @@ def test_prunesessions_and_surreal_migrate_work_through_a_serving_server_and_dir
 
         counted = command(env, "prunesessions", "--older-than", "30d", "--dry-run")
         assert counted.returncode == 0, counted.stderr
-        assert counted.stdout.strip() == "would delete 1 sessions, 1 messages, 1 runs"
+        assert counted.stdout.strip() == "would delete 1 session, 1 message, 1 run"
         assert f"held by the running server; asking it at ws://127.0.0.1:{port}/ws" in counted.stderr
         assert asyncio.run(session_keys(port)) == ["agent:a:-:-:new", "agent:a:-:-:old"], "a dry run deleted"
 
@@ -74,7 +74,7 @@ def test_prunesessions_and_surreal_migrate_work_through_a_serving_server_and_dir
 
         pruned = command(env, "prunesessions", "--older-than", "30d")
         assert pruned.returncode == 0, pruned.stderr
-        assert pruned.stdout.strip() == "deleted 1 sessions, 1 messages, 1 runs"
+        assert pruned.stdout.strip() == "deleted 1 session, 1 message, 1 run"
         assert asyncio.run(session_keys(port)) == ["agent:a:-:-:new"]
     finally:
         server.stop()

@@ -40,4 +40,8 @@ class Command(CommandWithExample):
             raise CommandError(str(e)) from None
         self.stderr.write(f"Done in {time.perf_counter() - started:.2f} s.")
         verb = "would delete" if dry_run else "deleted"
-        self.stdout.write(f"{verb} {counts['sessions']} sessions, {counts['messages']} messages, {counts['runs']} runs")
+        self.stdout.write(f"{verb} " + ", ".join(counted(counts[k + "s"], k) for k in ("session", "message", "run")))
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -249,7 +249,8 @@ class Command(BaseCommand):
             mark = "*" if s.get("key") == self._session_key else " "
             title = s.get("title") or "(untitled)"
             count, updated = s.get("message_count", 0), str(s.get("updated", ""))[:16].replace("T", " ")
-            self.stdout.write(f"{mark} {s.get('key')}  {title}  [{count} messages, {updated}]")
+            noun = "message" if count == 1 else "messages"
+            self.stdout.write(f"{mark} {s.get('key')}  {title}  [{count} {noun}, {updated}]")
 
 
 def _stdin_lines() -> asyncio.Queue:
