@@ -16,16 +16,23 @@ test: $(VENV)/.installed-dev
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# pip prints one line per package (not --quiet): the first install takes about a minute, and a
+# silent minute looks like a hang.
+PIP := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off
+
 $(VENV)/bin/python:
+	@echo "==> creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) --quiet --upgrade pip
 
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@echo "==> installing requirements.txt into $(VENV) (about a minute the first time)"
+	$(PIP) -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@echo "==> installing requirements-dev.txt into $(VENV)"
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 # Rebuild the sample and test plugins (sandbox/plugins/src, tests/plugins/src) with ziglang from PyPI.

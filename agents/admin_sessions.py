@@ -169,6 +169,15 @@ def session_detail(request, session_id):
     for run in runs:
         run["duration_ms"] = _duration_ms(run)
     calls = _tool_index(runs)
+    # A tool call's card shows its recorded output or error, so the result message that carried it to
+    # the LLM is not shown again; a result without such a card (its call on an earlier page, or never
+    # recorded: an interrupted run) still is.
+    on_cards = {
+        block["id"]
+        for message in page["messages"] for block in message["content"]
+        if block["type"] == "tool_use" and (call := calls.get(block["id"]))
+        and (call.get("output") is not None or call.get("error"))
+    }
     transcript = []
     for message in page["messages"]:
         blocks = []
@@ -178,10 +187,13 @@ def session_detail(request, session_id):
                 item["input_json"] = json.dumps(block.get("input", {}), indent=2, ensure_ascii=False)
                 item["call"] = calls.get(block["id"])
             elif block["type"] == "tool_result":
+                if block.get("tool_use_id") in on_cards:
+                    continue
                 content = block.get("content", "")
                 item["text"] = content if isinstance(content, str) else json.dumps(content, indent=2, ensure_ascii=False)
             blocks.append(item)
-        transcript.append({**message, "blocks": blocks})
+        if blocks or not message["content"] or message["interrupted"]:
+            transcript.append({**message, "blocks": blocks})
     earlier = None
     if page["has_more"]:
         earlier = "?" + urlencode({"before": page["messages"][0]["seq"]})

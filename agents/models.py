@@ -25,11 +25,13 @@ class Agent(models.Model):
         max_length=128, blank=True, help_text="Model id sent to the provider, e.g. claude-sonnet-4-5 or gpt-4o."
     )
     base_url = models.URLField(
+        "Base URL",
         blank=True,
         help_text="Provider API base URL. Empty: ANTHROPIC_BASE_URL / OPENAI_BASE_URL. "
         "Point an openai agent at Ollama, vLLM, llama.cpp or LM Studio here.",
     )
     api_key_env = models.CharField(
+        "API key env var",
         max_length=128,
         blank=True,
         validators=[env_var_name],
@@ -48,6 +50,7 @@ class Agent(models.Model):
         default=8, help_text="How many LLM turns with tool calls a run may take before it stops."
     )
     request_timeout = models.FloatField(
+        "Request timeout (s)",
         default=60.0, validators=[MinValueValidator(0.1)], help_text="Seconds to wait for each LLM request."
     )
     context_messages = models.PositiveIntegerField(

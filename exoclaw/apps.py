@@ -1,6 +1,7 @@
 import os
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.backends.signals import connection_created
 
 
@@ -17,3 +18,11 @@ class ExoclawConfig(AppConfig):
 
     def ready(self):
         connection_created.connect(_private_sqlite, dispatch_uid="exoclaw-private-sqlite")
+
+
+class ExoclawAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with exoclaw's admin site (exoclaw/admin_site.py) as `admin.site`;
+    named in INSTALLED_APPS instead of "django.contrib.admin"."""
+
+    default = False
+    default_site = "exoclaw.admin_site.ExoclawAdminSite"

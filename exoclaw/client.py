@@ -149,11 +149,18 @@ def tool_call_line(event: dict) -> str:
     return f"⚙ {event.get('name', '?')} {compact(event.get('input'))}"
 
 
+def with_kind(kind: str | None, text: str) -> str:
+    """`kind: text`, once: the sandbox's error text already starts with its kind (`host_denied: …`)."""
+    if not kind or text.startswith(f"{kind}:"):
+        return text
+    return f"{kind}: {text}"
+
+
 def tool_result_line(event: dict) -> str:
     took = f" ({event['duration_ms']:.0f} ms)" if isinstance(event.get("duration_ms"), (int, float)) else ""
     if event.get("is_error"):
-        kind = f"{event['error_kind']}: " if event.get("error_kind") else ""
-        return f"  ✗ {event.get('name', '?')} failed{took}: {kind}{compact(event.get('content') or '')}"
+        error = with_kind(event.get("error_kind"), compact(event.get("content") or ""))
+        return f"  ✗ {event.get('name', '?')} failed{took}: {error}"
     return f"  → {compact(event.get('content') or '')}{took}"
 
 

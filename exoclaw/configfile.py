@@ -31,7 +31,7 @@ AGENT_KEYS = (
 PLUGIN_KEYS = ("name", "version", "description", "wasm", "sha256", "wasi", "config", "declared_tools", "enabled")
 GRANT_KEYS = (
     "agent", "allowed_hosts", "allowed_paths", "memory_mb", "timeout_ms", "max_http_response_bytes",
-    "max_concurrency", "config", "secret_env",
+    "max_output_bytes", "max_concurrency", "config", "secret_env",
 )
 BINDING_KEYS = ("agent", *MATCH_FIELDS, "note", "enabled")
 CHANNEL_KEYS = (
@@ -77,7 +77,13 @@ class Summary:
     def add(self, kind: str, outcome: str):
         self.counts[kind][outcome] += 1
 
-    def lines(self) -> list[str]:
+    def lines(self, dry_run: bool = False) -> list[str]:
+        """`agents: 1 created, 0 updated, 2 unchanged`; a dry run's `agents: would create 1, would update 0, 2 unchanged`."""
+        if dry_run:
+            return [
+                f"{kind}: would create {c['created']}, would update {c['updated']}, {c['unchanged']} unchanged"
+                for kind, c in self.counts.items()
+            ]
         return [
             f"{kind}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
             for kind, counts in self.counts.items()
@@ -400,6 +406,8 @@ def collect(base_dir: Path | None = None) -> dict:
         table = _non_default(p, [k for k in PLUGIN_KEYS if k != "wasm"], keep=("name", "sha256"))
         table = {"name": table.pop("name"), "wasm": _wasm_path(p, base_dir), **table}
         grants = [_grant_table(g) for g in sorted(p.grants.all(), key=lambda g: (g.agent is not None, str(g.agent)))]
+        # A grant for every agent that holds only defaults grants what no grant does: nothing to write.
+        grants = [g for g in grants if g]
         if grants:
             table["grant"] = grants[0] if len(grants) == 1 else grants
         plugins.append(table)

@@ -20,6 +20,7 @@ class ApiToken(models.Model):
         CHAT = "chat", "chat: send messages, abort and subscribe to runs"
         SESSIONS_READ = "sessions:read", "sessions:read: list and read sessions"
         SESSIONS_WRITE = "sessions:write", "sessions:write: reset sessions"
+        METRICS = "metrics", "metrics: scrape GET /metrics"
         ADMIN = "admin", "admin: every method"
 
     name = models.CharField(

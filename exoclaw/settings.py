@@ -44,7 +44,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "exoclaw.apps.ExoclawAdminConfig",  # django.contrib.admin with exoclaw's header and the session browser
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -101,6 +101,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times in the admin name their zone (exoclaw/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["exoclaw.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -138,6 +140,16 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Metrics (GET /metrics, common/metrics.py). With several processes (REDIS_URL set) each one writes its
+# values to files in this directory, which every process of the host sums up when scraped; "" keeps
+# each process's values to itself. prometheus-client reads the variable from the environment.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics") if REDIS_URL else "")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
 # Session store (SurrealDB): embedded SurrealKV on disk by default, ws:// for a server.
 SURREALDB_URL = env.str("SURREALDB_URL", default=f"surrealkv://{VAR_DIR / 'sessions'}")
 SURREALDB_NS = env.str("SURREALDB_NS", default="exoclaw")
@@ -159,6 +171,8 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1"
 # documented production variables set (SECRET_KEY, ALLOWED_HOSTS, EXOCLAW_TOKEN).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and scrapes come straight to a gateway's own address, in plain HTTP (exoclaw/probes.py).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and SECURE_SSL_REDIRECT)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG and SECURE_SSL_REDIRECT)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -167,11 +181,19 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# LOG_FORMAT: "plain" lines, or "json": one JSON object per line, with run_id and session_key where
+# they apply (common/logcontext.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "common.logcontext.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -223,8 +245,11 @@ GATEWAY_TOKEN_RECHECK_SECONDS = env.float("GATEWAY_TOKEN_RECHECK_SECONDS", defau
 GATEWAY_PING_INTERVAL = env.int("GATEWAY_PING_INTERVAL", default=20)  # idle seconds before a ping
 GATEWAY_PING_TIMEOUT = env.int("GATEWAY_PING_TIMEOUT", default=30)  # seconds to answer it
 # Tokens never reach the log, whichever logger writes them (daphne's access log included).
-LOGGING["filters"] = {"redact_tokens": {"()": "exoclaw.gateway.redact.RedactTokens"}}
-LOGGING["handlers"]["console"]["filters"] = ["redact_tokens"]
+LOGGING["filters"] = {
+    "redact_tokens": {"()": "exoclaw.gateway.redact.RedactTokens"},
+    "run_context": {"()": "common.logcontext.RunContextFilter"},
+}
+LOGGING["handlers"]["console"]["filters"] = ["redact_tokens", "run_context"]
 
 # Channels (webhooks): the Telegram adapter puts the bot token in the request URL, and httpx logs
 # every request's URL at INFO, so its request log stays off.

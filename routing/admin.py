@@ -12,7 +12,7 @@ from .resolver import NoRoute, level_of, resolve_route
 
 
 class TryRoutingForm(forms.Form):
-    channel = forms.CharField(required=False, help_text="e.g. webchat or telegram")
+    channel = forms.CharField(required=False, help_text="e.g. web (the web chat), cli (manage.py chat) or telegram")
     account = forms.CharField(required=False, help_text="the bot or workspace on the channel")
     peer = forms.CharField(required=False, help_text="the user or chat")
     guild = forms.CharField(required=False, help_text="a server or guild")

@@ -7,7 +7,7 @@ from common.routefields import FIELD_MAX_LENGTH, MATCH_FIELDS
 class Binding(models.Model):
     agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="bindings")
     channel = models.CharField(
-        max_length=FIELD_MAX_LENGTH, blank=True, help_text="Channel name, e.g. webchat or telegram."
+        max_length=FIELD_MAX_LENGTH, blank=True, help_text="Channel name, e.g. web (the web chat), cli (manage.py chat) or telegram."
     )
     account = models.CharField(
         max_length=FIELD_MAX_LENGTH, blank=True, help_text="Account (bot or workspace) on the channel."

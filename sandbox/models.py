@@ -139,19 +139,23 @@ class CapabilityGrant(models.Model):
         '"read_only": true}].',
     )
     memory_mb = models.PositiveIntegerField(
+        "Memory (MiB)",
         default=DEFAULT_MEMORY_MB,
         validators=[MinValueValidator(1), MaxValueValidator(4096)],
         help_text="Most memory one call's instance may grow to, in MiB; beyond it the call fails with out_of_memory.",
     )
     timeout_ms = models.PositiveIntegerField(
+        "Timeout (ms)",
         default=DEFAULT_TIMEOUT_MS,
         validators=[MinValueValidator(1), MaxValueValidator(600_000)],
         help_text="Longest one call may run, in milliseconds; then it is stopped with a timeout error.",
     )
     max_http_response_bytes = models.PositiveIntegerField(
+        "Max HTTP response (bytes)",
         default=DEFAULT_MAX_HTTP_RESPONSE_BYTES, help_text="Largest HTTP response body the plugin may receive."
     )
     max_output_bytes = models.PositiveIntegerField(
+        "Max output (bytes)",
         default=DEFAULT_MAX_OUTPUT_BYTES,
         validators=[MinValueValidator(1)],
         help_text="Largest output a call may return; more is an invalid_output error.",

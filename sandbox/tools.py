@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
+from common import metrics
+
 from .abi import CHANNEL_ADAPTER, ToolDef, decode_result, encode_call
 from .errors import SandboxError
 from .host import PluginSpec
@@ -118,6 +120,26 @@ async def call_tool(
     None: the default grant).
 
     `on_start` is called on the event loop once the plug-in has started running."""
+    start = time.perf_counter()
+    outcome = "cancelled"
+    try:
+        result = await _call_tool(plugin_name, tool_name, arguments, grant_scope, cancel=cancel, on_start=on_start)
+        outcome = result.error_kind or ("error" if result.is_error else "ok")
+        return result
+    finally:
+        metrics.TOOL_CALLS.labels(plugin=plugin_name, outcome=outcome).inc()
+        metrics.TOOL_CALL_SECONDS.observe(time.perf_counter() - start)
+
+
+async def _call_tool(
+    plugin_name: str,
+    tool_name: str,
+    arguments: dict,
+    grant_scope: str | None,
+    *,
+    cancel: asyncio.Event | None,
+    on_start: Callable[[], None] | None,
+) -> ToolResult:
     start = time.perf_counter()
     qualified = f"{plugin_name}.{tool_name}"
     try:

@@ -29,3 +29,4 @@ from tests.webhooks_fixtures import clear_endpoint_cache, fake_telegram  # noqa:
 from tests.clients_fixtures import browser_page, chromium, exoclaw_server, proxy, remote_page  # noqa: E402,F401
 from tests.runtime_fixtures import connect, fresh_layer  # noqa: E402,F401
 from tests.store_fixtures import kv_url, process_store, store, surreal_ws_url  # noqa: E402,F401
+from tests.postgres_fixtures import postgres_url  # noqa: E402,F401

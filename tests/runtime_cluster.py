@@ -1,5 +1,6 @@
 """A real deployment for tests: daphne plus `runworker agent-runs` processes over Redis, sharing one
-SQLite file and one session store (the test-only SurrealDB stand-in over ws://)."""
+PostgreSQL database (a throwaway one, `tests/postgres_fixtures.py`) and one session store (the
+test-only SurrealDB stand-in over ws://)."""
 
 import json
 import os
@@ -81,15 +82,15 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path, redis_url: str | None, surreal_url: str, workers: int = 2, lease: float = 1.0,
-                 seed: str = "", log_level: str = "INFO"):
+    def __init__(self, tmp_path: Path, redis_url: str | None, surreal_url: str, database_url: str, workers: int = 2,
+                 lease: float = 1.0, seed: str = "", log_level: str = "INFO", env: dict | None = None):
         """Without `redis_url`, one daphne runs everything in-process (then `workers` must be 0)."""
         self.prefix = f"exoclaw-cluster-{uuid.uuid4().hex[:10]}"
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "exoclaw.settings",
             "EXOCLAW_VAR_DIR": str(tmp_path),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "DATABASE_URL": database_url,
             "SURREALDB_URL": surreal_url,
             "EXOCLAW_TOKEN": TOKEN,
             "REDIS_URL": redis_url or "",
@@ -98,6 +99,7 @@ class Cluster:
             "SPIN_TIMEOUT_MS": "4000",
             "LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self.env.pop("EXOCLAW_BIND", None)
         run = lambda args: subprocess.run(args, cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)  # noqa: E731

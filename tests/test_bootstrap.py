@@ -1,6 +1,7 @@
 """The bootstrap command: the demo set-up, created once."""
 
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -31,11 +32,15 @@ def test_first_run_creates_the_demo_and_it_routes(monkeypatch):
     out, err = bootstrap()
     assert "bootstrap: created agent 'demo' (echo provider)" in err
     assert "bootstrap: created the default binding → demo" in err
-    password = out.split("created superuser 'admin', password: ")[1].strip()
+    lines = out.splitlines()
+    assert lines[0].startswith("┌") and lines[-1].startswith("└") and len({len(line) for line in lines}) == 1, out
+    password = re.search(r"│ created superuser 'admin', password: (\S+) +│", out).group(1)
+    assert "│ sign in at http://127.0.0.1:7200/admin/ (the password is shown only this once)" in out
+    assert "│ lost it? .venv/bin/python manage.py changepassword admin" in out
     assert len(password) >= 12
     assert get_user_model().objects.get(username="admin").check_password(password)
     assert Agent.objects.get(name="demo").provider == "echo"
-    route = resolve_route(channel="webchat", peer="someone")
+    route = resolve_route(channel="web", peer="someone")
     assert (route.agent, route.level) == ("demo", "default")
 
 
@@ -50,7 +55,8 @@ def test_a_second_run_creates_nothing(monkeypatch, settings):
     assert err.splitlines() == [
         "bootstrap: agent 'demo' exists, kept",
         "bootstrap: default binding exists (→ demo), kept",
-        "bootstrap: a superuser exists, kept (its password is not changed)",
+        "bootstrap: a superuser exists, kept (its password is not changed; lost it? "
+        ".venv/bin/python manage.py changepassword admin)",
         "bootstrap: API token 'EXOCLAW_TOKEN' matches EXOCLAW_TOKEN, kept",
     ]
 

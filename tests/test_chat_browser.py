@@ -117,6 +117,27 @@ def test_a_calc_tool_call_shows_as_a_card_with_its_result(exoclaw_server, browse
     page.screenshot(path=str(ARTIFACTS / "chat-calc.png"))  # the README's docs/img/chat.png
 
 
+def test_an_empty_conversation_names_the_agent_and_offers_the_calc_tool(exoclaw_server, browser_page):
+    page = open_chat(browser_page, exoclaw_server.http_url)
+    page.click("#new-chat")
+    empty = page.locator("#empty")
+    expect(empty).to_be_visible()
+    expect(page.locator("#empty-agent")).to_have_text(
+        "The agent demo answers here (routing picks it for this channel and peer)."
+    )
+    page.select_option("#agent", "chatty")
+    expect(page.locator("#empty-agent")).to_have_text("The agent chatty answers here (you chose it).")
+    page.select_option("#agent", "")
+    page.click("#try-tool")
+    expect(page.locator("#input")).to_have_value('/tool calc {"expr": "6*7"}')
+    page.press("#input", "Enter")
+    expect(last_reply(page)).to_have_attribute("data-state", "done")
+    expect(empty).to_be_hidden()
+    key = page.locator("#session-key").text_content()
+    # user, assistant (tool use), tool result, assistant: four messages, and the count reads as words.
+    expect(page.locator(f'#session-list li[data-key="{key}"] small')).to_have_text("demo · web · 4 messages")
+
+
 def test_a_failing_tool_call_shows_its_error_on_the_card(exoclaw_server, browser_page):
     page = open_chat(browser_page, exoclaw_server.http_url)
     send(page, '/tool calc {"expr": "6*/"}')
@@ -125,6 +146,8 @@ def test_a_failing_tool_call_shows_its_error_on_the_card(exoclaw_server, browser
     card.locator("summary").click()
     expect(card.locator(".tool-error")).to_be_visible()
     expect(card.locator(".tool-status")).to_have_text("failed")
+    error = card.locator(".tool-error").text_content()
+    assert error.startswith("calc: unexpected character") and not re.match(r"^(\w+): \1:", error), error
 
 
 def test_stop_aborts_a_long_reply(exoclaw_server, browser_page):

@@ -72,6 +72,18 @@ def test_interactive_session_streams_then_lists_history_and_sessions(exoclaw_ser
     assert "user> first words here" in routed.stdout, "routing picks the same agent and session"
 
 
+def test_help_and_unknown_commands_are_answered_locally_and_never_sent(exoclaw_server):
+    peer = f"cli-{uuid.uuid4().hex[:8]}"
+    typed = "/help\n/frobnicate now\n//slashed text\n/history\n/quit\n"
+    done = chat(exoclaw_server, "--agent", "demo", "--peer", peer, input=typed)
+    assert done.returncode == 0, done.stderr
+    assert "/history shows this conversation" in done.stderr and "/help shows this" in done.stderr
+    assert "Unknown command /frobnicate (nothing was sent)." in done.stderr
+    history = done.stdout[done.stdout.index("user> "):]
+    assert history.splitlines()[:2] == ["user> /slashed text", "assistant> /slashed text"], done.stdout
+    assert "frobnicate" not in done.stdout and "/help" not in history
+
+
 def test_history_of_a_conversation_not_yet_started_says_so(exoclaw_server):
     done = chat(exoclaw_server, "--agent", "demo", "--peer", f"cli-{uuid.uuid4().hex[:8]}", input="/history\n")
     assert done.returncode == 0

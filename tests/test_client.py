@@ -142,3 +142,14 @@ def test_chat_page_assets_reference_nothing_outside_the_server():
     for text in [template, (STATIC / "chat.js").read_text(), css]:
         assert not re.search(r"https?://|//cdn", text)
     assert not re.search(r"@import|url\(", css)
+
+
+def test_a_tool_error_names_its_kind_once():
+    from exoclaw.client import tool_result_line
+
+    event = {"name": "http_get.fetch", "is_error": True, "error_kind": "host_denied", "duration_ms": 3,
+             "content": "host_denied: HTTP request to http://example.com/ is not allowed"}
+    assert tool_result_line(event) == (
+        "  ✗ http_get.fetch failed (3 ms): host_denied: HTTP request to http://example.com/ is not allowed"
+    )
+    assert tool_result_line({**event, "content": "the plug-in said no"}).endswith("failed (3 ms): host_denied: the plug-in said no")

@@ -99,9 +99,18 @@ def test_the_example_loads_and_routes(project):
     assert echo.sha256 == sha256_of(WASM) and echo.config == {"greeting": "hello"}
     grant = CapabilityGrant.objects.get()
     assert (grant.plugin.name, grant.agent, grant.timeout_ms, grant.memory_mb) == ("calc", None, 2000, 16)
-    assert resolve_route(channel="webchat", peer="someone").agent == "assistant"
-    assert resolve_route(channel="webchat", peer="tester").agent == "demo"
+    assert resolve_route(channel="web", peer="someone").agent == "assistant"
+    assert resolve_route(channel="web", peer="tester").agent == "demo"
     assert resolve_route(channel="telegram", peer="someone").agent == "demo"
+
+
+def test_the_example_binds_the_channel_the_web_chat_sends():
+    page = (EXAMPLE.parent.parent / "templates" / "chat.html").read_text()
+    script = (EXAMPLE.parent.parent / "exoclaw" / "static" / "exoclaw" / "chat.js").read_text()
+    assert '<input id="channel" value="web"' in page and 'ui.channel.value = "web";' in script
+    assert 'channel = "web"' in EXAMPLE.read_text() and "webchat" not in EXAMPLE.read_text()
+    routing_doc = (EXAMPLE.parent.parent / "docs" / "routing.md").read_text()
+    assert "`web` (the web chat)" in routing_doc and "webchat" not in routing_doc
 
 
 def test_loading_twice_changes_nothing(project):
@@ -307,10 +316,40 @@ def test_rows_the_file_does_not_name_are_left_alone(project):
     assert Agent.objects.filter(name="kept").exists()
 
 
-def test_check_validates_without_changing_anything(project):
+def test_check_validates_without_changing_anything_and_says_what_it_would_do(project):
     out = load(project / "examples" / "exoclaw.toml", "--check")
-    assert "agents: 3 created" in out
+    assert out.splitlines()[0] == "agents: would create 3, would update 0, 0 unchanged"
     assert not Agent.objects.exists()
+    load(project / "examples" / "exoclaw.toml")
+    Agent.objects.filter(name="demo").update(max_tokens=7)
+    out = load(project / "examples" / "exoclaw.toml", "--check")
+    assert out.splitlines()[0] == "agents: would create 0, would update 1, 2 unchanged"
+    assert Agent.objects.get(name="demo").max_tokens == 7
+
+
+def test_max_output_bytes_round_trips_through_load_and_dump(project):
+    text = """
+[[plugins]]
+name = "echo"
+wasm = "sandbox/plugins/echo.wasm"
+[plugins.grant]
+max_output_bytes = 2048
+"""
+    load(write(project, text))
+    assert CapabilityGrant.objects.get().max_output_bytes == 2048
+    out = io.StringIO()
+    call_command("dumpconfig", stdout=out)
+    assert "max_output_bytes = 2048" in out.getvalue()
+    load(write(project, text.replace("2048", "4096")))
+    assert CapabilityGrant.objects.get().max_output_bytes == 4096
+
+
+def test_dump_writes_no_empty_grant_table(project):
+    load(write(project, '[[plugins]]\nname = "echo"\nwasm = "sandbox/plugins/echo.wasm"\n[plugins.grant]\n'))
+    assert CapabilityGrant.objects.count() == 1  # a grant with every default: what no grant means
+    out = io.StringIO()
+    call_command("dumpconfig", stdout=out)
+    assert "grant" not in out.getvalue(), out.getvalue()
 
 
 def test_read_and_apply_are_callable_without_the_command(project):

@@ -216,6 +216,7 @@ async def test_each_app_registers_its_own_methods_and_the_gateway_only_its_own()
         "ping": "exoclaw.gateway.methods", "auth": "exoclaw.gateway.methods", "status": "exoclaw.gateway.methods",
         **{n: "agents.rpc" for n in ("chat.send", "chat.abort", "chat.subscribe", "sessions.list",
                                      "sessions.history", "sessions.reset", "sessions.follow", "agents.list")},
+        "sessions.prune": "agents.maintenance_rpc", "store.migrate": "agents.maintenance_rpc",
         "plugin.list": "sandbox.rpc", "routing.resolve": "routing.rpc",
     }
 

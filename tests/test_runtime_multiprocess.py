@@ -1,4 +1,5 @@
-"""Runs over the real Redis between processes: daphne, two `runworker agent-runs` and 20 clients."""
+"""Runs over the real Redis between processes: daphne, two `runworker agent-runs` and 20 clients, on one
+PostgreSQL database."""
 
 import asyncio
 import json
@@ -14,8 +15,8 @@ CLIENTS = 20
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_url, surreal_ws_url):
-    c = Cluster(tmp_path, redis_url, surreal_ws_url)
+def cluster(tmp_path, redis_url, surreal_ws_url, postgres_url):
+    c = Cluster(tmp_path, redis_url, surreal_ws_url, postgres_url)
     c.redis = redis_lib.Redis.from_url(redis_url)
     yield c
     c.stop(c.redis)

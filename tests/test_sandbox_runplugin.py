@@ -139,3 +139,13 @@ def test_unknown_names_are_usage_errors(registered):
         run_in_process("nope", "--describe")
     with pytest.raises(CommandError, match="http_get has no tool 'post' \\(it has: fetch\\)"):
         run_in_process("http_get", "--tool", "post")
+
+
+def test_describe_of_a_registered_plain_plugin_lists_its_declared_tools(db):
+    from sandbox.samples import register_samples
+
+    register_samples()
+    out, _ = run_in_process("count_vowels", "--describe")
+    described = json.loads(out)
+    assert described["abi"] == "plain"
+    assert [t["name"] for t in described["tools"]] == ["count_vowels"]

@@ -1,6 +1,7 @@
 """The admin's session-history browser, through Django's test client against the real store."""
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -133,6 +134,28 @@ def test_transcript_shows_messages_tool_calls_and_run_usage(admin_client, proces
     assert "321 / 45" in page and "end_turn" in page
     assert "2+2 is &lt;b&gt;4&lt;/b&gt;." in page, "message text is escaped"
     assert 'id="live-tail"' in page and f'data-session-key="{session["key"]}"' in page
+    # The result is shown once, on the tool card: not again as the user message that carried it to the LLM.
+    assert "Result for" not in page and page.count("<pre>4</pre>") == 1
+    assert [m["seq"] for m in response.context["transcript"]] == [1, 2, 4]
+
+
+def test_a_tool_result_without_a_recorded_call_is_still_shown(admin_client, process_store):
+    s, run = a_run_sync(process_store, "agent:helper:web:-:alice", channel="web", peer="alice", running=True)
+    process_store.sync.append_message(s["id"], "assistant", [
+        {"type": "tool_use", "id": "tu_5", "name": "calc.calc", "input": {"expr": "1"}}], run_id=run["id"])
+    process_store.sync.append_message(s["id"], "user", [
+        {"type": "tool_result", "tool_use_id": "tu_5", "content": "Cancelled: the run was aborted.", "is_error": True}],
+        run_id=run["id"], interrupted="aborted")
+    page = admin_client.get(reverse("admin_sessions:detail", args=[s["id"]])).content.decode()
+    assert "Result for <code>tu_5</code> (error):<pre>Cancelled: the run was aborted.</pre>" in page
+
+
+def test_times_name_their_zone(admin_client, process_store):
+    session, _ = session_with_tool_call(process_store)
+    listing = admin_client.get(reverse("admin_sessions:list")).content.decode()
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>", listing)
+    detail = admin_client.get(reverse("admin_sessions:detail", args=[session["id"]])).content.decode()
+    assert re.search(r"<dt>Started</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</dd>", detail)
 
 
 def test_transcript_shows_tool_errors_and_interrupted_output(admin_client, process_store):

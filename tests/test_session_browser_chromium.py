@@ -31,9 +31,9 @@ def test_operator_opens_a_transcript_with_a_tool_call_in_chromium(live_server, d
             page.fill("#id_password", "a-long-browser-password")
             page.click("input[type=submit]")
             # Chromium cannot capture a page mid-navigation: wait until the index has rendered.
-            expect(page.locator("#session-history")).to_be_visible()
+            expect(page.locator("#content-main .app-session_history")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "admin-index.png"))
-            page.click("#session-history a.section")
+            page.click("#content-main .app-session_history a.section")
             expect(page.locator("#result_list")).to_contain_text(session["key"])
             page.screenshot(path=str(ARTIFACTS / "session-list.png"), full_page=True)
             page.click(f"a[href='/admin/sessions/{session['id']}/']")

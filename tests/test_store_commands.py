@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 
 from agents.store import Store, close_store
 from agents.store.schema import SCHEMA_VERSION
+from tests.runtime_cluster import free_port
 from tests.store_fixtures import a_run_sync, run_surql
 
 
@@ -43,12 +44,12 @@ def test_prunesessions_counts_on_a_dry_run_then_deletes(process_store):
     run_surql(store, "UPDATE type::thing('session', $id) SET updated = time::now() - 40d", {"id": old["id"]})
 
     out, err = run("prunesessions", "--older-than", "30d", "--dry-run")
-    assert out.strip() == "would delete 1 sessions, 1 messages, 1 runs"
+    assert out.strip() == "would delete 1 session, 1 message, 1 run"
     assert "Counting sessions idle for more than 30d" in err
     assert store.sync.list_sessions()["total"] == 2
 
     out, _ = run("prunesessions", "--older-than", "30d")
-    assert out.strip() == "deleted 1 sessions, 1 messages, 1 runs"
+    assert out.strip() == "deleted 1 session, 1 message, 1 run"
     assert [s["id"] for s in store.sync.list_sessions()["items"]] == [new["id"]]
 
 
@@ -75,14 +76,16 @@ def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url,
 
 
 @pytest.mark.parametrize("command", [["surreal_migrate"], ["prunesessions", "--older-than", "30d"]])
-def test_commands_explain_an_embedded_store_held_by_the_server(kv_url, settings, command):
+def test_commands_explain_an_embedded_store_held_elsewhere_when_no_server_answers(kv_url, settings, command):
     holder = Store(kv_url)
     holder.sync.open()
     settings.SURREALDB_URL = kv_url
+    url = f"ws://127.0.0.1:{free_port()}/ws"  # nothing listens there
     close_store()
     try:
-        with pytest.raises(CommandError, match=r"already open in another process \(pid \d+\)"):
-            call_command(*command)
+        with pytest.raises(CommandError, match=r"(?s)already open in another process \(pid \d+\).*"
+                           rf"Asking the running server at {url} failed too: Cannot connect"):
+            call_command(*command, "--url", url)
     finally:
         close_store()
         holder.close()

@@ -88,3 +88,13 @@ def test_inbound_events_are_listed_and_read_only(staff_client, telegram_endpoint
     assert staff_client.get("/admin/webhooks/inboundevent/add/").status_code == 403
     detail = staff_client.get(f"/admin/webhooks/inboundevent/{event.pk}/change/").content.decode()
     assert "HTTP 400: chat not found" in detail
+
+
+def test_a_reply_kept_by_a_channel_without_api_base_url_is_shown_as_kept_not_sent(staff_client, telegram_endpoint):
+    from webhooks.inbound import KEPT_NOT_SENT
+
+    InboundEvent.objects.create(endpoint=telegram_endpoint, update_id="78", peer="777002", status="undelivered",
+                                error=KEPT_NOT_SENT)
+    page = staff_client.get("/admin/webhooks/inboundevent/").content.decode()
+    assert "Kept, not sent (the channel has no api_base_url)" in page
+    assert "Reply could not be delivered" not in page.split("<tbody>")[1].split("</tbody>")[0]

@@ -1,14 +1,14 @@
 """The webhook path in the distributed deployment: a signed Telegram update posted to a real daphne,
-its run executed by one of two `runworker agent-runs` processes over the real Redis, the reply sent
-from daphne to a fake Telegram Bot API on loopback."""
+its run executed by one of two `runworker agent-runs` processes over the real Redis (all on one
+PostgreSQL database), the reply sent from daphne to a fake Telegram Bot API on loopback."""
 
 import asyncio
 import json
-import sqlite3
 import sys
 import time
 
 import httpx
+import psycopg
 import pytest
 import redis as redis_lib
 from websockets.asyncio.client import connect
@@ -37,7 +37,7 @@ endpoint.full_clean(); endpoint.save()
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_url, surreal_ws_url, fake_telegram, monkeypatch):
+def cluster(tmp_path, redis_url, surreal_ws_url, postgres_url, fake_telegram, monkeypatch):
     # The cluster's processes inherit this environment: the secret and token are read from it
     # by name, as the endpoint's secret_env and token_env say.
     monkeypatch.setenv("CLUSTER_TG_SECRET", SECRET)
@@ -45,9 +45,9 @@ def cluster(tmp_path, redis_url, surreal_ws_url, fake_telegram, monkeypatch):
     monkeypatch.setenv("CLUSTER_TG_API", fake_telegram.url)
     # Short leases, so that taking over from a killed daphne happens within the test's patience.
     monkeypatch.setenv("WEBHOOK_LEASE_SECONDS", "1.5")
-    c = Cluster(tmp_path, redis_url, surreal_ws_url, seed=SEED)
+    c = Cluster(tmp_path, redis_url, surreal_ws_url, postgres_url, seed=SEED)
     c.redis = redis_lib.Redis.from_url(redis_url)
-    c.db = tmp_path / "db.sqlite3"
+    c.db = postgres_url
     yield c
     c.stop(c.redis)
 
@@ -75,8 +75,8 @@ async def post(cluster: Cluster, body: dict) -> httpx.Response:
 
 
 def inbound_events(cluster: Cluster) -> list[tuple]:
-    # Read straight from the deployment's SQLite file: the test process has no Django database of its own.
-    with sqlite3.connect(cluster.db) as db:
+    # Read straight from the deployment's PostgreSQL database: the test process's Django database is another.
+    with psycopg.connect(cluster.db) as db:
         return db.execute(
             "SELECT update_id, status, run_id, session_key, delivery_attempts FROM webhooks_inboundevent"
         ).fetchall()

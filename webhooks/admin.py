@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db import models
 
+from .inbound import KEPT_NOT_SENT
 from .models import ChannelEndpoint, InboundEvent
 
 
@@ -25,7 +26,7 @@ class ChannelEndpointAdmin(admin.ModelAdmin):
 
 @admin.register(InboundEvent)
 class InboundEventAdmin(admin.ModelAdmin):
-    list_display = ("received", "endpoint", "update_id", "account", "peer", "agent", "status", "delivery_attempts")
+    list_display = ("received", "endpoint", "update_id", "account", "peer", "agent", "outcome", "delivery_attempts")
     list_filter = ("status", "endpoint", "agent")
     search_fields = ("update_id", "peer", "account", "session_key", "run_id", "error")
     date_hierarchy = "received"
@@ -33,6 +34,13 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Status", ordering="status")
+    def outcome(self, obj):
+        # A channel without api_base_url keeps its replies by design: not a delivery failure.
+        if obj.status == InboundEvent.Status.UNDELIVERED and obj.error == KEPT_NOT_SENT:
+            return "Kept, not sent (the channel has no api_base_url)"
+        return obj.get_status_display()
 
     def has_change_permission(self, request, obj=None):
         return False

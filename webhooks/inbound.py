@@ -34,6 +34,9 @@ from .runs import run_agent
 log = logging.getLogger(__name__)
 Status = InboundEvent.Status
 
+# The error of an event whose reply was kept on purpose: its channel has nowhere to send it.
+KEPT_NOT_SENT = "the channel has no api_base_url, so replies are kept, not sent"
+
 _tasks: set[asyncio.Task] = set()
 retry_policy = RetryPolicy()
 
@@ -188,7 +191,7 @@ async def deliver_reply(event: InboundEvent, text: str, policy: RetryPolicy | No
     """Format `text` through the adapter and send it; record the outcome on `event`."""
     endpoint = event.endpoint
     if not endpoint.api_base_url:
-        await _finish(event, Status.UNDELIVERED, "the channel has no api_base_url, so replies are not sent")
+        await _finish(event, Status.UNDELIVERED, KEPT_NOT_SENT)
         return
     reply = {"content": text, "account": event.account, "peer": event.peer}
     if event.guild:

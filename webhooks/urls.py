@@ -1,5 +1,6 @@
 from django.urls import path
 
+from .counting import counted
 from .views import hook
 
-urlpatterns = [path("<slug:channel>/", hook, name="webhook")]
+urlpatterns = [path("<slug:channel>/", counted(hook), name="webhook")]

@@ -117,7 +117,8 @@ class AnthropicProvider:
         self, client: httpx.AsyncClient, headers: dict, body: dict, timeout: float, names: ToolNameMap
     ) -> AsyncIterator[Event]:
         parser = _StreamState(names)
-        async with aclosing(post_sse(client, self.url, headers=headers, body=body, timeout=timeout)) as stream:
+        async with aclosing(post_sse(client, self.url, headers=headers, body=body, timeout=timeout,
+                                     provider="anthropic")) as stream:
             async for sse in stream:
                 data = loads(sse)
                 try:

@@ -21,6 +21,8 @@ import json
 import re
 from collections.abc import AsyncIterator
 
+from common import metrics
+
 from .base import (
     Event,
     LLMRequest,
@@ -76,6 +78,7 @@ def _tool_call_id(request: LLMRequest) -> str:
 
 class EchoProvider:
     async def stream(self, request: LLMRequest) -> AsyncIterator[Event]:
+        metrics.LLM_REQUESTS.labels(provider="echo", status="ok").inc()
         input_tokens = _count_words(request)
         last = request.messages[-1] if request.messages else {"role": "user", "content": []}
         results = [b for b in last["content"] if b.get("type") == "tool_result"]

@@ -149,7 +149,8 @@ class OpenAIProvider:
         self, client: httpx.AsyncClient, headers: dict, body: dict, timeout: float, names: ToolNameMap
     ) -> AsyncIterator[Event]:
         state = _StreamState(names)
-        async with aclosing(post_sse(client, self.url, headers=headers, body=body, timeout=timeout)) as stream:
+        async with aclosing(post_sse(client, self.url, headers=headers, body=body, timeout=timeout,
+                                     provider="openai")) as stream:
             async for sse in stream:
                 if sse.data.strip() == "[DONE]":
                     for event in state.finish():

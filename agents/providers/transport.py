@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from common import metrics
+
 from .base import Event, ProviderError
 from .sse import SSEDecoder, SSEError, SSEvent
 
@@ -215,14 +217,42 @@ async def post_sse(
     headers: Mapping[str, str],
     body: dict[str, Any],
     timeout: float,
+    provider: str,
 ) -> AsyncIterator[SSEvent]:
     """POST `body` and yield the server-sent events of the answer; failures raise ProviderError.
 
     The caller decides whether a stream that ends here was complete (it knows its protocol's
-    terminal event); this only reports the end of the bytes.
+    terminal event); this only reports the end of the bytes. Each request is counted in
+    `exoclaw_llm_requests_total` under `provider`, with the answer's HTTP status, or the error's kind
+    when none came.
     """
+    answered = False
+    try:
+        async with aclosing(_post_sse(client, url, headers=headers, body=body, timeout=timeout)) as events:
+            async for event in events:
+                if isinstance(event, int):
+                    answered = True
+                    metrics.LLM_REQUESTS.labels(provider=provider, status=str(event)).inc()
+                    continue
+                yield event
+    except ProviderError as exc:
+        if not answered:
+            metrics.LLM_REQUESTS.labels(provider=provider, status=exc.kind).inc()
+        raise
+
+
+async def _post_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    body: dict[str, Any],
+    timeout: float,
+) -> AsyncIterator[SSEvent | int]:
+    """post_sse's work: the answer's status code first, then its events."""
     try:
         async with client.stream("POST", url, json=body, headers=headers, timeout=httpx.Timeout(timeout)) as response:
+            yield response.status_code
             if response.status_code >= 300:
                 raw = b""
                 async for chunk in response.aiter_bytes():

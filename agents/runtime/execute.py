@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from agents.models import Agent
 from agents.providers import get_provider, request_for
+from common import metrics
+from common.logcontext import log_context
 
 from . import persist
 from .board import publish
@@ -56,6 +58,14 @@ async def _close_interrupted(store, transcript: Transcript, marker: str, why: st
         transcript.pending = []
 
 
+def count_run(payload: dict, outcome: str, first_delta_ms: float | None = None) -> None:
+    """Count a run that ended (`done`, `aborted`, `error` or `lost`) in the metrics."""
+    metrics.RUNS.labels(agent=payload["agent"], outcome=outcome).inc()
+    metrics.RUN_DURATION.observe(max(time.time() - payload["accepted_at"], 0.0))
+    if first_delta_ms is not None:
+        metrics.RUN_FIRST_DELTA.observe(first_delta_ms / 1000)
+
+
 def _usage(t: Transcript) -> dict:
     return {"input_tokens": t.input_tokens, "output_tokens": t.output_tokens}
 
@@ -64,6 +74,7 @@ async def execute_run(payload: dict, control: RunControl) -> None:
     """Run the tool loop for a claimed run; the run's outcome is stored and published however it ends.
     The caller frees the session afterwards."""
     run_id = payload["run_id"]
+    log_context(run_id=run_id, session_key=payload["session_key"])
     first_delta_ms = None
     begun: asyncio.Future | None = None
 
@@ -94,7 +105,8 @@ async def execute_run(payload: dict, control: RunControl) -> None:
             payload, status, stop_reason=body.get("stop_reason"), usage=_usage(transcript), error=error,
             tool_calls=transcript.tool_calls,
         )
-        await publish(run_id, body, terminal=status)
+        if await publish(run_id, body, terminal=status) is not None:
+            count_run(payload, status, first_delta_ms)
 
     async def store_after_failure(message: dict, interrupted: str) -> None:
         await settled()

@@ -38,6 +38,7 @@ from routing.resolver import Message, NoRoute, aresolve_route, session_key
 from . import board as run_board
 from . import persist
 from .board import MAX_WAIT_SECONDS, TERMINAL, get_board, make_event, publish
+from .execute import count_run
 from .worker import LOST, ensure_reaper, release_session, send_abort, submit
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,8 @@ async def start(origin: Origin, text: str, *, route: Message = Message(), agent:
     if admission.start:
         await submit(payload)
     started = Started(run["id"], session["id"], key, a.name, queued=not admission.start, admitted=True)
-    log.info("run %s accepted for %s via %s (agent %s)", run["id"], origin.principal, origin.entry, a.name)
+    log.info("run %s accepted for %s via %s (agent %s)", run["id"], origin.principal, origin.entry, a.name,
+             extra={"run_id": run["id"], "session_key": key})
     for listener in _accepted:
         try:
             await listener(started)
@@ -341,6 +343,7 @@ async def abort(origin: Origin, run_id: str) -> bool:
                 "timings": {"first_delta_ms": None,
                             "total_ms": round((time.time() - run["payload"]["accepted_at"]) * 1000, 3)}}
         if await publish(run_id, body, terminal="aborted", only_if="queued") is not None:
+            count_run(run["payload"], "aborted")
             await get_store().update_run(run_id, status="aborted", stop_reason="aborted")
             await release_session(run["payload"])
             return True

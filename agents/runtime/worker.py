@@ -29,7 +29,7 @@ from django.conf import settings
 
 from . import persist
 from .board import distributed, get_board, publish
-from .execute import RunControl, execute_run
+from .execute import RunControl, count_run, execute_run
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ async def reap_once() -> list[str]:
         # store refuses to end a run twice, which settles a race with another reaper or the worker.
         if not await persist.record_lost_run(run["payload"], f"{reason}: {message}"):
             continue
-        await publish(run_id, {"type": "error", "reason": reason, "message": message}, terminal="error")
+        if await publish(run_id, {"type": "error", "reason": reason, "message": message}, terminal="error") is not None:
+            count_run(run["payload"], "lost")
         ended.append(run_id)
         log.warning("run %s ended: %s", run_id, reason)
         await release_session(run["payload"])

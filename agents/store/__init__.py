@@ -2,7 +2,7 @@
 
     from agents.store import get_store
     store = get_store()
-    session, run = await store.start_run(route.session_key, "helper", channel="webchat", peer="alice")
+    session, run = await store.start_run(route.session_key, "helper", channel="web", peer="alice")
     seq = await store.append_message(session["id"], "user", "hello", run_id=run["id"])
     store.sync.history(session["key"])  # from sync code: admin views, management commands
 

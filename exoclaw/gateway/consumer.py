@@ -6,6 +6,8 @@ import uuid
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from common import metrics
+
 from . import methods  # noqa: F401  (registers ping, auth and status)
 from .auth import authenticate_handshake, client_address, origin_allowed
 from .context import Context
@@ -54,6 +56,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         )
         await self.accept()
         counters.connections += 1
+        metrics.GATEWAY_CONNECTIONS.inc()
         await self.ctx.join(connection_group(self.ctx.connection_id))
         try:
             self.ctx.principal = await authenticate_handshake(self.scope, self.limits)
@@ -99,6 +102,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         counters.connections -= 1
         forget(self.ctx)
+        metrics.GATEWAY_CONNECTIONS.dec()
         grace = getattr(self, "grace", None)
         if grace is not None:
             grace.cancel()

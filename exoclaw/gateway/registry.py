@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import InvalidParams
 
-SCOPES = ("chat", "sessions:read", "sessions:write", "admin")
+SCOPES = ("chat", "sessions:read", "sessions:write", "metrics", "admin")
 
 Handler = Callable[..., Awaitable[Any]]
 Scope = str | tuple[str, ...] | None

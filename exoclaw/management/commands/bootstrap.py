@@ -12,6 +12,14 @@ from routing.models import Binding
 from sandbox.samples import register_samples
 
 BOOTSTRAP_TOKEN_NAME = "EXOCLAW_TOKEN"
+CHANGE_PASSWORD = ".venv/bin/python manage.py changepassword"
+
+
+def boxed(lines: list[str]) -> str:
+    """Lines in a box, so a one-time secret stands out of `make run`'s output."""
+    width = max(len(line) for line in lines)
+    rule = "─" * (width + 2)
+    return "\n".join([f"┌{rule}┐", *(f"│ {line.ljust(width)} │" for line in lines), f"└{rule}┘"])
 
 
 class Command(CommandWithExample):
@@ -52,14 +60,23 @@ class Command(CommandWithExample):
 
     def _superuser(self):
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
-            self._say("a superuser exists, kept (its password is not changed)")
+        existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            name = existing.get_username()
+            self._say(f"a superuser exists, kept (its password is not changed; lost it? "
+                      f"{CHANGE_PASSWORD} {name})")
             return
         from_env = os.environ.get("EXOCLAW_ADMIN_PASSWORD", "")
         password = from_env or secrets.token_urlsafe(12)
         User.objects.create_superuser("admin", "", password)
-        shown = "from EXOCLAW_ADMIN_PASSWORD" if from_env else password
-        self.stdout.write(f"created superuser 'admin', password: {shown}")
+        if from_env:
+            self.stdout.write("created superuser 'admin', password: from EXOCLAW_ADMIN_PASSWORD")
+            return
+        self.stdout.write(boxed([
+            f"created superuser 'admin', password: {password}",
+            f"sign in at http://{settings.EXOCLAW_BIND}/admin/ (the password is shown only this once)",
+            f"lost it? {CHANGE_PASSWORD} admin",
+        ]))
 
     def _bootstrap_token(self):
         # One row, found by its name, holds the hash of the current EXOCLAW_TOKEN: changing the

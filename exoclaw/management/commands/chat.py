@@ -21,7 +21,22 @@ from exoclaw.client import (
 )
 from routing.resolver import Message, session_key
 
-COMMANDS = "/abort stops the reply, /history shows this conversation, /sessions lists conversations, /quit leaves."
+COMMANDS = (
+    "/abort stops the reply, /history shows this conversation, /sessions lists conversations, /help shows this, "
+    "/quit leaves."
+)
+LOCAL_COMMANDS = ("/abort", "/history", "/sessions", "/help", "/quit")
+# Lines the agent itself understands: the echo provider's `/tool NAME {json}`. Text starting with // is
+# sent with one slash less.
+AGENT_COMMANDS = ("/tool",)
+
+
+def unknown_command(line: str) -> str | None:
+    """The word of a `/word` line that is neither ours nor the agent's (None: the line is fine)."""
+    if not line.startswith("/") or line.startswith("//"):
+        return None
+    word = line.split(maxsplit=1)[0]
+    return None if word in LOCAL_COMMANDS or word in AGENT_COMMANDS else word
 
 
 def default_url() -> str:
@@ -35,7 +50,8 @@ class Command(BaseCommand):
         "Chat with an exoclaw agent from the terminal over the gateway's WebSocket.\n\n"
         "Interactive: answers stream as they are written, tool calls show as one line each.\n"
         "  /abort (or Ctrl-C) stops the reply, /history shows this conversation,\n"
-        "  /sessions lists conversations, /quit leaves.\n"
+        "  /sessions lists conversations, /help lists these, /quit leaves; other /words are refused\n"
+        "  locally (/tool goes to the agent; // sends text that starts with /).\n"
         "With --message: send one message, print the answer on stdout and exit 0, or exit 1\n"
         "with a one-line error on stderr. Tool calls and timings go to stderr.\n\n"
         "Examples:\n"
@@ -168,9 +184,20 @@ class Command(BaseCommand):
                 line = line.strip()
                 if not line:
                     continue
+                unknown = unknown_command(line)
+                if unknown:
+                    self.stderr.write(self.style.ERROR(
+                        f"Unknown command {unknown} (nothing was sent). {COMMANDS} "
+                        '/tool NAME {"key": "value"} goes to the agent; start with // to send text beginning with /.'
+                    ))
+                    continue
+                if line.startswith("//"):
+                    line = line[1:]
                 try:
                     if line == "/quit":
                         return
+                    elif line == "/help":
+                        self.stderr.write(COMMANDS)
                     elif line == "/abort":
                         self.stderr.write("Nothing is running.")
                     elif line == "/history":
@@ -225,7 +252,8 @@ class Command(BaseCommand):
             mark = "*" if s.get("key") == self._session_key else " "
             title = s.get("title") or "(untitled)"
             count, updated = s.get("message_count", 0), str(s.get("updated", ""))[:16].replace("T", " ")
-            self.stdout.write(f"{mark} {s.get('key')}  {title}  [{count} messages, {updated}]")
+            noun = "message" if count == 1 else "messages"
+            self.stdout.write(f"{mark} {s.get('key')}  {title}  [{count} {noun}, {updated}]")
 
 
 def _stdin_lines() -> asyncio.Queue:

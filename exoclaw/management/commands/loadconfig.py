@@ -29,7 +29,7 @@ class Command(CommandWithExample):
         except ConfigError as e:
             n = len(e.problems)
             raise CommandError(f"{file} refused, nothing changed ({n} problem{'s' * (n != 1)}):\n{e}") from None
-        for line in summary.lines():
+        for line in summary.lines(dry_run=check):
             self.stdout.write(line)
         elapsed = f"{time.monotonic() - started:.2f} s"
         self.stderr.write(f"checked {file} in {elapsed}, nothing changed" if check else f"loaded {file} in {elapsed}")

@@ -225,7 +225,9 @@
       if (typeof ev.duration_ms === "number") c.time.textContent = `${Math.round(ev.duration_ms)} ms`;
       if (ev.is_error) {
         c.error.hidden = false;
-        c.error.textContent = ev.error_kind ? `${ev.error_kind}: ${text}` : text;
+        // The sandbox's error text already starts with its kind ("host_denied: …"): say it once.
+        const kind = ev.error_kind && !text.startsWith(`${ev.error_kind}:`) ? `${ev.error_kind}: ` : "";
+        c.error.textContent = kind + text;
       }
     }
 
@@ -276,6 +278,8 @@
     authPanel: $("auth-panel"),
     authMessage: $("auth-message"),
     loadEarlier: $("load-earlier"),
+    empty: $("empty"),
+    emptyAgent: $("empty-agent"),
   };
 
   const state = {
@@ -327,6 +331,7 @@
     const el = make("article", "msg user");
     el.append(make("div", "msg-body", text));
     ui.messages.append(el);
+    ui.empty.hidden = true;
     scrollDown();
     return el;
   }
@@ -334,8 +339,36 @@
   function addReply(agent) {
     const reply = new Reply(agent);
     ui.messages.append(reply.el);
+    ui.empty.hidden = true;
     scrollDown();
     return reply;
+  }
+
+  function plural(n, one, many) {
+    return `${n} ${n === 1 ? one : many}`;
+  }
+
+  // An empty conversation says who will answer (the chosen agent, or the one routing picks for this
+  // channel and peer) and offers a first thing to try.
+  let emptyAsked = 0;
+  async function showEmpty() {
+    ui.empty.hidden = !!ui.messages.querySelector(".msg");
+    if (ui.empty.hidden) return;
+    const asked = ++emptyAsked;
+    let agent = ui.agent.value;
+    let why = "you chose it";
+    if (!agent) {
+      try {
+        agent = (await gw.call("routing.resolve", { channel: ui.channel.value.trim(), peer: ui.peer.value.trim() })).agent;
+        why = "routing picks it for this channel and peer";
+      } catch (e) {
+        agent = "";
+      }
+    }
+    if (asked !== emptyAsked) return; // a newer question was asked meanwhile
+    ui.emptyAgent.textContent = agent
+      ? `The agent ${agent} answers here (${why}).`
+      : "No agent answers this channel and peer yet: pick one above, or add a binding in the admin.";
   }
 
   function setBusy(runId) {
@@ -481,7 +514,7 @@
       button.type = "button";
       button.append(
         make("span", "session-title", s.title || s.key),
-        make("small", null, [s.agent, s.channel, `${s.message_count} messages`].filter(Boolean).join(" · ")),
+        make("small", null, [s.agent, s.channel, plural(s.message_count, "message", "messages")].filter(Boolean).join(" · ")),
       );
       button.addEventListener("click", () => openSession(s));
       li.append(button);
@@ -491,7 +524,8 @@
   }
 
   function clearTranscript() {
-    for (const node of [...ui.messages.children]) if (node !== ui.loadEarlier) node.remove();
+    for (const node of [...ui.messages.children]) if (node !== ui.loadEarlier && node !== ui.empty) node.remove();
+    ui.empty.hidden = false;
   }
 
   function openSession(s) {
@@ -513,6 +547,7 @@
     clearTranscript();
     ui.loadEarlier.hidden = true;
     document.body.classList.remove("show-sessions");
+    showEmpty();
     ui.input.focus();
   }
 
@@ -618,6 +653,7 @@
         await resumeAfterReload();
       }
     }
+    showEmpty();
     refreshSessions();
   }
 
@@ -683,6 +719,11 @@
     }
   });
   ui.abort.addEventListener("click", abort);
+  for (const field of [ui.agent, ui.channel, ui.peer]) field.addEventListener("change", showEmpty);
+  $("try-tool").addEventListener("click", () => {
+    ui.input.value = '/tool calc {"expr": "6*7"}';
+    ui.input.focus();
+  });
   ui.loadEarlier.addEventListener("click", () => loadHistory(true));
   $("new-chat").addEventListener("click", newConversation);
   $("toggle-sessions").addEventListener("click", () => {

@@ -68,11 +68,13 @@ class Command(CommandWithExample):
             if options[flag] is not None and options[flag] < 1:
                 raise CommandError(f"--{flag.replace('_', '-')} must be at least 1", returncode=2)
         config = self._config(options["config"])
+        self.declared_tools: list[dict] = []
         spec, grant, tools = self._target(options, config)
         host = Host(max_workers=1)
         try:
             if options["describe"]:
-                abi, found = discover(host, spec, [])
+                # A registered plain plugin has no describe export: its declared tools say what it offers.
+                abi, found = discover(host, spec, self.declared_tools)
                 self._print_output(json.dumps({"abi": abi, "tools": [t.as_json() for t in found]}).encode())
                 return
             if options["tool"]:
@@ -165,6 +167,7 @@ class Command(CommandWithExample):
             )
         for problem in problems:
             self.stderr.write(f"warning: --unsafe-override: {problem}")
+        self.declared_tools = plugin.declared_tools
         base = plugin.spec()
         spec = PluginSpec(
             name=base.name,
