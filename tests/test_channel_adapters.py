@@ -111,6 +111,7 @@ async def test_generic_message_in_and_signed_post_out(generic):
         "content": "hello",
         "account": "acme",
         "peer": "u-42",
+        "sender": "u-42",  # who wrote it defaults to the peer
         "team": "t1",
         "message_id": "m-9",
         "update_id": "evt-1",
