@@ -52,18 +52,23 @@ def test_the_add_form_saves_an_endpoint(staff_client):
             "api_base_url": "http://127.0.0.1:8099/replies",
             "token_env": "",
             "max_body_bytes": 65536,
+            "sender_policy": "allowlist",
+            "allowed_senders": "u-1\nu-2, u-3\n",
             "enabled": "on",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert ChannelEndpoint.objects.get(name="acme").api_base_url == "http://127.0.0.1:8099/replies"
+    acme = ChannelEndpoint.objects.get(name="acme")
+    assert acme.api_base_url == "http://127.0.0.1:8099/replies"
+    assert (acme.sender_policy, acme.allowed_senders) == ("allowlist", ["u-1", "u-2", "u-3"])
 
 
 def test_a_secret_value_in_place_of_a_variable_name_is_refused_with_the_reason(staff_client):
     plugin = adapter_plugin("generic")
     response = staff_client.post(
         "/admin/webhooks/channelendpoint/add/",
-        {"name": "acme", "adapter": plugin.pk, "auth": "hmac_sha256", "secret_env": "s3cr3t-value!", "max_body_bytes": 1},
+        {"name": "acme", "adapter": plugin.pk, "auth": "hmac_sha256", "secret_env": "s3cr3t-value!", "max_body_bytes": 1,
+         "sender_policy": "pairing"},
     )
     assert response.status_code == 200
     assert "Give the name of an environment variable" in response.content.decode()
