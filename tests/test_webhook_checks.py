@@ -2,8 +2,12 @@
 
 import hashlib
 import hmac
+import re
 
 import pytest
+from django.core.management import call_command
+
+from webhooks import senders
 
 from webhooks.delivery import RetryPolicy, backoff, is_success, next_delay, retry_after
 from webhooks.messages import (
@@ -274,3 +278,16 @@ def test_the_reply_is_the_text_after_the_last_tool_call():
     assert reply_text(events) == "It is 42."
     assert reply_text([{"type": "delta", "text": " hello "}, {"type": "done"}]) == "hello"
     assert reply_text([{"type": "tool_call"}, {"type": "done"}]) == ""
+
+
+def test_pair_help_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        call_command("pair", "--help")
+    out = capsys.readouterr().out
+    assert "python manage.py pair approve K7QX-M2PD" in out and "python manage.py pair list" in out
+
+
+def test_codes_are_normalised_from_what_an_operator_types():
+    assert senders.normalize_code(" k7qx m2pd ") == "K7QX-M2PD"
+    assert senders.normalize_code("K7QXM2PD") == "K7QX-M2PD"
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}", senders.new_code())
