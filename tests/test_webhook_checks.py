@@ -8,7 +8,6 @@ import pytest
 from django.core.management import call_command
 
 from webhooks import senders
-
 from webhooks.delivery import RetryPolicy, backoff, is_success, next_delay, retry_after
 from webhooks.messages import (
     AdapterOutputError,
