@@ -93,3 +93,45 @@ def test_inbound_events_are_listed_and_read_only(staff_client, telegram_endpoint
     assert staff_client.get("/admin/webhooks/inboundevent/add/").status_code == 403
     detail = staff_client.get(f"/admin/webhooks/inboundevent/{event.pk}/change/").content.decode()
     assert "HTTP 400: chat not found" in detail
+
+
+def test_pairings_are_listed_and_approved_or_revoked_with_admin_actions(staff_client, telegram_endpoint):
+    from webhooks.models import Pairing
+
+    pending = Pairing.objects.create(endpoint=telegram_endpoint, sender="1001", code="K7QX-M2PD")
+    other = Pairing.objects.create(endpoint=telegram_endpoint, sender="1002", code="ABCD-EFGH")
+    page = staff_client.get("/admin/webhooks/pairing/", {"status__exact": "pending"}).content.decode()
+    assert "K7QX-M2PD" in page and "ABCD-EFGH" in page and "Pending: waiting for an operator" in page
+    assert "K7QX-M2PD" in staff_client.get("/admin/webhooks/pairing/", {"q": "1001"}).content.decode()
+    response = staff_client.post(
+        "/admin/webhooks/pairing/", {"action": "approve", "_selected_action": [pending.pk]}, follow=True
+    )
+    assert "Approved 1 pairing(s)." in response.content.decode()
+    pending.refresh_from_db()
+    assert (pending.status, pending.decided_by) == ("approved", "admin") and pending.decided is not None
+    staff_client.post("/admin/webhooks/pairing/", {"action": "revoke", "_selected_action": [other.pk]})
+    other.refresh_from_db()
+    assert other.status == "revoked"
+    assert staff_client.get("/admin/webhooks/pairing/add/").status_code == 403
+
+
+def test_refused_messages_are_visible_in_the_inbound_events_and_reply_refs_never_are(staff_client, telegram_endpoint):
+    refused = InboundEvent.objects.create(
+        endpoint=telegram_endpoint, update_id="78", peer="-100123", sender="1002", status="refused",
+        error="sender 1002 is not on the allowlist", reply_ref="interaction-token-secret",
+    )
+    page = staff_client.get("/admin/webhooks/inboundevent/", {"status__exact": "refused"}).content.decode()
+    assert "Refused: the sender may not talk to this bot" in page and "1002" in page
+    detail = staff_client.get(f"/admin/webhooks/inboundevent/{refused.pk}/change/").content.decode()
+    assert "sender 1002 is not on the allowlist" in detail
+    assert "interaction-token-secret" not in detail
+    assert "1002" in staff_client.get("/admin/webhooks/inboundevent/", {"q": "1002"}).content.decode()
+
+
+def test_the_change_form_shows_the_sender_policy_and_allowed_senders_one_per_line(staff_client, telegram_endpoint):
+    telegram_endpoint.sender_policy = "allowlist"
+    telegram_endpoint.allowed_senders = ["1001", "1002"]
+    telegram_endpoint.save()
+    page = staff_client.get(f"/admin/webhooks/channelendpoint/{telegram_endpoint.pk}/change/").content.decode()
+    assert "Who may talk to the bot" in page
+    assert "\n1001\n1002</textarea>" in page
