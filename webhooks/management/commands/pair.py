@@ -19,7 +19,9 @@ class Command(CommandWithExample):
     )
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{list,approve,revoke}")
+        sub = parser.add_subparsers(
+            dest="action", required=True, metavar="{list,approve,revoke}", help="what to do (each has its own --help)"
+        )
         listing = sub.add_parser("list", help="show pairings, pending ones first")
         listing.add_argument("--all", action="store_true", help="also approved and revoked pairings")
         listing.add_argument("--channel", help="only this channel endpoint (its name)")
