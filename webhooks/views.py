@@ -14,10 +14,9 @@ import time
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-
-from django.utils import timezone
 
 from . import adapter, inbound, jsonbody, replay, senders
 from .endpoints import get_endpoint
