@@ -108,8 +108,10 @@ async def test_a_deeply_nested_signed_body_gets_400_not_500(acme, depth):
 @pytest.mark.parametrize(
     "raw",
     [b"", b"\xff\xfe not utf-8", b'{"id": 1' + b"1" * 5000 + b"}", b"NaN", b'"a string"', b"[]", b"{", b"null",
-     b'{"peer": "u", "text": 5}', b'{"peer": "u", "text": "\\ud800"}'],
-    ids=["empty", "not-utf8", "huge-int", "nan", "string", "array", "truncated", "null", "text-number", "lone-surrogate"],
+     b'{"peer": "u", "text": 5}', b'{"peer": "u", "text": "\\ud800"}', b'{"peer": "", "text": "hi"}',
+     b'{"id": "' + b"x" * 200 + b'", "peer": "u", "text": "hi"}'],
+    ids=["empty", "not-utf8", "huge-int", "nan", "string", "array", "truncated", "null", "text-number", "lone-surrogate",
+         "empty-peer", "id-too-long"],
 )
 async def test_any_malformed_signed_body_gets_400(acme, raw):
     response = await post_signed(raw)

@@ -84,7 +84,10 @@ async def hook(request, channel: str):
             return _error(400, "malformed", str(e))
         return await _adapter_crashed(endpoint, str(e))
     except AdapterOutputError as e:
-        return await _adapter_crashed(endpoint, f"{endpoint.adapter.name}.parse_incoming: {e}")
+        # What the adapter read from this request is unusable (an empty peer, a 500-character id):
+        # the request is at fault, and a 5xx would only make the platform send it again and again.
+        log.warning("channel %s: %s.parse_incoming: %s", endpoint.name, endpoint.adapter.name, e)
+        return _error(400, "malformed", f"{endpoint.adapter.name}.parse_incoming: {e}")
     if isinstance(parsed, Skipped):
         return _answer(parsed.respond, {"ok": True, "skipped": parsed.reason or True})
 
