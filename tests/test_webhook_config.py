@@ -137,3 +137,23 @@ sender_policy = "open"
         load(bad)
     assert "channels[1].sender_policy: Value 'everyone' is not a valid choice." in str(e.value)
     assert "channels[1].allowed_senders: Give a list of user ids (strings)." in str(e.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_that_existed_before_sender_policies_stay_open_and_new_ones_pair():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("webhooks", "0003_lease_index")], [("webhooks", "0004_slack_discord_and_senders")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    plugin = old.get_model("sandbox", "Plugin").objects.create(name="telegram", wasm_path=str(PLUGINS / "telegram.wasm"))
+    old.get_model("webhooks", "ChannelEndpoint").objects.create(name="telegram", adapter=plugin, secret_env="TG")
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps.get_model("webhooks", "ChannelEndpoint")
+    assert new.objects.get(name="telegram").sender_policy == "open"
+    assert new(name="fresh").sender_policy == "pairing"
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
