@@ -4,8 +4,8 @@ Starts one daphne serving exoclaw plus /bare/ (bench/webhooks_urls.py: an async 
 reads the body and answers JSON), then POSTs signed generic-webhook bodies over keep-alive
 connections and compares, in the same run:
 
-- skipped:  `POST /hooks/bench/` with an event the adapter skips — size check, HMAC, JSON, the
-            adapter's parse_incoming in the sandbox; nothing stored.
+- skipped:  `POST /hooks/bench/` with an event the adapter skips — size check, HMAC and timestamp,
+            the replay record, JSON, the adapter's parse_incoming in the sandbox.
 - accepted: the same with a message — plus the dedupe insert and the hand-off to the background run
             (no binding matches, so the run ends at routing and does not compete for the cores).
 
@@ -41,7 +41,7 @@ def start_exoclaw(port: int, var_dir: str):
     manage(env, "shell", "-c", (
         "from sandbox.models import Plugin; from webhooks.models import ChannelEndpoint\n"
         "p = Plugin(name='generic', wasm_path='sandbox/plugins/generic.wasm'); p.clean(); p.save()\n"
-        "ChannelEndpoint.objects.create(name='bench', adapter=p, secret_env='BENCH_WEBHOOK_SECRET')"
+        "ChannelEndpoint.objects.create(name='bench', adapter=p, secret_env='BENCH_WEBHOOK_SECRET', sender_policy='open')"
     ))  # fmt: skip
     return start_daphne("exoclaw.asgi:application", port, env)
 
@@ -52,9 +52,10 @@ def request(kind: str) -> tuple[str, bytes, dict]:
     if kind == "skipped":
         event["type"] = "typing"
     body = json.dumps(event).encode()
-    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    timestamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     path = "/bare/" if kind == "bare" else "/hooks/bench/"
-    return path, body, {"Content-Type": "application/json", "X-Exoclaw-Signature": signature}
+    return path, body, {"Content-Type": "application/json", "X-Exoclaw-Timestamp": timestamp, "X-Exoclaw-Signature": signature}
 
 
 async def posts(client: httpx.AsyncClient, kind: str, n: int, latencies: list[float]) -> None:

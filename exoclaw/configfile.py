@@ -35,7 +35,8 @@ GRANT_KEYS = (
 )
 BINDING_KEYS = ("agent", *MATCH_FIELDS, "note", "enabled")
 CHANNEL_KEYS = (
-    "name", "adapter", "auth", "secret_env", "account", "api_base_url", "token_env", "max_body_bytes", "enabled",
+    "name", "adapter", "auth", "secret_env", "account", "api_base_url", "token_env", "max_body_bytes",
+    "sender_policy", "allowed_senders", "enabled",
 )
 # Model fields whose errors belong to a differently named key in the file.
 FILE_KEY = {"wasm_path": "wasm", "wasm_file": "wasm"}

@@ -259,6 +259,9 @@ LOGGING["loggers"] = {**LOGGING.get("loggers", {}), "httpx": {"level": "WARNING"
 WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
 if WEBHOOK_LEASE_SECONDS <= 0:
     raise ImproperlyConfigured(f"WEBHOOK_LEASE_SECONDS must be more than 0, not {WEBHOOK_LEASE_SECONDS}")
+# Request bodies, bounded while they stream in (exoclaw/bodylimit.py): /hooks/ and everything else.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+HTTP_MAX_BODY_BYTES = env.int("HTTP_MAX_BODY_BYTES", default=64 * 1024 * 1024)
 
 # Session store durability: fsync every commit of the embedded engine (SURREAL_SYNC_DATA), so a write
 # that returned survives a power cut. Off trades that for ~15% more appends/s (docs/benchmarks.md).

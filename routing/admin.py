@@ -12,11 +12,22 @@ from .resolver import NoRoute, level_of, resolve_route
 
 
 class TryRoutingForm(forms.Form):
-    channel = forms.CharField(required=False, help_text="e.g. web (the web chat), cli (manage.py chat) or telegram")
-    account = forms.CharField(required=False, help_text="the bot or workspace on the channel")
-    peer = forms.CharField(required=False, help_text="the user or chat")
-    guild = forms.CharField(required=False, help_text="a server or guild")
-    team = forms.CharField(required=False, help_text="a team or workspace")
+    channel = forms.CharField(
+        required=False,
+        help_text="e.g. web (the web chat), cli (manage.py chat), or a channel endpoint's name: telegram, slack, discord",
+    )
+    account = forms.CharField(
+        required=False,
+        help_text="the bot or app on the channel: a Telegram bot's account, Slack's api_app_id, Discord's "
+        "application_id; for a gateway client, its principal (token:alice)",
+    )
+    peer = forms.CharField(
+        required=False,
+        help_text="the user or chat: a Telegram chat id, a Slack channel and thread (C0123:1712345678.000100), "
+        "a Discord channel id",
+    )
+    guild = forms.CharField(required=False, help_text="a server or guild: Discord's guild_id (none in a DM)")
+    team = forms.CharField(required=False, help_text="a team or workspace: Slack's team_id")
 
 
 @admin.register(Binding)

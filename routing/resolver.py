@@ -101,22 +101,29 @@ def session_key(agent: str, msg: Message) -> str:
     return ":".join(["agent", _key_part(agent), _key_part(msg.channel), _key_part(msg.account), scope])
 
 
-def explain(c: Candidate, msg: Message) -> str:
+def explain(c: Candidate, msg: Message, outranked: list[Candidate] = ()) -> str:
+    """Why `c` won; `outranked` are the other bindings that matched too, best first."""
     level = level_of(c.match)
     if level == "default":
         return f"no binding matched channel/account/peer/guild/team, so the default binding #{c.id} applies"
     named = ", ".join(f"{f}={c.match[f]}" for f in PRIORITY if c.match.get(f))
-    return f"binding #{c.id} matched at the {level} level ({named})"
+    reason = f"binding #{c.id} matched at the {level} level ({named})"
+    if outranked:
+        others = ", ".join(f"#{o.id} ({level_of(o.match)} level)" for o in outranked[:3])
+        more = f" and {len(outranked) - 3} more" if len(outranked) > 3 else ""
+        reason += f"; it outranks {others}{more}, which matched too"
+    return reason
 
 
 def route_for(candidates: list[Candidate], msg: Message) -> Route:
-    c = pick_binding(candidates, msg)
-    if c is None:
+    hits = sorted((c for c in candidates if matches(c, msg)), key=_rank)
+    if not hits:
         raise NoRoute(
             "No enabled binding matches this message and there is no default binding "
             "(a binding with every match field empty). Add one in the admin or in the config file."
         )
-    return Route(c.agent, c.id, level_of(c.match), explain(c, msg), session_key(c.agent, msg))
+    c = hits[0]
+    return Route(c.agent, c.id, level_of(c.match), explain(c, msg, hits[1:]), session_key(c.agent, msg))
 
 
 # The enabled bindings, read as one list under one key, and the route each message resolved to.

@@ -25,7 +25,7 @@ def redis_url():
     return "redis://127.0.0.1:6379/0"
 
 from tests.routing_fixtures import clear_routing_cache  # noqa: E402,F401
-from tests.webhooks_fixtures import clear_endpoint_cache, fake_telegram  # noqa: E402,F401
+from tests.webhooks_fixtures import clear_endpoint_cache, fake_discord, fake_slack, fake_telegram  # noqa: E402,F401
 from tests.clients_fixtures import browser_page, chromium, exoclaw_server, proxy, remote_page  # noqa: E402,F401
 from tests.runtime_fixtures import connect, fresh_layer  # noqa: E402,F401
 from tests.store_fixtures import kv_url, process_store, store, surreal_ws_url  # noqa: E402,F401

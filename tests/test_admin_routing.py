@@ -110,3 +110,29 @@ def test_try_routing_shows_an_empty_form_before_the_first_query(admin_client):
 def test_try_routing_needs_an_admin_login(client):
     response = client.get(TRY_URL)
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_try_routing_explains_that_a_guild_binding_wins_for_a_discord_servers_messages(admin_client, demo, vip):
+    channel_binding = Binding.objects.create(agent=demo, channel="discord")
+    guild_binding = Binding.objects.create(agent=vip, guild="1200000000000000001")
+    message = {"channel": "discord", "account": "1100000000000000001", "peer": "1500000000000000001",
+               "guild": "1200000000000000001", "team": ""}
+    page = admin_client.get(TRY_URL, message).content.decode()
+    assert "<th>Level</th><td>guild</td>" in page
+    assert (f"binding #{guild_binding.pk} matched at the guild level (guild=1200000000000000001); "
+            f"it outranks #{channel_binding.pk} (channel level), which matched too") in page
+    assert "Discord&#x27;s guild_id" in page
+    # A DM carries no guild: the channel binding answers it.
+    dm = admin_client.get(TRY_URL, message | {"guild": ""}).content.decode()
+    assert f"binding #{channel_binding.pk} matched at the channel level (channel=discord)" in dm
+
+
+def test_try_routing_explains_that_a_team_binding_wins_for_a_slack_workspaces_messages(admin_client, demo, vip):
+    app_binding = Binding.objects.create(agent=demo, channel="slack", account="A0APP0001")
+    team_binding = Binding.objects.create(agent=vip, team="T0TEAM001")
+    page = admin_client.get(TRY_URL, {"channel": "slack", "account": "A0APP0001", "peer": "C0GENERAL:1712345678.000100",
+                                      "guild": "", "team": "T0TEAM001"}).content.decode()
+    assert f'<a href="/admin/agents/agent/{vip.pk}/change/">vip</a>' in page
+    assert (f"binding #{team_binding.pk} matched at the team level (team=T0TEAM001); "
+            f"it outranks #{app_binding.pk} (account level), which matched too") in page
+    assert "Slack&#x27;s team_id" in page

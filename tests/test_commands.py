@@ -10,11 +10,11 @@ from django.core.management import get_commands, load_command_class
 
 from tests.sandbox_fixtures import ROOT
 
-OURS = sorted(name for name, app in get_commands().items() if app in {"exoclaw", "agents", "routing", "sandbox"})
+OURS = sorted(name for name, app in get_commands().items() if app in {"exoclaw", "agents", "routing", "sandbox", "webhooks"})
 
 
 def test_the_expected_commands_are_found():
-    assert {"serve", "bootstrap", "loadconfig", "dumpconfig", "runplugin", "surreal_migrate", "prunesessions"} <= set(OURS)
+    assert {"serve", "bootstrap", "loadconfig", "dumpconfig", "runplugin", "surreal_migrate", "prunesessions", "pair"} <= set(OURS)
 
 
 @pytest.mark.parametrize("name", OURS)
@@ -29,7 +29,7 @@ def test_help_shows_an_example_on_its_own_line_and_every_argument_is_explained(n
     assert not unexplained, f"{name}: arguments without help=: {unexplained}"
 
 
-@pytest.mark.parametrize("args", [["dumpconfig"], ["bootstrap"], ["serve", "--bind", "0.0.0.0:7399"]])
+@pytest.mark.parametrize("args", [["dumpconfig"], ["bootstrap"], ["serve", "--bind", "0.0.0.0:7399"], ["pair", "list"]])
 def test_a_database_nobody_migrated_gets_a_clear_error(tmp_path, args):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}}
     env["EXOCLAW_VAR_DIR"] = str(tmp_path)

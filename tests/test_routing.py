@@ -153,7 +153,10 @@ def test_resolve_route_reports_agent_binding_level_reason_and_session_key(agents
     vip = Binding.objects.create(agent=agents["vip"], peer="alice", channel="telegram")
     route = resolve_route(channel="telegram", account="bot1", peer="alice")
     assert (route.agent, route.binding_id, route.level) == ("vip", vip.id, "peer")
-    assert route.reason == f"binding #{vip.id} matched at the peer level (peer=alice, channel=telegram)"
+    assert route.reason == (
+        f"binding #{vip.id} matched at the peer level (peer=alice, channel=telegram); "
+        f"it outranks #{default.id} (default level), which matched too"
+    )
     assert route.session_key == "agent:vip:telegram:bot1:alice"
     fallback = resolve_route(channel="webchat", peer="alice")
     assert (fallback.agent, fallback.binding_id, fallback.level) == ("main", default.id, "default")

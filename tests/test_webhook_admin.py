@@ -52,18 +52,23 @@ def test_the_add_form_saves_an_endpoint(staff_client):
             "api_base_url": "http://127.0.0.1:8099/replies",
             "token_env": "",
             "max_body_bytes": 65536,
+            "sender_policy": "allowlist",
+            "allowed_senders": "u-1\nu-2, u-3\n",
             "enabled": "on",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert ChannelEndpoint.objects.get(name="acme").api_base_url == "http://127.0.0.1:8099/replies"
+    acme = ChannelEndpoint.objects.get(name="acme")
+    assert acme.api_base_url == "http://127.0.0.1:8099/replies"
+    assert (acme.sender_policy, acme.allowed_senders) == ("allowlist", ["u-1", "u-2", "u-3"])
 
 
 def test_a_secret_value_in_place_of_a_variable_name_is_refused_with_the_reason(staff_client):
     plugin = adapter_plugin("generic")
     response = staff_client.post(
         "/admin/webhooks/channelendpoint/add/",
-        {"name": "acme", "adapter": plugin.pk, "auth": "hmac_sha256", "secret_env": "s3cr3t-value!", "max_body_bytes": 1},
+        {"name": "acme", "adapter": plugin.pk, "auth": "hmac_sha256", "secret_env": "s3cr3t-value!", "max_body_bytes": 1,
+         "sender_policy": "pairing"},
     )
     assert response.status_code == 200
     assert "Give the name of an environment variable" in response.content.decode()
@@ -98,3 +103,45 @@ def test_a_reply_kept_by_a_channel_without_api_base_url_is_shown_as_kept_not_sen
     page = staff_client.get("/admin/webhooks/inboundevent/").content.decode()
     assert "Kept, not sent (the channel has no api_base_url)" in page
     assert "Reply could not be delivered" not in page.split("<tbody>")[1].split("</tbody>")[0]
+
+
+def test_pairings_are_listed_and_approved_or_revoked_with_admin_actions(staff_client, telegram_endpoint):
+    from webhooks.models import Pairing
+
+    pending = Pairing.objects.create(endpoint=telegram_endpoint, sender="1001", code="K7QX-M2PD")
+    other = Pairing.objects.create(endpoint=telegram_endpoint, sender="1002", code="ABCD-EFGH")
+    page = staff_client.get("/admin/webhooks/pairing/", {"status__exact": "pending"}).content.decode()
+    assert "K7QX-M2PD" in page and "ABCD-EFGH" in page and "Pending: waiting for an operator" in page
+    assert "K7QX-M2PD" in staff_client.get("/admin/webhooks/pairing/", {"q": "1001"}).content.decode()
+    response = staff_client.post(
+        "/admin/webhooks/pairing/", {"action": "approve", "_selected_action": [pending.pk]}, follow=True
+    )
+    assert "Approved 1 pairing(s)." in response.content.decode()
+    pending.refresh_from_db()
+    assert (pending.status, pending.decided_by) == ("approved", "admin") and pending.decided is not None
+    staff_client.post("/admin/webhooks/pairing/", {"action": "revoke", "_selected_action": [other.pk]})
+    other.refresh_from_db()
+    assert other.status == "revoked"
+    assert staff_client.get("/admin/webhooks/pairing/add/").status_code == 403
+
+
+def test_refused_messages_are_visible_in_the_inbound_events_and_reply_refs_never_are(staff_client, telegram_endpoint):
+    refused = InboundEvent.objects.create(
+        endpoint=telegram_endpoint, update_id="78", peer="-100123", sender="1002", status="refused",
+        error="sender 1002 is not on the allowlist", reply_ref="interaction-token-secret",
+    )
+    page = staff_client.get("/admin/webhooks/inboundevent/", {"status__exact": "refused"}).content.decode()
+    assert "Refused: the sender may not talk to this bot" in page and "1002" in page
+    detail = staff_client.get(f"/admin/webhooks/inboundevent/{refused.pk}/change/").content.decode()
+    assert "sender 1002 is not on the allowlist" in detail
+    assert "interaction-token-secret" not in detail
+    assert "1002" in staff_client.get("/admin/webhooks/inboundevent/", {"q": "1002"}).content.decode()
+
+
+def test_the_change_form_shows_the_sender_policy_and_allowed_senders_one_per_line(staff_client, telegram_endpoint):
+    telegram_endpoint.sender_policy = "allowlist"
+    telegram_endpoint.allowed_senders = ["1001", "1002"]
+    telegram_endpoint.save()
+    page = staff_client.get(f"/admin/webhooks/channelendpoint/{telegram_endpoint.pk}/change/").content.decode()
+    assert "Who may talk to the bot" in page
+    assert "\n1001\n1002</textarea>" in page

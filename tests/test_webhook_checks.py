@@ -2,9 +2,12 @@
 
 import hashlib
 import hmac
+import re
 
 import pytest
+from django.core.management import call_command
 
+from webhooks import senders
 from webhooks.delivery import RetryPolicy, backoff, is_success, next_delay, retry_after
 from webhooks.messages import (
     AdapterOutputError,
@@ -16,42 +19,138 @@ from webhooks.messages import (
     request_url,
 )
 from webhooks.runs import reply_text
-from webhooks.signatures import is_authentic, sign
+from webhooks.signatures import Unauthentic, authenticate, sign, sign_reply, signed_headers, slack_signature
 
 BODY = b'{"update_id": 1}'
+NOW = 1_764_072_000
 
 
-def test_sign_is_the_hex_hmac_sha256_of_the_raw_body():
-    assert sign("k", BODY) == "sha256=" + hmac.new(b"k", BODY, hashlib.sha256).hexdigest()
+def refused(scheme, secret, headers, body=BODY, now=NOW) -> str:
+    with pytest.raises(Unauthentic) as e:
+        authenticate(scheme, secret, headers, body, now)
+    return e.value.reason
 
 
-def test_hmac_signature_is_accepted_in_either_case_and_refused_when_wrong_or_missing():
-    good = sign("k", BODY)
-    assert is_authentic("hmac_sha256", "k", {"X-Exoclaw-Signature": good}, BODY)
-    assert is_authentic("hmac_sha256", "k", {"X-Exoclaw-Signature": good.upper().replace("SHA256=", "sha256=")}, BODY)
-    assert not is_authentic("hmac_sha256", "k", {"X-Exoclaw-Signature": sign("other", BODY)}, BODY)
-    assert not is_authentic("hmac_sha256", "k", {"X-Exoclaw-Signature": good}, BODY + b" ")
-    assert not is_authentic("hmac_sha256", "k", {"X-Exoclaw-Signature": good[7:]}, BODY)
-    assert not is_authentic("hmac_sha256", "k", {}, BODY)
+def test_generic_signature_is_the_hex_hmac_sha256_of_timestamp_dot_body():
+    assert sign("k", NOW, BODY) == "sha256=" + hmac.new(b"k", f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
+
+
+def test_generic_signature_is_accepted_in_either_case_and_refused_when_wrong_missing_or_stale():
+    good = signed_headers("k", BODY, NOW)
+    assert authenticate("hmac_sha256", "k", good, BODY, NOW)
+    upper = {**good, "X-Exoclaw-Signature": good["X-Exoclaw-Signature"].upper().replace("SHA256=", "sha256=")}
+    assert authenticate("hmac_sha256", "k", upper, BODY, NOW)
+    assert refused("hmac_sha256", "k", signed_headers("other", BODY, NOW)) == "bad_signature"
+    assert refused("hmac_sha256", "k", good, BODY + b" ") == "bad_signature"
+    assert refused("hmac_sha256", "k", {**good, "X-Exoclaw-Timestamp": str(NOW + 1)}) == "bad_signature"
+    assert refused("hmac_sha256", "k", {"X-Exoclaw-Signature": good["X-Exoclaw-Signature"]}) == "missing"
+    assert refused("hmac_sha256", "k", {}) == "missing"
+    # The old scheme (the body alone, no timestamp) is refused.
+    old = {"X-Exoclaw-Signature": "sha256=" + hmac.new(b"k", BODY, hashlib.sha256).hexdigest()}
+    assert refused("hmac_sha256", "k", {**old, "X-Exoclaw-Timestamp": str(NOW)}) == "bad_signature"
+
+
+def test_timestamps_more_than_five_minutes_away_are_refused_both_ways():
+    assert authenticate("hmac_sha256", "k", signed_headers("k", BODY, NOW - 300), BODY, NOW)
+    assert refused("hmac_sha256", "k", signed_headers("k", BODY, NOW - 301)) == "stale"
+    assert refused("hmac_sha256", "k", signed_headers("k", BODY, NOW + 301)) == "stale"
+
+
+def test_the_replay_key_is_the_same_for_the_same_signed_bytes_and_differs_otherwise():
+    key = authenticate("hmac_sha256", "k", signed_headers("k", BODY, NOW), BODY, NOW)
+    assert key == authenticate("hmac_sha256", "k", signed_headers("k", BODY, NOW), BODY, NOW + 5)
+    assert key != authenticate("hmac_sha256", "k", signed_headers("k", BODY, NOW + 1), BODY, NOW)
+
+
+def test_a_reply_exoclaw_signed_does_not_pass_as_a_request_under_the_same_secret():
+    reply = sign_reply("k", NOW, BODY)
+    assert "X-Exoclaw-Signature" not in reply
+    as_request = {"X-Exoclaw-Timestamp": reply["X-Exoclaw-Reply-Timestamp"],
+                  "X-Exoclaw-Signature": reply["X-Exoclaw-Reply-Signature"]}
+    assert refused("hmac_sha256", "k", as_request) == "bad_signature"
+
+
+# Slack's own example ("Verifying requests from Slack"): its signing secret, timestamp and body.
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SLACK_TIMESTAMP = 1531420618
+SLACK_BODY = (
+    b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+    b"&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+    b"&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+    b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+)
+SLACK_SIGNATURE = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+
+
+def test_slack_signature_reproduces_slacks_documented_example():
+    assert slack_signature(SLACK_SECRET, str(SLACK_TIMESTAMP), SLACK_BODY) == SLACK_SIGNATURE
+    headers = {"X-Slack-Signature": SLACK_SIGNATURE, "X-Slack-Request-Timestamp": str(SLACK_TIMESTAMP)}
+    assert authenticate("slack_signature", SLACK_SECRET, headers, SLACK_BODY, SLACK_TIMESTAMP + 60)
+
+
+def test_slack_signature_agrees_with_slack_sdk_and_refuses_stale_or_wrong():
+    from slack_sdk.signature import SignatureVerifier
+
+    verifier = SignatureVerifier(SLACK_SECRET)
+    signature = verifier.generate_signature(timestamp=str(NOW), body=BODY.decode())
+    headers = {"X-Slack-Signature": signature, "X-Slack-Request-Timestamp": str(NOW)}
+    assert authenticate("slack_signature", SLACK_SECRET, headers, BODY, NOW)
+    assert refused("slack_signature", SLACK_SECRET, headers, BODY, NOW + 301) == "stale"
+    assert refused("slack_signature", "another-secret", headers) == "bad_signature"
+    assert refused("slack_signature", SLACK_SECRET, {"X-Slack-Signature": signature}) == "missing"
+
+
+def test_discord_ed25519_verifies_timestamp_and_body_with_the_public_key_in_hex():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    signature = key.sign(str(NOW).encode() + BODY).hex()
+    headers = {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": str(NOW)}
+    assert authenticate("discord_ed25519", public, headers, BODY, NOW)
+    assert refused("discord_ed25519", public, headers, BODY + b" ") == "bad_signature"
+    other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    assert refused("discord_ed25519", other, headers) == "bad_signature"
+    assert refused("discord_ed25519", public, {**headers, "X-Signature-Ed25519": "zz"}) == "bad_signature"
+    assert refused("discord_ed25519", public, headers, BODY, NOW + 301) == "stale"
+    assert refused("discord_ed25519", "not-hex", headers) == "no_secret"
 
 
 def test_telegram_secret_token_must_match_exactly():
-    assert is_authentic("telegram_secret_token", "s3cr3t", {"X-Telegram-Bot-Api-Secret-Token": "s3cr3t"}, BODY)
-    assert not is_authentic("telegram_secret_token", "s3cr3t", {"X-Telegram-Bot-Api-Secret-Token": "s3cr3"}, BODY)
-    assert not is_authentic("telegram_secret_token", "s3cr3t", {"X-Telegram-Bot-Api-Secret-Token": "S3CR3T"}, BODY)
-    assert not is_authentic("telegram_secret_token", "s3cr3t", {}, BODY)
+    assert authenticate("telegram_secret_token", "s3cr3t", {"X-Telegram-Bot-Api-Secret-Token": "s3cr3t"}, BODY, NOW) == ""
+    for given in ("s3cr3", "S3CR3T"):
+        assert refused("telegram_secret_token", "s3cr3t", {"X-Telegram-Bot-Api-Secret-Token": given}) == "bad_signature"
+    assert refused("telegram_secret_token", "s3cr3t", {}) == "bad_signature"
 
 
 def test_an_empty_secret_or_an_unknown_scheme_accepts_nothing():
-    assert not is_authentic("telegram_secret_token", "", {"X-Telegram-Bot-Api-Secret-Token": ""}, BODY)
-    assert not is_authentic("hmac_sha256", "", {"X-Exoclaw-Signature": sign("", BODY)}, BODY)
-    assert not is_authentic("none", "k", {"X-Exoclaw-Signature": sign("k", BODY)}, BODY)
+    assert refused("telegram_secret_token", "", {"X-Telegram-Bot-Api-Secret-Token": ""}) == "no_secret"
+    assert refused("hmac_sha256", "", signed_headers("", BODY, NOW)) == "no_secret"
+    assert refused("none", "k", signed_headers("k", BODY, NOW)) == "no_secret"
 
 
 def test_incoming_output_is_normalized_to_strings_and_takes_the_endpoint_account_when_missing():
     msg = parse_incoming_output({"content": "hi", "peer": 42, "message_id": 7, "update_id": 900}, "mybot")
     assert msg == Incoming(content="hi", account="mybot", peer="42", message_id="7", update_id="900")
     assert parse_incoming_output({"content": "hi", "peer": "p", "account": "a"}, "mybot").account == "a"
+
+
+@pytest.mark.parametrize("text", ["  ", "\u00a0", "\u00a0\u2003\n", ""])
+def test_a_text_of_only_whitespace_is_skipped_not_an_error(text):
+    assert parse_incoming_output({"content": text, "peer": "p", "update_id": 5}) == Skipped("message without text", "5")
+
+
+def test_respond_reply_ref_and_sender_are_passed_through_checked():
+    msg = parse_incoming_output({"content": "hi", "peer": "c", "sender": 77, "reply_ref": "t" * 300,
+                                 "respond": {"type": 5}})
+    assert (msg.sender, msg.reply_ref, msg.respond) == ("77", "t" * 300, {"type": 5})
+    skip = parse_incoming_output({"skip": True, "reason": "ping", "respond": {"type": 1}})
+    assert skip.respond == {"type": 1}
+    for bad, complaint in (({"respond": "pong"}, "respond"), ({"respond": {"x": "y" * 20000}}, "respond"),
+                           ({"reply_ref": "r" * 1025}, "reply_ref")):
+        with pytest.raises(AdapterOutputError, match=complaint):
+            parse_incoming_output({"content": "hi", "peer": "c", **bad})
 
 
 def test_a_skip_is_recognised_with_its_reason():
@@ -65,7 +164,6 @@ def test_a_skip_is_recognised_with_its_reason():
     [
         ([], "JSON object"),
         ({"peer": "p"}, "content"),
-        ({"content": "  ", "peer": "p"}, "content"),
         ({"content": "hi"}, "peer"),
         ({"content": "hi", "peer": {"id": 1}}, "peer must be a string or an integer"),
         ({"content": "hi", "peer": True}, "peer must be a string or an integer"),
@@ -87,6 +185,8 @@ def test_outgoing_output_may_be_one_request_or_a_list():
     assert [(r.method, r.path, r.json, r.sign) for r in one] == [("POST", "/bot{token}/sendMessage", {"text": "a"}, False)]
     two = parse_outgoing_output([{"path": "", "json": 1, "sign": True}, {"path": "/x", "json": 2}])
     assert [(r.path, r.sign) for r in two] == [("", True), ("/x", False)]
+    patch = parse_outgoing_output({"method": "PATCH", "path": "/chat.postMessage", "json": {}, "auth": "bearer"})
+    assert [(r.method, r.auth) for r in patch] == [("PATCH", "bearer")]
 
 
 @pytest.mark.parametrize(
@@ -94,6 +194,7 @@ def test_outgoing_output_may_be_one_request_or_a_list():
     [
         ([], "no request"),
         ({"method": "DELETE", "path": "/x", "json": {}}, "method"),
+        ({"path": "/x", "json": {}, "auth": "basic"}, "auth"),
         ({"path": "@evil.example/x", "json": {}}, "path"),
         ({"path": "/a/../b", "json": {}}, "path"),
         ({"path": "/x"}, "json"),
@@ -176,3 +277,16 @@ def test_the_reply_is_the_text_after_the_last_tool_call():
     assert reply_text(events) == "It is 42."
     assert reply_text([{"type": "delta", "text": " hello "}, {"type": "done"}]) == "hello"
     assert reply_text([{"type": "tool_call"}, {"type": "done"}]) == ""
+
+
+def test_pair_help_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        call_command("pair", "--help")
+    out = capsys.readouterr().out
+    assert "python manage.py pair approve K7QX-M2PD" in out and "python manage.py pair list" in out
+
+
+def test_codes_are_normalised_from_what_an_operator_types():
+    assert senders.normalize_code(" k7qx m2pd ") == "K7QX-M2PD"
+    assert senders.normalize_code("K7QXM2PD") == "K7QX-M2PD"
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}", senders.new_code())

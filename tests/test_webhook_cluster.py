@@ -30,7 +30,7 @@ telegram = Plugin(name="telegram", wasm_path="{PLUGINS / 'telegram.wasm'}", abi=
 telegram.full_clean(); telegram.save()
 Binding.objects.create(agent=Agent.objects.get(name="helper"), channel="telegram")
 endpoint = ChannelEndpoint(name="telegram", adapter=telegram, auth=ChannelEndpoint.Auth.TELEGRAM,
-                           secret_env="CLUSTER_TG_SECRET", account="exoclaw_bot",
+                           secret_env="CLUSTER_TG_SECRET", account="exoclaw_bot", sender_policy="open",
                            api_base_url=__import__("os").environ["CLUSTER_TG_API"], token_env="CLUSTER_TG_TOKEN")
 endpoint.full_clean(); endpoint.save()
 """

@@ -8,7 +8,7 @@ from tests.webhooks_fixtures import BOT_TOKEN, adapter_plugin
 from webhooks.delivery import RetryPolicy
 from webhooks.inbound import deliver_reply
 from webhooks.models import ChannelEndpoint, InboundEvent
-from webhooks.signatures import sign
+from webhooks.signatures import REPLY_SIGNATURE_HEADER, REPLY_TIMESTAMP_HEADER, sign_reply
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -133,5 +133,7 @@ async def test_generic_replies_are_signed_with_the_channel_secret(transactional_
     [sent] = fake_telegram.requests()
     assert sent.path == "/replies"
     assert sent.json == {"account": "acme", "peer": "u-1", "text": "signed reply", "in_reply_to": "m-1"}
-    assert sent.headers["X-Exoclaw-Signature"] == sign("acme-secret", sent.raw)
+    timestamp = int(sent.headers[REPLY_TIMESTAMP_HEADER])
+    assert sent.headers[REPLY_SIGNATURE_HEADER] == sign_reply("acme-secret", timestamp, sent.raw)[REPLY_SIGNATURE_HEADER]
+    assert "X-Exoclaw-Signature" not in sent.headers, "a reply must not look like a request exoclaw accepts"
 

@@ -55,6 +55,7 @@ def telegram(fake_telegram, monkeypatch, transactional_db):
         account="exoclaw_bot",
         api_base_url=fake_telegram.url,
         token_env="E2E_TG_TOKEN",
+        sender_policy="open",
     )
 
 
@@ -152,15 +153,17 @@ async def test_a_trapping_format_outgoing_is_a_clear_error_on_the_run_and_the_se
     monkeypatch.setenv("TRAP_SECRET", "trap-secret")
     trap = await sync_to_async(adapter_plugin)("trap_adapter")
     await ChannelEndpoint.objects.acreate(
-        name="trappy", adapter=trap, secret_env="TRAP_SECRET", api_base_url=fake_telegram.url
+        name="trappy", adapter=trap, secret_env="TRAP_SECRET", api_base_url=fake_telegram.url, sender_policy="open"
     )
     agent = await make_agent("trapper")
     await Binding.objects.acreate(agent=agent, channel="trappy")
-    from webhooks.signatures import sign
+    import time
+
+    from webhooks.signatures import signed_headers
 
     body = json.dumps({"id": "t1", "peer": "p1", "text": "hi"}).encode()
     response = await AsyncClient().post(
-        "/hooks/trappy/", body, content_type="application/json", headers={"X-Exoclaw-Signature": sign("trap-secret", body)}
+        "/hooks/trappy/", body, content_type="application/json", headers=signed_headers("trap-secret", body, int(time.time()))
     )
     await inbound.idle()
     assert response.status_code == 200

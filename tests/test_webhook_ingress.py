@@ -1,6 +1,7 @@
 """`POST /hooks/<channel>/` up to the hand-over to `webhooks.inbound`: size, authenticity, JSON, adapter, dedupe."""
 
 import json
+import time
 
 import pytest
 from django.db.models.signals import post_init
@@ -9,7 +10,7 @@ from django.test import AsyncClient
 from tests.webhooks_fixtures import adapter_plugin
 from webhooks import inbound
 from webhooks.models import ChannelEndpoint, InboundEvent
-from webhooks.signatures import sign
+from webhooks.signatures import signed_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -39,12 +40,13 @@ def endpoints(transactional_db, monkeypatch):
         secret_env="TG_WEBHOOK_SECRET",
         account="exoclaw_bot",
         max_body_bytes=4096,
+        sender_policy="open",
     )
     generic = ChannelEndpoint.objects.create(
-        name="acme", adapter=adapter_plugin("generic"), secret_env="GENERIC_WEBHOOK_SECRET"
+        name="acme", adapter=adapter_plugin("generic"), secret_env="GENERIC_WEBHOOK_SECRET", sender_policy="open"
     )
     trap = ChannelEndpoint.objects.create(
-        name="trappy", adapter=adapter_plugin("trap_adapter"), secret_env="GENERIC_WEBHOOK_SECRET"
+        name="trappy", adapter=adapter_plugin("trap_adapter"), secret_env="GENERIC_WEBHOOK_SECRET", sender_policy="open"
     )
     return tg, generic, trap
 
@@ -59,7 +61,7 @@ async def post_telegram(body, secret=SECRET, channel="telegram"):
 
 async def post_signed(channel, body, secret=GENERIC_SECRET):
     raw = json.dumps(body).encode()
-    headers = {"X-Exoclaw-Signature": sign(secret, raw)}
+    headers = signed_headers(secret, raw, int(time.time()))
     response = await AsyncClient().post(f"/hooks/{channel}/", raw, content_type="application/json", headers=headers)
     await inbound.idle()
     return response

@@ -131,3 +131,132 @@ def clear_endpoint_cache():
     clear_cache()
     yield
     clear_cache()
+
+
+# --- Slack and Discord: fake APIs, and request bodies as the platforms document them -----------
+
+SLACK_BOT_TOKEN = "xoxb-1234-5678-TESTtoken"
+SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SLACK_TEAM, SLACK_APP, SLACK_BOT_USER = "T0TEAM001", "A0APP0001", "U0BOT0001"
+
+
+@pytest.fixture
+def fake_slack():
+    from tests.fakes.chat_apis import FakeSlack
+
+    server = FakeSlack(SLACK_BOT_TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_discord():
+    from tests.fakes.chat_apis import FakeDiscord
+
+    server = FakeDiscord().start()
+    yield server
+    server.stop()
+
+
+def slack_event_callback(event: dict, event_id: str = "Ev0SLACK0001", team: str = SLACK_TEAM) -> dict:
+    """An Events API `event_callback` envelope around `event`, as Slack sends it."""
+    return {
+        "token": "XXYYZZ",
+        "team_id": team,
+        "api_app_id": SLACK_APP,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1712345678,
+        "authorizations": [
+            {"enterprise_id": None, "team_id": team, "user_id": SLACK_BOT_USER, "is_bot": True,
+             "is_enterprise_install": False}
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": "4-eyJldCI6ImFwcF9tZW50aW9uIn0",
+    }
+
+
+def slack_mention(text: str, user: str = "U0ADA0001", channel: str = "C0GENERAL", ts: str = "1712345678.000100",
+                  thread_ts: str | None = None, event_id: str = "Ev0SLACK0001", team: str = SLACK_TEAM) -> dict:
+    event = {
+        "type": "app_mention",
+        "user": user,
+        "text": f"<@{SLACK_BOT_USER}> {text}",
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        "team": team,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return slack_event_callback(event, event_id, team)
+
+
+def slack_dm(text: str, user: str = "U0ADA0001", channel: str = "D0DIRECT1", ts: str = "1712345679.000200",
+             event_id: str = "Ev0SLACK0002", **extra) -> dict:
+    event = {"type": "message", "channel_type": "im", "user": user, "text": text, "ts": ts, "channel": channel,
+             "event_ts": ts, **extra}
+    return slack_event_callback(event, event_id)
+
+
+def slack_headers(body: bytes, timestamp: int | None = None, secret: str = SLACK_SIGNING_SECRET, **extra) -> dict:
+    """Signed as Slack signs, by Slack's own SDK."""
+    import time
+
+    from slack_sdk.signature import SignatureVerifier
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body.decode())
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, **extra}
+
+
+DISCORD_APP = "1100000000000000001"
+DISCORD_GUILD = "1200000000000000001"
+
+
+class DiscordSigner:
+    """The application's key pair: Discord signs with the private key, exoclaw checks with the public one."""
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self._key = Ed25519PrivateKey.generate()
+        self.public_hex = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+    def headers(self, body: bytes, timestamp: int | None = None) -> dict:
+        import time
+
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        return {"X-Signature-Ed25519": self._key.sign(ts.encode() + body).hex(), "X-Signature-Timestamp": ts}
+
+
+def discord_ping() -> dict:
+    return {"id": "1300000000000000001", "application_id": DISCORD_APP, "type": 1, "token": "ping-token", "version": 1}
+
+
+def discord_ask(text: str, user: str = "1400000000000000001", channel: str = "1500000000000000001",
+                guild: str | None = DISCORD_GUILD, interaction_id: str = "1300000000000000002",
+                token: str = "aW50ZXJhY3Rpb246MTMwMDAwMDAwMDAwMDAwMDAwMjp0ZXN0dG9rZW4") -> dict:
+    """`/ask text:<text>` as Discord posts it: in a server the user is in `member`, in a DM in `user`."""
+    person = {"id": user, "username": "ada", "discriminator": "0", "global_name": "Ada"}
+    interaction = {
+        "id": interaction_id,
+        "application_id": DISCORD_APP,
+        "type": 2,
+        "token": token,
+        "version": 1,
+        "channel_id": channel,
+        "channel": {"id": channel, "type": 0 if guild else 1},
+        "locale": "en-US",
+        "app_permissions": "2248473465835073",
+        "data": {"id": "1600000000000000001", "name": "ask", "type": 1,
+                 "options": [{"name": "text", "type": 3, "value": text}]},
+    }
+    if guild:
+        interaction["guild_id"] = guild
+        interaction["member"] = {"user": person, "roles": [], "permissions": "2248473465835073", "nick": None}
+    else:
+        interaction["user"] = person
+    return interaction

@@ -31,5 +31,5 @@ async def call(plugin, function: str, payload: bytes):
         raise AdapterFailed(e.kind, f"{plugin.name}.{function}: {e}") from None
     try:
         return json.loads(result.output)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise AdapterFailed("invalid_output", f"{plugin.name}.{function}: did not return JSON") from None

@@ -1,20 +1,49 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db import models
 
+from . import senders
 from .inbound import KEPT_NOT_SENT
-from .models import ChannelEndpoint, InboundEvent
+from .models import ChannelEndpoint, InboundEvent, Pairing
+
+
+class SenderListField(forms.CharField):
+    """A list of platform user ids, typed one per line (commas work too)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 40})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        return [part.strip() for line in text.splitlines() for part in line.split(",") if part.strip()]
+
+
+class ChannelEndpointForm(forms.ModelForm):
+    allowed_senders = SenderListField(
+        required=False,
+        label="Allowed senders",
+        help_text=ChannelEndpoint._meta.get_field("allowed_senders").help_text,
+    )
+
+    class Meta:
+        model = ChannelEndpoint
+        fields = "__all__"
 
 
 @admin.register(ChannelEndpoint)
 class ChannelEndpointAdmin(admin.ModelAdmin):
-    list_display = ("name", "adapter", "auth", "account", "api_base_url", "enabled", "webhook_path")
-    list_filter = ("enabled", "auth", "adapter")
+    form = ChannelEndpointForm
+    list_display = ("name", "adapter", "auth", "sender_policy", "account", "api_base_url", "enabled", "webhook_path")
+    list_filter = ("enabled", "auth", "sender_policy", "adapter")
     search_fields = ("name", "account", "api_base_url")
     readonly_fields = ("webhook_path", "created", "updated")
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "webhook_path", "adapter", "account", "enabled")}),
         ("Incoming", {"fields": ("auth", "secret_env", "max_body_bytes")}),
+        ("Who may talk to the bot", {"fields": ("sender_policy", "allowed_senders")}),
         ("Replies", {"fields": ("api_base_url", "token_env")}),
         (None, {"fields": ("created", "updated")}),
     )
@@ -26,11 +55,15 @@ class ChannelEndpointAdmin(admin.ModelAdmin):
 
 @admin.register(InboundEvent)
 class InboundEventAdmin(admin.ModelAdmin):
-    list_display = ("received", "endpoint", "update_id", "account", "peer", "agent", "outcome", "delivery_attempts")
+    list_display = (
+        "received", "endpoint", "update_id", "account", "peer", "sender", "agent", "outcome", "delivery_attempts",
+    )
     list_filter = ("status", "endpoint", "agent")
-    search_fields = ("update_id", "peer", "account", "session_key", "run_id", "error")
+    search_fields = ("update_id", "peer", "sender", "account", "session_key", "run_id", "error")
     date_hierarchy = "received"
-    readonly_fields = [f.name for f in InboundEvent._meta.fields]
+    # The reply reference is a platform credential (Discord's interaction token): never shown.
+    exclude = ("reply_ref",)
+    readonly_fields = [f.name for f in InboundEvent._meta.fields if f.name != "reply_ref"]
 
     def has_add_permission(self, request):
         return False
@@ -44,3 +77,29 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Pairing)
+class PairingAdmin(admin.ModelAdmin):
+    list_display = ("code", "endpoint", "sender", "status", "created", "decided", "decided_by")
+    list_filter = ("status", "endpoint")
+    search_fields = ("code", "sender")
+    readonly_fields = ("endpoint", "sender", "code", "status", "created", "decided", "decided_by", "last_replied")
+    actions = ("approve", "revoke")
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Approve the selected pairings (the senders may talk to the bot)")
+    def approve(self, request, queryset):
+        rows = list(queryset.exclude(status=Pairing.Status.APPROVED))
+        for pairing in rows:
+            senders.approve(pairing, request.user.get_username())
+        self.message_user(request, f"Approved {len(rows)} pairing(s).", messages.SUCCESS)
+
+    @admin.action(description="Revoke the selected pairings (the senders are refused without a reply)")
+    def revoke(self, request, queryset):
+        rows = list(queryset.exclude(status=Pairing.Status.REVOKED))
+        for pairing in rows:
+            senders.revoke(pairing, request.user.get_username())
+        self.message_user(request, f"Revoked {len(rows)} pairing(s).", messages.SUCCESS)

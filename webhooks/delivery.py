@@ -9,12 +9,13 @@ would fail the same way.
 import asyncio
 import json
 import random
+import time
 from dataclasses import dataclass
 
 import httpx
 
 from .messages import AdapterOutputError, Outgoing, request_url
-from .signatures import SIGNATURE_HEADER, sign
+from .signatures import sign_reply
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ def _describe(status: int | None, body, error: str, token: str) -> str:
     if status is None:
         text = f"no answer ({error})"
     else:
-        detail = body.get("description") if isinstance(body, dict) else None
+        # Telegram says why in `description`, Slack in `error`, Discord in `message`.
+        detail = next((body[k] for k in ("description", "error", "message") if isinstance(body, dict)
+                       and isinstance(body.get(k), str)), None)
         text = f"HTTP {status}" + (f": {detail}" if isinstance(detail, str) else "")
     return text.replace(token, "***") if token else text
 
@@ -96,9 +99,13 @@ async def send(
     except AdapterOutputError as e:
         raise DeliveryError(str(e), 0) from None
     body = json.dumps(request.json, ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    if request.auth == "bearer":
+        if not token:
+            raise DeliveryError("the adapter's request needs a bearer token but the channel has no token configured", 0)
+        headers["Authorization"] = f"Bearer {token}"
     if request.sign and secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body)
+        headers.update(sign_reply(secret, int(time.time()), body))
     attempt = 0
     while True:
         attempt += 1

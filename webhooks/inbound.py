@@ -24,7 +24,7 @@ from django.utils import timezone
 from agents.store import get_store
 from routing.resolver import Message
 
-from . import adapter
+from . import adapter, replay
 from .delivery import DeliveryError, RetryPolicy, send
 from .messages import AdapterOutputError, parse_outgoing_output
 from .models import InboundEvent
@@ -93,6 +93,7 @@ async def keep_once() -> list[int]:
     if _handling:
         mine = InboundEvent.objects.filter(pk__in=list(_handling), status=Status.ACCEPTED, owner=PROCESS)
         await mine.aupdate(lease_until=lease_until())
+    await replay.purge()
     lapsed = InboundEvent.objects.filter(status=Status.ACCEPTED, lease_until__lt=timezone.now())
     taken = []
     async for pk, lease, owner in lapsed.values_list("pk", "lease_until", "owner")[:50]:
@@ -146,6 +147,7 @@ async def _finish(event: InboundEvent, status: str, error: str = "") -> None:
     await _mine(event.pk).aupdate(
         status=status, error=error, finished=event.finished, delivery_attempts=event.delivery_attempts,
         run_id=event.run_id, agent=event.agent, session_key=event.session_key, content="", owner="", lease_until=None,
+        reply_ref="",
     )
 
 
@@ -187,43 +189,78 @@ async def _record_on_run(event: InboundEvent) -> None:
         log.exception("channel %s: could not record the undelivered reply on run %s", event.endpoint.name, event.run_id)
 
 
-async def deliver_reply(event: InboundEvent, text: str, policy: RetryPolicy | None = None) -> None:
-    """Format `text` through the adapter and send it; record the outcome on `event`."""
+class _NotMine(Exception):
+    """Another process took the event over; it sends the reply."""
+
+
+class _ReplyFailed(Exception):
+    """The reply could not be formatted or delivered; the message says why, without the token."""
+
+    def __init__(self, message: str, attempts: int = 0):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+async def _send_reply(event: InboundEvent, text: str, policy: RetryPolicy | None, *, leased: bool = True) -> int:
+    """Format `text` through the adapter and send it; the number of attempts it took."""
     endpoint = event.endpoint
     if not endpoint.api_base_url:
-        await _finish(event, Status.UNDELIVERED, KEPT_NOT_SENT)
-        return
+        raise _ReplyFailed(KEPT_NOT_SENT)
     reply = {"content": text, "account": event.account, "peer": event.peer}
-    if event.guild:
-        reply["guild"] = event.guild
-    if event.team:
-        reply["team"] = event.team
+    for name in ("guild", "team", "reply_ref"):
+        if getattr(event, name):
+            reply[name] = getattr(event, name)
     if event.message_id:
         reply["reply_to"] = event.message_id
     try:
         requests = parse_outgoing_output(await adapter.call(endpoint.adapter, "format_outgoing", json.dumps(reply).encode()))
     except (adapter.AdapterFailed, AdapterOutputError) as e:
-        await _finish(event, Status.UNDELIVERED, f"the reply could not be formatted: {e}")
-        return
+        raise _ReplyFailed(f"the reply could not be formatted: {e}") from None
     token = os.environ.get(endpoint.token_env, "") if endpoint.token_env else ""
     secret = os.environ.get(endpoint.secret_env, "")
-    if not await still_mine(event):
-        log.warning("channel %s: inbound event %s was taken over by another process; it sends the reply",
-                    endpoint.name, event.pk)
-        return
+    if leased and not await still_mine(event):
+        raise _NotMine()
+    attempts = 0
     try:
         async with httpx.AsyncClient() as client:
             for request in requests:
-                event.delivery_attempts += await send(
-                    client,
-                    request,
-                    base_url=endpoint.api_base_url,
-                    token=token,
-                    secret=secret,
+                attempts += await send(
+                    client, request, base_url=endpoint.api_base_url, token=token, secret=secret,
                     policy=policy or retry_policy,
                 )
     except DeliveryError as e:
+        raise _ReplyFailed(f"the reply could not be delivered: {e}", attempts + e.attempts) from None
+    return attempts
+
+
+async def deliver_reply(event: InboundEvent, text: str, policy: RetryPolicy | None = None) -> None:
+    """Format `text` through the adapter and send it; record the outcome on `event`."""
+    try:
+        event.delivery_attempts += await _send_reply(event, text, policy)
+    except _NotMine:
+        log.warning("channel %s: inbound event %s was taken over by another process; it sends the reply",
+                    event.endpoint.name, event.pk)
+        return
+    except _ReplyFailed as e:
         event.delivery_attempts += e.attempts
-        await _finish(event, Status.UNDELIVERED, f"the reply could not be delivered: {e}")
+        await _finish(event, Status.UNDELIVERED, str(e))
         return
     await _finish(event, Status.REPLIED)
+
+
+def answer_refused(event: InboundEvent, text: str) -> None:
+    """Send a refused sender `text` (their pairing code) in the background; the event stays refused."""
+    _spawn(_answer_refused(event, text))
+
+
+async def _answer_refused(event: InboundEvent, text: str) -> None:
+    try:
+        event.delivery_attempts += await _send_reply(event, text, None, leased=False)
+        note = "; the pairing code was sent"
+    except _ReplyFailed as e:
+        event.delivery_attempts += e.attempts
+        note = f"; the pairing code was not sent: {e}"
+    except Exception as e:
+        log.exception("channel %s: sending the pairing code of event %s failed", event.endpoint.name, event.pk)
+        note = f"; the pairing code was not sent: internal error: {e}"
+    await InboundEvent.objects.filter(pk=event.pk).aupdate(error=event.error + note, delivery_attempts=event.delivery_attempts)

@@ -4,12 +4,18 @@ An adapter is a plugin and its output is untrusted, so everything it returns is 
 before the host acts on it. Pure functions; `AdapterOutputError` says what is wrong.
 """
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
-ID_FIELDS = ("account", "peer", "guild", "team", "message_id", "update_id")
+ID_FIELDS = ("account", "peer", "guild", "team", "sender", "message_id", "update_id")
 MAX_ID_LENGTH = 128
-METHODS = ("POST", "PUT")
+# An opaque reference the platform needs to answer (Discord's interaction token is about 200 characters).
+MAX_REPLY_REF_LENGTH = 1024
+# What an adapter may ask the view to send back at once (Slack's challenge, Discord's PONG).
+MAX_RESPOND_BYTES = 16 * 1024
+METHODS = ("POST", "PUT", "PATCH")
+AUTHS = ("", "bearer")
 TOKEN_PLACEHOLDER = "{token}"
 
 
@@ -24,14 +30,18 @@ class Incoming:
     peer: str
     guild: str = ""
     team: str = ""
+    sender: str = ""
     message_id: str = ""
     update_id: str = ""
+    reply_ref: str = ""
+    respond: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Skipped:
     reason: str
     update_id: str = ""
+    respond: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Outgoing:
     path: str
     json: object
     sign: bool = False
+    auth: str = ""
 
 
 def _ident(data: dict, field: str) -> str:
@@ -55,21 +66,43 @@ def _ident(data: dict, field: str) -> str:
     return value
 
 
+def _respond(data: dict) -> dict | None:
+    respond = data.get("respond")
+    if respond is None:
+        return None
+    if not isinstance(respond, dict):
+        raise AdapterOutputError('"respond" must be a JSON object (the HTTP answer to send at once)')
+    if len(json.dumps(respond)) > MAX_RESPOND_BYTES:
+        raise AdapterOutputError(f'"respond" is larger than {MAX_RESPOND_BYTES} bytes')
+    return respond
+
+
+def _reply_ref(data: dict) -> str:
+    value = data.get("reply_ref", "")
+    if not isinstance(value, str) or len(value) > MAX_REPLY_REF_LENGTH:
+        raise AdapterOutputError(f"reply_ref must be a string of at most {MAX_REPLY_REF_LENGTH} characters")
+    return value
+
+
 def parse_incoming_output(data, default_account: str = "") -> Incoming | Skipped:
-    """Check `parse_incoming`'s result. The endpoint's account fills in when the adapter has none."""
+    """Check `parse_incoming`'s result. The endpoint's account fills in when the adapter has none.
+    A message whose text is only whitespace (any Unicode space) is skipped: nothing to answer."""
     if not isinstance(data, dict):
         raise AdapterOutputError("parse_incoming must return a JSON object")
+    respond = _respond(data)
     if data.get("skip") is True:
         reason = data.get("reason")
-        return Skipped(reason if isinstance(reason, str) else "", _ident(data, "update_id"))
+        return Skipped(reason if isinstance(reason, str) else "", _ident(data, "update_id"), respond)
     content = data.get("content")
-    if not isinstance(content, str) or not content.strip():
-        raise AdapterOutputError('parse_incoming must return a non-empty "content" string or {"skip": true}')
+    if not isinstance(content, str):
+        raise AdapterOutputError('parse_incoming must return a "content" string or {"skip": true}')
+    if not content.strip():
+        return Skipped("message without text", _ident(data, "update_id"), respond)
     ids = {f: _ident(data, f) for f in ID_FIELDS}
     if not ids["peer"] and not ids["guild"] and not ids["team"]:
         raise AdapterOutputError('parse_incoming must name who to answer: "peer" (or "guild" / "team")')
     ids["account"] = ids["account"] or default_account
-    return Incoming(content=content, **ids)
+    return Incoming(content=content, reply_ref=_reply_ref(data), respond=respond, **ids)
 
 
 def dedupe_key(update_id: str) -> str:
@@ -89,7 +122,10 @@ def _one_request(data) -> Outgoing:
         raise AdapterOutputError(f'path must be empty or start with "/" and stay below api_base_url, not {path!r}')
     if "json" not in data:
         raise AdapterOutputError('a request needs a "json" body')
-    return Outgoing(method, path, data["json"], data.get("sign") is True)
+    auth = data.get("auth", "")
+    if auth not in AUTHS:
+        raise AdapterOutputError(f'auth must be "bearer" or absent, not {auth!r}')
+    return Outgoing(method, path, data["json"], data.get("sign") is True, auth)
 
 
 def parse_outgoing_output(data) -> list[Outgoing]:

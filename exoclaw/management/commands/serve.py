@@ -3,6 +3,7 @@ from django.core.management.base import CommandError
 
 from common.commands import CommandWithExample
 from exoclaw.bind import is_loopback_host, parse_bind
+from exoclaw.bodylimit import daphne_server_class
 from exoclaw.models import ApiToken
 
 # Frames up to this many times GATEWAY_MAX_FRAME_BYTES reach the gateway, which answers them with a
@@ -70,5 +71,6 @@ class Command(CommandWithExample):
         settings.EXOCLAW_BIND = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.stderr.write(f"exoclaw listening on http://{bind}/ (admin at /admin/, gateway at ws://{bind}/ws)")
         cli = CommandLineInterface()
-        cli.server_class = RedactingServer
+        # Request bodies are counted while Twisted receives them (exoclaw/bodylimit.py).
+        cli.server_class = daphne_server_class(RedactingServer)
         cli.run(daphne_args(host, port))

@@ -1,6 +1,7 @@
 //! Channel adapter for exoclaw's generic webhook shape, for any system that can POST JSON.
 //!
-//! In:  {"id"?, "type"? = "message", "account", "peer", "text", "guild"?, "team"?, "message_id"?}
+//! In:  {"id"?, "type"? = "message", "account", "peer", "text", "sender"?, "guild"?, "team"?, "message_id"?}
+//!      (`sender`, who wrote the message, defaults to `peer`)
 //! Out: POST to the channel's api_base_url with {"account", "peer", "text", "in_reply_to"?},
 //!      signed by the host like the incoming requests (`"sign": true`).
 //! Every identifier is a string; `id` is what retries are deduplicated by.
@@ -14,6 +15,7 @@ const Incoming = struct {
     account: []const u8 = "",
     peer: []const u8,
     text: []const u8,
+    sender: ?[]const u8 = null,
     guild: ?[]const u8 = null,
     team: ?[]const u8 = null,
     message_id: ?[]const u8 = null,
@@ -23,6 +25,7 @@ const Normalized = struct {
     content: []const u8,
     account: []const u8,
     peer: []const u8,
+    sender: []const u8,
     guild: ?[]const u8,
     team: ?[]const u8,
     message_id: ?[]const u8,
@@ -53,6 +56,7 @@ export fn parse_incoming() i32 {
         .content = in.text,
         .account = in.account,
         .peer = in.peer,
+        .sender = in.sender orelse in.peer,
         .guild = in.guild,
         .team = in.team,
         .message_id = in.message_id,
