@@ -20,6 +20,13 @@ class SenderListField(forms.CharField):
         return [part.strip() for line in text.splitlines() for part in line.split(",") if part.strip()]
 
 
+def _https_urls(field, **kwargs):
+    # A URL typed without a scheme is https (the admin's formfield_overrides do not reach a form's own Meta).
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
+
+
 class ChannelEndpointForm(forms.ModelForm):
     allowed_senders = SenderListField(
         required=False,
@@ -30,6 +37,7 @@ class ChannelEndpointForm(forms.ModelForm):
     class Meta:
         model = ChannelEndpoint
         fields = "__all__"
+        formfield_callback = _https_urls
 
 
 @admin.register(ChannelEndpoint)
