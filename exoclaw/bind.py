@@ -2,6 +2,9 @@
 
 import ipaddress
 
+# Where `serve` listens and `chat` connects when EXOCLAW_BIND is unset.
+DEFAULT_BIND = "127.0.0.1:7200"
+
 
 def parse_bind(value: str) -> tuple[str, int]:
     """'127.0.0.1:7200', '[::1]:7200', 'localhost:80' → (host, port). Raises ValueError."""

@@ -219,7 +219,7 @@ class Gateway:
             raise GatewayError(f"The gateway at {url} refused the WebSocket (HTTP {status}).") from None
         except ConnectionRefusedError:
             raise GatewayError(f"Cannot connect to {url}: nothing is listening there. Is the server running "
-                               "(make run)?", reason="disconnected") from None
+                               "(exoclaw serve, or make run in a checkout)?", reason="disconnected") from None
         except (OSError, asyncio.TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as e:
             raise GatewayError(f"Cannot connect to {url}: {e or type(e).__name__}.", reason="disconnected") from None
         return cls(ws, presented_token=bool(token))

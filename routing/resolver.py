@@ -11,11 +11,13 @@ docs/routing.md is the operator's version of this.
 """
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from channels.db import database_sync_to_async
 
 from common.cache import TTLCache
+
+# Message and session_key are pure (routing/keys.py, shared with the terminal client); imported from here too.
+from .keys import Message, session_key
 
 PRIORITY = ("peer", "guild", "team", "account", "channel")
 
@@ -24,15 +26,6 @@ CACHE_SIZE = 10_000
 # Saves clear the cache of the process that made them; other processes (and bulk updates, which
 # send no signals) are caught up by this age limit.
 CACHE_MAX_AGE = 30.0
-
-
-@dataclass(frozen=True)
-class Message:
-    channel: str = ""
-    account: str = ""
-    peer: str = ""
-    guild: str = ""
-    team: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,29 +69,6 @@ def matches(c: Candidate, msg: Message) -> bool:
 def pick_binding(candidates: list[Candidate], msg: Message) -> Candidate | None:
     hits = [c for c in candidates if matches(c, msg)]
     return min(hits, key=_rank) if hits else None
-
-
-def _key_part(value: str) -> str:
-    # ':' separates the parts and '=' marks a guild/team scope, so both are escaped inside values;
-    # a lone '-' is escaped so that it cannot be read as "missing".
-    if not value:
-        return "-"
-    return "%2D" if value == "-" else quote(value, safe="@.-_")
-
-
-def session_key(agent: str, msg: Message) -> str:
-    """`agent:<agent>:<channel>:<account>:<peer>`; a missing field is `-`, and a message without a peer
-    is scoped to its guild or team when it has one (`guild=<id>` / `team=<id>` in the peer slot).
-    Values are percent-encoded, so every distinct message maps to a distinct key."""
-    if msg.peer:
-        scope = _key_part(msg.peer)
-    elif msg.guild:
-        scope = "guild=" + _key_part(msg.guild)
-    elif msg.team:
-        scope = "team=" + _key_part(msg.team)
-    else:
-        scope = "-"
-    return ":".join(["agent", _key_part(agent), _key_part(msg.channel), _key_part(msg.account), scope])
 
 
 def explain(c: Candidate, msg: Message, outranked: list[Candidate] = ()) -> str:
