@@ -1,11 +1,14 @@
 """The base class of our management commands: `--help` keeps its example, and a database nobody
 migrated yet gets an instruction instead of a traceback."""
 
+import sys
 from argparse import RawDescriptionHelpFormatter
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
 
 
 class ExampleHelpFormatter(DjangoHelpFormatter, RawDescriptionHelpFormatter):
@@ -16,6 +19,17 @@ def unapplied_migrations() -> int:
     connection = connections[DEFAULT_DB_ALIAS]
     executor = MigrationExecutor(connection)
     return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
+def database_is_fresh() -> bool:
+    """No migration was ever applied: a new install's database (the file need not exist yet)."""
+    return not MigrationRecorder(connections[DEFAULT_DB_ALIAS]).applied_migrations()
+
+
+def invoked_as_exoclaw() -> bool:
+    """Run as the `exoclaw` command (or `python -m exoclaw`) rather than manage.py: messages name it."""
+    invoked = Path(sys.argv[0] if sys.argv else "")
+    return invoked.name == "exoclaw" or (invoked.name == "__main__.py" and invoked.parent.name == "exoclaw")
 
 
 class CommandWithExample(BaseCommand):
@@ -33,7 +47,5 @@ class CommandWithExample(BaseCommand):
             missing = unapplied_migrations()
             if not missing:
                 raise
-            raise CommandError(
-                f"the database is not set up ({missing} migrations not applied): "
-                "run `python manage.py migrate` first (`make run` does it)"
-            ) from None
+            how = "`exoclaw migrate` first" if invoked_as_exoclaw() else "`python manage.py migrate` first (`make run` does it)"
+            raise CommandError(f"the database is not set up ({missing} migrations not applied): run {how}") from None

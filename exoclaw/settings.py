@@ -13,13 +13,26 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from exoclaw.bind import DEFAULT_BIND
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Run from a checkout (manage.py next to the apps), or installed as a package (`pip install .`).
+CHECKOUT = (BASE_DIR / "manage.py").is_file()
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if CHECKOUT:
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _default_var_dir() -> Path:
+    # A checkout keeps its files next to the code; an installed exoclaw in the user's data directory.
+    if CHECKOUT:
+        return BASE_DIR / "var"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "exoclaw"
+
 
 # Where exoclaw keeps its own files (SQLite, the secret key, the embedded session store, uploads).
-VAR_DIR = Path(env.str("EXOCLAW_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR = Path(env.str("EXOCLAW_VAR_DIR", default=str(_default_var_dir())))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 # It holds the secret key, the SQLite database (with token hashes) and the session store: the user's
 # only (a directory someone else owns and lends us keeps its mode).
@@ -76,7 +89,8 @@ ASGI_APPLICATION = "exoclaw.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Before the apps' folders, so exoclaw's admin/base_site.html wins over the admin's own.
+        "DIRS": [BASE_DIR / "exoclaw" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -159,7 +173,7 @@ SURREALDB_PASS = env.str("SURREALDB_PASS", default="")
 
 # Gateway
 EXOCLAW_TOKEN = env.str("EXOCLAW_TOKEN", default="")
-EXOCLAW_BIND = env.str("EXOCLAW_BIND", default="127.0.0.1:7200")
+EXOCLAW_BIND = env.str("EXOCLAW_BIND", default=DEFAULT_BIND)
 
 # LLM providers (an agent may name its own key variable and base URL instead).
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")

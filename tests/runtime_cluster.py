@@ -108,9 +108,11 @@ class Cluster:
         self.port = free_port()
         self.daphne = Proc([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"], self.env,
                            f"Listening on TCP address 127.0.0.1:{self.port}")
+        # The workers alternate between the command's two names: `runworker agent-runs` and `worker`.
+        names = (["runworker", "agent-runs"], ["worker"])
         self.workers = [
-            Proc([sys.executable, "manage.py", "runworker", "agent-runs"], self.env, "Running worker for channels")
-            for _ in range(workers)
+            Proc([sys.executable, "manage.py", *names[i % 2]], self.env, "Running worker for channels")
+            for i in range(workers)
         ]
         self.daphne.wait_ready("daphne")
         for w in self.workers:

@@ -15,7 +15,8 @@ from sandbox.models import CapabilityGrant, Plugin, sha256_of
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "exoclaw.toml"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "exoclaw" / "examples" / "exoclaw.toml"
 SAMPLES = Path(__file__).resolve().parent.parent / "sandbox" / "plugins"
 # Real sample plugins: saving a plugin runs tool discovery on its .wasm.
 WASM = (SAMPLES / "echo.wasm").read_bytes()
@@ -24,9 +25,9 @@ CALC_WASM = (SAMPLES / "calc.wasm").read_bytes()
 
 @pytest.fixture
 def project(tmp_path):
-    """A folder laid out like the repository: examples/exoclaw.toml and the sample plugins it names."""
-    (tmp_path / "examples").mkdir()
-    shutil.copy(EXAMPLE, tmp_path / "examples" / "exoclaw.toml")
+    """A folder laid out like the repository: exoclaw/examples/exoclaw.toml and the sample plugins it names."""
+    (tmp_path / "exoclaw" / "examples").mkdir(parents=True)
+    shutil.copy(EXAMPLE, tmp_path / "exoclaw" / "examples" / "exoclaw.toml")
     plugins = tmp_path / "sandbox" / "plugins"
     plugins.mkdir(parents=True)
     (plugins / "echo.wasm").write_bytes(WASM)
@@ -80,7 +81,7 @@ def refused(path) -> str:
 
 
 def test_the_example_loads_and_routes(project):
-    out = load(project / "examples" / "exoclaw.toml")
+    out = load(project / "exoclaw" / "examples" / "exoclaw.toml")
     assert out.splitlines() == [
         "agents: 3 created, 0 updated, 0 unchanged",
         "plugins: 2 created, 0 updated, 0 unchanged",
@@ -105,18 +106,18 @@ def test_the_example_loads_and_routes(project):
 
 
 def test_the_example_binds_the_channel_the_web_chat_sends():
-    page = (EXAMPLE.parent.parent / "templates" / "chat.html").read_text()
-    script = (EXAMPLE.parent.parent / "exoclaw" / "static" / "exoclaw" / "chat.js").read_text()
+    page = (ROOT / "exoclaw" / "templates" / "chat.html").read_text()
+    script = (ROOT / "exoclaw" / "static" / "exoclaw" / "chat.js").read_text()
     assert '<input id="channel" value="web"' in page and 'ui.channel.value = "web";' in script
     assert 'channel = "web"' in EXAMPLE.read_text() and "webchat" not in EXAMPLE.read_text()
-    routing_doc = (EXAMPLE.parent.parent / "docs" / "routing.md").read_text()
+    routing_doc = (ROOT / "docs" / "routing.md").read_text()
     assert "`web` (the web chat)" in routing_doc and "webchat" not in routing_doc
 
 
 def test_loading_twice_changes_nothing(project):
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     first = rows()
-    out = load(project / "examples" / "exoclaw.toml")
+    out = load(project / "exoclaw" / "examples" / "exoclaw.toml")
     assert out.splitlines() == [
         "agents: 0 created, 0 updated, 3 unchanged",
         "plugins: 0 created, 0 updated, 2 unchanged",
@@ -128,14 +129,14 @@ def test_loading_twice_changes_nothing(project):
 
 
 def test_load_dump_load_round_trips_to_identical_rows(project):
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     CapabilityGrant.objects.create(
         plugin=Plugin.objects.get(name="echo"), agent=Agent.objects.get(name="assistant"),
         allowed_hosts=["api.example.com"], allowed_paths=[{"host": "/srv", "guest": "/data", "read_only": True}],
         secret_env={"api_key": "EXAMPLE_KEY"}, config={"n": 1.5, "deep": {"list": [1, "two"]}},
     )
     Binding.objects.create(agent=Agent.objects.get(name="local"), guild="g1", team="t1", enabled=False)
-    dumped = project / "examples" / "dumped.toml"
+    dumped = project / "exoclaw" / "examples" / "dumped.toml"
     call_command("dumpconfig", "-o", str(dumped), stderr=io.StringIO())
     text = dumped.read_text()
     assert 'wasm = "../sandbox/plugins/echo.wasm"' not in text  # paths inside the folder only
@@ -149,12 +150,12 @@ def test_load_dump_load_round_trips_to_identical_rows(project):
     Binding.objects.all().delete()
     load(dumped)
     assert by_name() == named, "loading the dump into an empty database must give the same rows"
-    call_command("dumpconfig", "-o", str(project / "examples" / "again.toml"), stderr=io.StringIO())
-    assert (project / "examples" / "again.toml").read_text() == text
+    call_command("dumpconfig", "-o", str(project / "exoclaw" / "examples" / "again.toml"), stderr=io.StringIO())
+    assert (project / "exoclaw" / "examples" / "again.toml").read_text() == text
 
 
 def test_dump_writes_paths_relative_to_the_output_folder(project):
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     call_command("dumpconfig", "-o", str(project / "dump.toml"), stderr=io.StringIO())
     text = (project / "dump.toml").read_text()
     assert 'wasm = "sandbox/plugins/echo.wasm"' in text
@@ -164,7 +165,7 @@ def test_dump_writes_paths_relative_to_the_output_folder(project):
 
 
 def test_dump_to_stdout_uses_absolute_paths(project):
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     out = io.StringIO()
     call_command("dumpconfig", stdout=out)
     assert f'wasm = "{project}/sandbox/plugins/calc.wasm"' in out.getvalue()
@@ -172,7 +173,7 @@ def test_dump_to_stdout_uses_absolute_paths(project):
 
 
 def test_a_broken_file_changes_nothing_and_names_the_line(project):
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     path = write(project, """
 [[agents]]
 name = "demo"
@@ -312,17 +313,17 @@ def test_bindings_are_found_by_their_match(project):
 
 def test_rows_the_file_does_not_name_are_left_alone(project):
     Agent.objects.create(name="kept")
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     assert Agent.objects.filter(name="kept").exists()
 
 
 def test_check_validates_without_changing_anything_and_says_what_it_would_do(project):
-    out = load(project / "examples" / "exoclaw.toml", "--check")
+    out = load(project / "exoclaw" / "examples" / "exoclaw.toml", "--check")
     assert out.splitlines()[0] == "agents: would create 3, would update 0, 0 unchanged"
     assert not Agent.objects.exists()
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     Agent.objects.filter(name="demo").update(max_tokens=7)
-    out = load(project / "examples" / "exoclaw.toml", "--check")
+    out = load(project / "exoclaw" / "examples" / "exoclaw.toml", "--check")
     assert out.splitlines()[0] == "agents: would create 0, would update 1, 2 unchanged"
     assert Agent.objects.get(name="demo").max_tokens == 7
 
@@ -353,7 +354,7 @@ def test_dump_writes_no_empty_grant_table(project):
 
 
 def test_read_and_apply_are_callable_without_the_command(project):
-    config = read(project / "examples" / "exoclaw.toml")
+    config = read(project / "exoclaw" / "examples" / "exoclaw.toml")
     assert [a["name"] for a in config.data["agents"]] == ["demo", "assistant", "local"]
     apply(config)
     with pytest.raises(ConfigError) as e:
@@ -362,7 +363,7 @@ def test_read_and_apply_are_callable_without_the_command(project):
 
 
 def test_dump_refuses_a_value_toml_cannot_hold(project):
-    load(project / "examples" / "exoclaw.toml")
+    load(project / "exoclaw" / "examples" / "exoclaw.toml")
     Plugin.objects.filter(name="echo").update(config={"retries": None})
     with pytest.raises(CommandError, match=r"plugins\[1\]\.config\.retries: TOML has no null value"):
         call_command("dumpconfig", stdout=io.StringIO())

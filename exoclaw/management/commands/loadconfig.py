@@ -6,6 +6,9 @@ from django.core.management.base import CommandError
 from common.commands import CommandWithExample
 from exoclaw.configfile import ConfigError, apply, read
 
+# Shipped with the package: two agents, the echo and calc sample plugins, and their bindings.
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "exoclaw.toml"
+
 
 class Command(CommandWithExample):
     help = (
@@ -13,16 +16,22 @@ class Command(CommandWithExample):
         "Rows are found by name (bindings by their match); rows the file does not mention are\n"
         "left alone. A file with any mistake is refused whole and nothing changes.\n"
         "The format is in docs/config.md.\n\n"
-        "Example: python manage.py loadconfig examples/exoclaw.toml"
+        "Examples:\n"
+        "  python manage.py loadconfig exoclaw/examples/exoclaw.toml\n"
+        "  exoclaw loadconfig --example --check"
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", type=Path, help="the TOML file to load, e.g. examples/exoclaw.toml")
+        parser.add_argument("file", type=Path, nargs="?", help="the TOML file to load, e.g. exoclaw.toml")
+        parser.add_argument("--example", action="store_true", help=f"load the example shipped with exoclaw ({EXAMPLE})")
         parser.add_argument(
             "--check", action="store_true", help="validate the file against the database, then change nothing"
         )
 
-    def handle(self, *args, file, check, **options):
+    def handle(self, *args, file, example, check, **options):
+        if bool(file) == example:
+            raise CommandError("give the TOML file to load, or --example for the one shipped with exoclaw")
+        file = file or EXAMPLE
         started = time.monotonic()
         try:
             summary = apply(read(file), dry_run=check)

@@ -1,7 +1,8 @@
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from common.commands import CommandWithExample
+from common.commands import CommandWithExample, database_is_fresh
 from exoclaw.bind import is_loopback_host, parse_bind
 from exoclaw.bodylimit import daphne_server_class
 from exoclaw.models import ApiToken
@@ -38,8 +39,12 @@ def daphne_args(host: str, port: int) -> list[str]:
 class Command(CommandWithExample):
     help = (
         "Serve exoclaw (HTTP, the admin and the WebSocket gateway) with daphne on EXOCLAW_BIND.\n"
-        "Refuses a non-loopback address unless an API token is configured.\n\n"
-        "Example: EXOCLAW_BIND=127.0.0.1:7200 python manage.py serve"
+        "Refuses a non-loopback address unless an API token is configured.\n"
+        "On a loopback address, a fresh database (a new install) is first set up as `make run` does:\n"
+        "migrate, then bootstrap (the demo agent, the sample plugins, an admin user).\n\n"
+        "Examples:\n"
+        "  EXOCLAW_BIND=127.0.0.1:7200 python manage.py serve\n"
+        "  exoclaw serve --bind 127.0.0.1:8000"
     )
 
     def add_arguments(self, parser):
@@ -50,6 +55,8 @@ class Command(CommandWithExample):
             host, port = parse_bind(bind)
         except ValueError as e:
             raise CommandError(str(e)) from None
+        if is_loopback_host(host) and database_is_fresh():
+            self._set_up()
         refuse_unauthenticated_bind(host, port)
         from agents.store import StoreError, get_store
 
@@ -74,3 +81,11 @@ class Command(CommandWithExample):
         # Request bodies are counted while Twisted receives them (exoclaw/bodylimit.py).
         cli.server_class = daphne_server_class(RedactingServer)
         cli.run(daphne_args(host, port))
+
+    def _set_up(self):
+        """A new install on this machine: the tables and the demo, so the first start just works. (A
+        reachable address gets no such help: there, migrate and bootstrap are the operator's steps.)"""
+        self.stderr.write("serve: a fresh database, setting it up first (migrate, then bootstrap)")
+        call_command("migrate", interactive=False, verbosity=0, stdout=self.stderr._out, stderr=self.stderr._out)
+        self.stderr.write("serve: migrated")
+        call_command("bootstrap", stdout=self.stdout._out, stderr=self.stderr._out)

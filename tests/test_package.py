@@ -1,0 +1,123 @@
+"""The package: requirements.txt and pyproject.toml agree, and `pip install` of the project into a fresh
+virtualenv gives an `exoclaw` command that lists its commands, serves a fresh install and chats."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import urllib.request
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.clients_fixtures import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["exoclaw", "agents", "common", "routing", "sandbox", "webhooks"]
+
+
+def pinned() -> dict[str, Requirement]:
+    """requirements.txt, by canonical name."""
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    reqs = [Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip()]
+    return {canonicalize_name(r.name): r for r in reqs}
+
+
+def declared() -> dict[str, Requirement]:
+    """pyproject.toml's dependencies and every extra's, by canonical name."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    return {canonicalize_name(r.name): r for r in map(Requirement, names)}
+
+
+def test_pyproject_declares_exactly_the_pinned_requirements_with_ranges_starting_at_the_pins():
+    pins, ranges = pinned(), declared()
+    assert set(pins) == set(ranges), f"only in requirements.txt: {set(pins) - set(ranges)}, only in pyproject.toml: {set(ranges) - set(pins)}"
+    for name, pin in pins.items():
+        (version,) = [s.version for s in pin.specifier if s.operator == "=="]
+        spec = ranges[name].specifier
+        assert spec.contains(version, prereleases=True), f"{name}: the pin {version} is outside pyproject's {spec}"
+        assert {s.operator for s in spec} == {">=", "<"}, f"{name}: give pyproject a floor and a ceiling, not {spec}"
+        assert next(s.version for s in spec if s.operator == ">=") == version, f"{name}: the floor is not the pin {version}"
+        assert ranges[name].extras == pin.extras, name
+    postgres = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["postgres"]
+    assert [Requirement(r).name for r in postgres] == ["psycopg"]
+
+
+def fresh_venv(tmp_path: Path) -> Path:
+    """A virtualenv that sees this one's packages (Django, pip, setuptools…) through a .pth file but not
+    the checkout, so installing the project is offline and quick, and only the installed copy is importable."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    shared = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site_packages / "shared-site-packages.pth").write_text("\n".join(shared) + "\n")
+    return venv
+
+
+def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_path):
+    source = tmp_path / "src"  # a copy: pip builds in the source folder, and the checkout stays clean
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    venv = fresh_venv(tmp_path)
+    install = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--quiet", source], capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    installed = next((venv / "lib").glob("python3*/site-packages"))
+    for needed in ("exoclaw/templates/chat.html", "exoclaw/templates/admin/base_site.html",
+                   "exoclaw/static/exoclaw/chat.js", "exoclaw/examples/exoclaw.toml", "sandbox/plugins/calc.wasm",
+                   "agents/migrations/0001_initial.py", "routing/templates/admin/routing/binding/try_routing.html"):
+        assert (installed / needed).is_file(), f"the package lacks {needed}"
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EXOCLAW_", "REDIS_", "SURREALDB_", "DJANGO_", "PYTHON", "XDG_")) and k != "DATABASE_URL"}
+    env |= {"HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    exoclaw = venv / "bin" / "exoclaw"
+
+    def run(*args):
+        return subprocess.run([exoclaw, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    where = subprocess.run([venv / "bin" / "python", "-c", "import exoclaw; print(exoclaw.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.startswith(str(installed)), where.stdout + where.stderr
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    ours, others = helped.stdout.split("exoclaw's commands:")[1].split("Django's and Channels' commands")
+    listed = set(re.findall(r"^  (\w+) ", ours, re.M)) | set(re.findall(r"\w+", others.split(":", 1)[1]))
+    wanted = {"serve", "worker", "chat", "doctor", "runplugin", "loadconfig", "dumpconfig", "createtoken", "migrate"}
+    assert wanted <= listed, f"exoclaw --help does not list {wanted - listed}:\n{helped.stdout}"
+    var_dir = home / ".local" / "share" / "exoclaw"
+    assert f"Files: {var_dir}" in helped.stdout
+    assert "usage: exoclaw serve" in run("serve", "--help").stdout
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([exoclaw, "serve", "--bind", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server, log, timeout=180)
+        url = f"ws://127.0.0.1:{port}/ws"
+        said = run("chat", "--url", url, "--agent", "demo", "--message", "hello from an installed exoclaw")
+        assert said.returncode == 0, said.stderr
+        assert said.stdout == "hello from an installed exoclaw\n"
+        calc = run("chat", "--url", url, "--message", '/tool calc {"expr": "6*7"}')
+        assert calc.returncode == 0 and "42" in calc.stdout, calc.stdout + calc.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert b"exoclaw" in page.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/exoclaw/chat.js", timeout=30) as script:
+            assert script.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    assert "a fresh database, setting it up first" in text and "created superuser 'admin'" in text, text
+    assert (var_dir / "exoclaw.sqlite3").is_file()
