@@ -3,9 +3,7 @@ virtualenv gives an `exoclaw` command that lists its commands, serves a fresh in
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -14,9 +12,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.clients_fixtures import free_port, wait_for_port
+from tests.package_support import install_fresh, site_packages
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["exoclaw", "agents", "common", "routing", "sandbox", "webhooks"]
 
 
 def pinned() -> dict[str, Requirement]:
@@ -47,30 +45,9 @@ def test_pyproject_declares_exactly_the_pinned_requirements_with_ranges_starting
     assert [Requirement(r).name for r in postgres] == ["psycopg"]
 
 
-def fresh_venv(tmp_path: Path) -> Path:
-    """A virtualenv that sees this one's packages (Django, pip, setuptools…) through a .pth file but not
-    the checkout, so installing the project is offline and quick, and only the installed copy is importable."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
-    site_packages = next((venv / "lib").glob("python3*/site-packages"))
-    shared = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
-    (site_packages / "shared-site-packages.pth").write_text("\n".join(shared) + "\n")
-    return venv
-
-
 def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_path):
-    source = tmp_path / "src"  # a copy: pip builds in the source folder, and the checkout stays clean
-    for name in PACKAGES:
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    venv = fresh_venv(tmp_path)
-    install = subprocess.run(
-        [venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", source], capture_output=True, text=True, timeout=300,
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
-    installed = next((venv / "lib").glob("python3*/site-packages"))
+    venv = install_fresh(tmp_path)
+    installed = site_packages(venv)
     for needed in ("exoclaw/templates/chat.html", "exoclaw/templates/admin/base_site.html",
                    "exoclaw/static/exoclaw/chat.js", "exoclaw/examples/exoclaw.toml", "sandbox/plugins/calc.wasm",
                    "agents/migrations/0001_initial.py", "routing/templates/admin/routing/binding/try_routing.html"):
@@ -121,3 +98,8 @@ def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_pa
     text = log.read_text()
     assert "a fresh database, setting it up first" in text and "created superuser 'admin'" in text, text
     assert (var_dir / "exoclaw.sqlite3").is_file()
+    # The example config ships with the package and finds the sample plugins it names from there.
+    example = run("loadconfig", "--example", "--check")
+    assert example.returncode == 0 and "plugins: would create 0, would update 2" in example.stdout, example.stdout + example.stderr
+    doctor = run("doctor")
+    assert doctor.returncode == 0 and "HIGH" not in doctor.stdout, doctor.stdout + doctor.stderr
