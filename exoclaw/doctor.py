@@ -16,6 +16,8 @@ from common.doctor import HIGH, LOW, MEDIUM, SEVERITIES, Finding, command
 from exoclaw.bind import is_loopback_host, parse_bind
 from exoclaw.models import ApiToken
 
+# Host names that only this machine uses.
+LOCAL_NAMES = {"127.0.0.1", "localhost", "::1"}
 # Keys that are public, so no key at all: placeholders from docs and tutorials, and the example in
 # docs/deploy.md (tests/test_doctor.py keeps this in step with it).
 PUBLISHED_KEYS = {
@@ -38,6 +40,8 @@ class Deployment:
     redis_url: str
     database_engine: str
     surrealdb_url: str
+    trusted_proxies: tuple[str, ...] = ()
+    behind_tls_proxy: bool = False
 
     @classmethod
     def from_settings(cls, bind: str | None = None) -> "Deployment":
@@ -50,15 +54,33 @@ class Deployment:
             redis_url=settings.REDIS_URL,
             database_engine=settings.DATABASES["default"]["ENGINE"],
             surrealdb_url=settings.SURREALDB_URL,
+            trusted_proxies=tuple(settings.TRUSTED_PROXIES),
+            behind_tls_proxy=settings.SECURE_PROXY_SSL_HEADER is not None,
         )
 
     @property
-    def reachable(self) -> bool:
-        """Listening where other machines can connect (a bind we cannot parse counts as reachable)."""
+    def public_bind(self) -> bool:
+        """Listening where other machines can connect (a bind we cannot parse counts as public)."""
         try:
             return not is_loopback_host(parse_bind(self.bind)[0])
         except ValueError:
             return True
+
+    @property
+    def behind_proxy(self) -> bool:
+        return bool(self.trusted_proxies) or self.behind_tls_proxy
+
+    @property
+    def exposure(self) -> str | None:
+        """How other machines reach this server, in words; None when only this machine does."""
+        if self.public_bind:
+            return f"exoclaw listens on {self.bind}, reachable from other machines"
+        if self.behind_proxy:
+            return "exoclaw is served through a proxy (TRUSTED_PROXIES or BEHIND_TLS_PROXY)"
+        public = [h for h in self.allowed_hosts if h.strip("[]").lower() not in LOCAL_NAMES]
+        if public:
+            return f"exoclaw is served to other machines (ALLOWED_HOSTS names {', '.join(public)})"
+        return None
 
 
 def weak_secret_key(key: str) -> bool:
@@ -69,16 +91,17 @@ def weak_secret_key(key: str) -> bool:
 
 def settings_findings(d: Deployment) -> list[Finding]:
     found = []
-    where = f"exoclaw listens on {d.bind}" + (", reachable from other machines" if d.reachable else " (loopback)")
+    exposed = d.exposure is not None
+    where = d.exposure or "exoclaw is served to this machine only"
     if d.debug:
         found.append(Finding(
-            "debug-on", HIGH if d.reachable else LOW,
+            "debug-on", HIGH if exposed else LOW,
             f"DEBUG is on and {where}: error pages show code, settings and request data",
             "set DEBUG=false (keep it on only while developing on this machine)",
         ))
     if weak_secret_key(d.secret_key):
         found.append(Finding(
-            "weak-secret-key", HIGH if d.reachable else LOW,
+            "weak-secret-key", HIGH if exposed else LOW,
             f"SECRET_KEY is weak or published and {where}: whoever knows it can forge the admin's session "
             "cookies and signed values",
             "unset SECRET_KEY to have one generated into $EXOCLAW_VAR_DIR/secret_key, or set it to the output "
@@ -91,12 +114,20 @@ def settings_findings(d: Deployment) -> list[Finding]:
             "gateway can no longer tell its own page from another site's",
             "list the names clients use, e.g. ALLOWED_HOSTS=exoclaw.example.com,127.0.0.1",
         ))
-    if d.loopback_trust and d.reachable:
+    if d.loopback_trust and d.public_bind:
         found.append(Finding(
             "loopback-trust-on-reachable-bind", HIGH,
             f"GATEWAY_LOOPBACK_TRUST is on while {where}: any process or forwarder on this machine "
             "(ssh -L, socat, a sidecar) connects as 'loopback' with the admin scope and no token",
             "unset GATEWAY_LOOPBACK_TRUST (it is then off for a non-loopback bind) or set it to false, and use tokens",
+        ))
+    elif d.loopback_trust is not False and not d.public_bind and d.behind_proxy and "*" not in d.allowed_hosts:
+        found.append(Finding(
+            "loopback-trust-behind-proxy", MEDIUM,
+            "the gateway trusts loopback (GATEWAY_LOOPBACK_TRUST unset on a loopback bind) behind a proxy: a "
+            "proxied request is not trusted, but a plain forwarder on this machine (ssh -L, socat, a sidecar) "
+            "passes as 'loopback' with the admin scope and no token",
+            "set GATEWAY_LOOPBACK_TRUST=false and use tokens (docs/config.md, \"Behind a reverse proxy\")",
         ))
     if d.redis_url and "sqlite" in d.database_engine:
         found.append(Finding(
@@ -121,7 +152,7 @@ def token_findings(d: Deployment, now=None) -> list[Finding]:
     now = now or timezone.now()
     live = [t for t in ApiToken.objects.filter(enabled=True).order_by("name") if not t.is_expired(now)]
     found = []
-    if d.reachable and not live:
+    if d.public_bind and not live:
         found.append(Finding(
             "no-token-on-reachable-bind", HIGH,
             f"exoclaw listens on {d.bind}, reachable from other machines, and no API token is enabled: "

@@ -51,8 +51,12 @@ def test_safe_settings_have_no_finding():
     ({"secret_key": "django-insecure-" + "x" * 50, "bind": "0.0.0.0:7200"}, "weak-secret-key", "high"),
     ({"secret_key": "ab" * 30, "bind": "0.0.0.0:7200"}, "weak-secret-key", "high"),
     ({"secret_key": "short"}, "weak-secret-key", "low"),
+    ({"debug": True, "allowed_hosts": ("exoclaw.example.com", "127.0.0.1")}, "debug-on", "high"),
+    ({"debug": True, "behind_tls_proxy": True, "loopback_trust": False}, "debug-on", "high"),
     ({"allowed_hosts": ("*",)}, "allowed-hosts-any", "high"),
     ({"loopback_trust": True, "bind": "0.0.0.0:7200"}, "loopback-trust-on-reachable-bind", "high"),
+    ({"trusted_proxies": ("10.0.0.2",)}, "loopback-trust-behind-proxy", "medium"),
+    ({"behind_tls_proxy": True, "loopback_trust": True}, "loopback-trust-behind-proxy", "medium"),
     ({"redis_url": "redis://127.0.0.1:6379/0", "surrealdb_url": "ws://surreal:8000"}, "sqlite-with-several-processes", "high"),
     ({"redis_url": "redis://127.0.0.1:6379/0", "database_engine": "django.db.backends.postgresql"},
      "embedded-store-with-several-processes", "high"),
@@ -66,6 +70,7 @@ def test_each_settings_risk_is_found_with_its_severity(changes, finding, severit
 @pytest.mark.parametrize("changes", [
     {"loopback_trust": True},                                     # trusting loopback on a loopback bind is the default
     {"loopback_trust": False, "bind": "0.0.0.0:7200"},
+    {"trusted_proxies": ("10.0.0.2",), "loopback_trust": False},  # behind a proxy, as docs/config.md advises
     {"allowed_hosts": ("exoclaw.example.com", ".example.com")},
     {"database_engine": "django.db.backends.postgresql", "surrealdb_url": "mem://"},  # one process: fine
 ])
@@ -79,10 +84,12 @@ def test_the_secret_key_published_in_the_deploy_guide_is_weak():
 
 
 def test_the_deployment_is_read_from_settings():
-    with override_settings(DEBUG=True, EXOCLAW_BIND="0.0.0.0:80", ALLOWED_HOSTS=["*"], GATEWAY_LOOPBACK_TRUST=True):
+    with override_settings(DEBUG=True, EXOCLAW_BIND="0.0.0.0:80", ALLOWED_HOSTS=["*"], GATEWAY_LOOPBACK_TRUST=True,
+                           TRUSTED_PROXIES=["10.0.0.2"]):
         d = Deployment.from_settings()
-        assert (d.debug, d.reachable, d.allowed_hosts, d.loopback_trust) == (True, True, ("*",), True)
-        assert not Deployment.from_settings("127.0.0.1:7200").reachable
+        assert (d.debug, d.public_bind, d.allowed_hosts, d.loopback_trust) == (True, True, ("*",), True)
+        assert d.trusted_proxies == ("10.0.0.2",) and not d.behind_tls_proxy
+        assert not Deployment.from_settings("127.0.0.1:7200").public_bind
 
 
 def token(name: str, scopes: list[str], **fields) -> ApiToken:
