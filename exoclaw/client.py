@@ -1,9 +1,9 @@
-"""A small client for the gateway's JSON-RPC WebSocket, used by `manage.py chat` and by tests.
+"""A small client for the gateway's JSON-RPC WebSocket, used by `exoclaw chat` (and `manage.py chat`) and by tests.
 
 `RunState` (the events of one run, in order, each once) and `plain_words` (gateway error reasons in
 words) are pure; `Gateway` adds the socket: it matches responses to requests by id and sorts the
 `chat.event` notifications into one queue per run, so events that arrive before `chat.send`'s
-response are kept rather than dropped.
+response are kept rather than dropped. It imports nothing of Django (tests/test_cli.py checks).
 """
 
 import asyncio
