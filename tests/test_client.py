@@ -137,7 +137,7 @@ def test_chat_page_embeds_the_reason_table_and_forbids_outside_resources(client)
 
 
 def test_chat_page_assets_reference_nothing_outside_the_server():
-    template = (Path(__file__).resolve().parent.parent / "templates" / "chat.html").read_text()
+    template = (Path(__file__).resolve().parent.parent / "exoclaw" / "templates" / "chat.html").read_text()
     css = (STATIC / "chat.css").read_text()
     for text in [template, (STATIC / "chat.js").read_text(), css]:
         assert not re.search(r"https?://|//cdn", text)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.clients_fixtures import free_port, wait_for_port
 from tests.package_support import install_fresh, site_packages
@@ -46,6 +47,11 @@ def test_pyproject_declares_exactly_the_pinned_requirements_with_ranges_starting
 
 
 def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_path):
+    import setuptools
+
+    assert Version(setuptools.__version__) >= Version("70.1"), (
+        f"setuptools {setuptools.__version__} cannot build a wheel by itself: `make install-dev` installs "
+        "requirements-dev.txt's")
     venv = install_fresh(tmp_path)
     installed = site_packages(venv)
     for needed in ("exoclaw/templates/chat.html", "exoclaw/templates/admin/base_site.html",
