@@ -95,7 +95,7 @@ def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_pa
         calc = run("chat", "--url", url, "--message", '/tool calc {"expr": "6*7"}')
         assert calc.returncode == 0 and "42" in calc.stdout, calc.stdout + calc.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
-            assert b"exoclaw" in page.read()
+            assert b"<title>exoclaw chat</title>" in page.read()  # the template ships with the package
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/exoclaw/chat.js", timeout=30) as script:
             assert script.status == 200
     finally:
@@ -103,6 +103,7 @@ def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_pa
         server.wait(timeout=30)
     text = log.read_text()
     assert "a fresh database, setting it up first" in text and "created superuser 'admin'" in text, text
+    assert "lost it? exoclaw changepassword admin" in text, "the first start names the installed command"
     assert (var_dir / "exoclaw.sqlite3").is_file()
     # The example config ships with the package and finds the sample plugins it names from there.
     example = run("loadconfig", "--example", "--check")

@@ -6,13 +6,16 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from agents.models import Agent
-from common.commands import CommandWithExample
+from common.commands import CommandWithExample, invoked_as_exoclaw
 from exoclaw.models import ApiToken, hash_token
 from routing.models import Binding
 from sandbox.samples import register_samples
 
 BOOTSTRAP_TOKEN_NAME = "EXOCLAW_TOKEN"
-CHANGE_PASSWORD = ".venv/bin/python manage.py changepassword"
+
+
+def change_password() -> str:
+    return "exoclaw changepassword" if invoked_as_exoclaw() else ".venv/bin/python manage.py changepassword"
 
 
 def boxed(lines: list[str]) -> str:
@@ -64,7 +67,7 @@ class Command(CommandWithExample):
         if existing is not None:
             name = existing.get_username()
             self._say(f"a superuser exists, kept (its password is not changed; lost it? "
-                      f"{CHANGE_PASSWORD} {name})")
+                      f"{change_password()} {name})")
             return
         from_env = os.environ.get("EXOCLAW_ADMIN_PASSWORD", "")
         password = from_env or secrets.token_urlsafe(12)
@@ -75,7 +78,7 @@ class Command(CommandWithExample):
         self.stdout.write(boxed([
             f"created superuser 'admin', password: {password}",
             f"sign in at http://{settings.EXOCLAW_BIND}/admin/ (the password is shown only this once)",
-            f"lost it? {CHANGE_PASSWORD} admin",
+            f"lost it? {change_password()} admin",
         ]))
 
     def _bootstrap_token(self):
