@@ -80,6 +80,7 @@ def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_pa
     var_dir = home / ".local" / "share" / "exoclaw"
     assert f"Files: {var_dir}" in helped.stdout
     assert "usage: exoclaw serve" in run("serve", "--help").stdout
+    assert run("--version").stdout.startswith("exoclaw 0.1.0 (Django 5.2")
 
     port = free_port()
     log = tmp_path / "serve.log"

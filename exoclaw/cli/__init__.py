@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         from .chat import main as chat_main
 
         return chat_main(argv[1:], prog="exoclaw chat")
+    if argv in (["--version"], ["version"]):
+        import django
+
+        import exoclaw
+
+        print(f"exoclaw {exoclaw.__version__} (Django {django.get_version()})")
+        return 0
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exoclaw.settings")
     from django.core.management import ManagementUtility
 
