@@ -12,6 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from exoclaw import __version__ as exoclaw_version
 from tests.clients_fixtures import free_port, wait_for_port
 from tests.package_support import install_fresh, site_packages
 
@@ -80,7 +81,7 @@ def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_pa
     var_dir = home / ".local" / "share" / "exoclaw"
     assert f"Files: {var_dir}" in helped.stdout
     assert "usage: exoclaw serve" in run("serve", "--help").stdout
-    assert run("--version").stdout.startswith("exoclaw 0.1.0 (Django 5.2")
+    assert run("--version").stdout.startswith(f"exoclaw {exoclaw_version} (Django 5.2")
 
     port = free_port()
     log = tmp_path / "serve.log"
