@@ -408,7 +408,9 @@ async def test_sending_a_runs_idempotency_key_again_on_one_connection_holds_one_
     await client.result("chat.abort", {"run_id": first["run_id"]})
     await client.finished(first["run_id"])
     assert (await client.result("status"))["active_runs"] == 0
-    for peer in ("a", "b"):  # both slots are free again
-        sent = await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper", "peer": peer})
+    # Both slots are free again: two runs at once.
+    both = [await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper", "peer": peer})
+            for peer in ("a", "b")]
+    for sent in both:
         await client.result("chat.abort", {"run_id": sent["run_id"]})
         await client.finished(sent["run_id"])
