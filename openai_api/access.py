@@ -1,7 +1,8 @@
 """Who is asking: the API token in `Authorization: Bearer <token>`, as an origin of the run service.
 
-- The token is checked by `exoclaw.tokens` (the same check the gateway makes) and needs scope `chat`
-  (or `admin`). Its conversations belong to `token:<name>`, the same principal it is on the gateway,
+- The token is checked by `exoclaw.tokens` (the same check the gateway makes; a check is reused for
+  GATEWAY_TOKEN_RECHECK_SECONDS, the period in which a gateway connection notices a revoked token)
+  and needs scope `chat` (or `admin`). Its conversations belong to `token:<name>`, the same principal it is on the gateway,
   so `sessions.history` over the gateway reads what the API recorded.
 - Refused tokens count against the client's address in the same throttle as the gateway's logins
   and the admin's login form (`exoclaw.gateway.limits.failed_logins`, shared through Redis when
@@ -20,7 +21,7 @@ from django.conf import settings
 from agents.runtime import service
 from exoclaw.gateway.limits import TokenBucket, failed_logins
 from exoclaw.proxies import real_client_address
-from exoclaw.tokens import TokenRefused, verify_token
+from exoclaw.tokens import TokenRefused, recent_token
 
 from .errors import ApiError, unauthorized
 
@@ -67,7 +68,7 @@ async def caller(request) -> Caller:
                                   request.META.get("HTTP_X_FORWARDED_FOR"))
     raw = presented_token(request.headers.get("Authorization"))
     try:
-        row = await verify_token(raw)
+        row = await recent_token(raw)
     except TokenRefused as e:
         throttle = failed_logins()
         wait = await throttle.aretry_after(address, max_failures=settings.GATEWAY_AUTH_FAILURES,

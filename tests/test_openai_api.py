@@ -198,6 +198,43 @@ def test_closing_the_stream_early_aborts_the_run(live):
         ("user", None), ("assistant", None), ("user", "aborted")], page["messages"]
 
 
+def test_a_client_that_hangs_up_while_waiting_for_a_whole_answer_aborts_the_run(live):
+    from websockets.asyncio.client import connect
+
+    conversation = f"hangup-{uuid.uuid4().hex[:8]}"
+    opened = client(live, live.spinner_token).chat.completions.with_raw_response.create(
+        model="spinner", messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"X-Exoclaw-Conversation": conversation})
+    key = opened.headers["X-Exoclaw-Session-Key"]
+
+    async def hang_up_mid_tool_call():
+        async with connect(live.ws_url, additional_headers={"Authorization": f"Bearer {live.token}"}) as ws:
+            async def call(method, params):
+                await ws.send(json.dumps({"jsonrpc": "2.0", "id": method, "method": method, "params": params}))
+
+            async def until(predicate):
+                while not predicate(message := json.loads(await asyncio.wait_for(ws.recv(), 30))):
+                    assert "error" not in message, message
+                return message
+
+            await call("sessions.follow", {"session_key": key})
+            await until(lambda m: m.get("id") == "sessions.follow")
+            async with httpx.AsyncClient(timeout=60) as http:
+                waiting = asyncio.create_task(http.post(
+                    live.http_url + "/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {live.spinner_token}", "X-Exoclaw-Conversation": conversation},
+                    json={"model": "spinner", "messages": [{"role": "user", "content": "/tool spin.spin {}"}]}))
+                run_id = (await until(lambda m: m.get("method") == "sessions.run"))["params"]["run_id"]
+                await call("chat.subscribe", {"run_id": run_id})
+                await until(lambda m: m.get("method") == "chat.event" and m["params"]["type"] == "tool_call")
+                waiting.cancel()  # the client gives up: its connection closes
+            ending = await until(lambda m: m.get("method") == "chat.event" and m["params"]["type"] in ("done", "error"))
+            return ending["params"]
+
+    ending = asyncio.run(hang_up_mid_tool_call())
+    assert (ending["type"], ending.get("stop_reason")) == ("done", "aborted"), ending
+
+
 def test_an_error_answers_in_openais_shape_over_plain_http(live):
     # What curl sees: the status, and {"error": {...}} in JSON, never an HTML page or a traceback.
     response = httpx.post(live.http_url + "/v1/chat/completions", content=b'{"model": "demo", "messages": [',
@@ -331,6 +368,30 @@ async def test_a_token_needs_a_bearer_header_and_the_chat_scope():
     response = await api(reader).get("/v1/models")
     assert (response.status_code, error_of(response)["type"], error_of(response)["code"]) == (
         403, "permission_error", "missing_scope")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_revoked_token_stops_working_at_once_here_and_within_the_recheck_period_elsewhere(settings):
+    from exoclaw.models import ApiToken
+    from tests.runtime_fixtures import make_token
+
+    settings.GATEWAY_TOKEN_RECHECK_SECONDS = 3600  # a check is reused for an hour...
+    raw = await make_token(name="revoked-soon")
+    assert (await api(raw).get("/v1/models")).status_code == 200
+    token = await ApiToken.objects.aget(name="revoked-soon")
+    token.enabled = False
+    await token.asave(update_fields=["enabled"])  # ...but a change in this process is seen at once
+    refused = await api(raw).get("/v1/models")
+    assert (refused.status_code, error_of(refused)["message"]) == (401, "The API token was refused: this token is disabled.")
+    other = await make_token(name="changed-elsewhere")
+    assert (await api(other).get("/v1/models")).status_code == 200
+    # Another process's change (a bulk update sends no signal here) is seen once the check is older
+    # than GATEWAY_TOKEN_RECHECK_SECONDS.
+    await ApiToken.objects.filter(name="changed-elsewhere").aupdate(enabled=False)
+    assert (await api(other).get("/v1/models")).status_code == 200
+    settings.GATEWAY_TOKEN_RECHECK_SECONDS = 0
+    assert (await api(other).get("/v1/models")).status_code == 401
 
 
 @pytest.fixture
