@@ -4,6 +4,7 @@ Nothing here imports Django or Extism, so the rules are tested directly.
 """
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -35,9 +36,16 @@ class PathGrant:
             raise ValueError(f"{spec!r}: give HOST[:GUEST][:ro] with absolute paths, e.g. /srv/data:/data:ro")
         return cls(host=parts[0], guest=parts[-1], read_only=read_only)
 
+    def resolved(self) -> "PathGrant":
+        """The same grant with its host directory resolved (`..` and symlinks followed), as the
+        operating system will open it."""
+        return PathGrant(os.path.realpath(self.host), self.guest, self.read_only)
+
     def covers(self, other: "PathGrant") -> bool:
-        """Whether `other` gives no more than this grant: the same or a deeper directory, no write if this is read-only."""
-        inside = other.host == self.host or other.host.startswith(self.host.rstrip("/") + "/")
+        """Whether `other` gives no more than this grant: the same or a deeper directory, no write if
+        this is read-only. Both directories are compared resolved, so `/granted/../../etc` is /etc."""
+        mine, theirs = os.path.realpath(self.host), os.path.realpath(other.host)
+        inside = theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
         return inside and (other.read_only or not self.read_only)
 
 

@@ -187,3 +187,12 @@ def test_malformed_mcp_results_are_invalid_output():
         with pytest.raises(SandboxError) as caught:
             decode_result(MCP, output)
         assert caught.value.kind == "invalid_output"
+
+
+def test_path_grants_are_compared_resolved_not_as_strings(tmp_path):
+    (tmp_path / "granted").mkdir()
+    (tmp_path / "link").symlink_to("/etc")
+    stored = PathGrant(str(tmp_path / "granted"), "/g")
+    assert not stored.covers(PathGrant(f"{tmp_path}/granted/../../../../../../../../etc", "/x", read_only=True))
+    assert not PathGrant(str(tmp_path), "/t").covers(PathGrant(str(tmp_path / "link"), "/x"))
+    assert stored.covers(PathGrant(f"{tmp_path}/granted/./", "/g"))

@@ -139,3 +139,22 @@ def test_unknown_names_are_usage_errors(registered):
         run_in_process("nope", "--describe")
     with pytest.raises(CommandError, match="http_get has no tool 'post' \\(it has: fetch\\)"):
         run_in_process("http_get", "--tool", "post")
+
+
+def test_a_path_flag_that_climbs_out_of_the_stored_grant_with_dotdot_is_refused(db, tmp_path):
+    granted = tmp_path / "granted"
+    granted.mkdir()
+    (granted / "inside.txt").write_text("granted text")
+    plugin = Plugin(name="read_file", wasm_path=str(wasm_path("read_file")), wasi=True)
+    plugin.full_clean()
+    plugin.save()
+    CapabilityGrant.objects.create(plugin=plugin, allowed_paths=[{"host": str(granted), "guest": "/files", "read_only": True}])
+    escape = f"{granted}{'/..' * 12}/etc:/x:ro"
+    with pytest.raises(CommandError, match=r"path /etc -> /x \(ro\) is not in the stored grant.*--unsafe-override"):
+        run_in_process("read_file", "--allow-path", escape, "--tool", "read_file", "--args", '{"path": "/x/hostname"}')
+    # A deeper directory of the grant, written with .. that stays inside, still narrows it.
+    (granted / "sub").mkdir()
+    (granted / "sub" / "deep.txt").write_text("deeper")
+    out, _ = run_in_process("read_file", "--allow-path", f"{granted}/sub/../sub:/s:ro",
+                            "--tool", "read_file", "--args", '{"path": "/s/deep.txt"}')
+    assert out.strip() == "deeper"

@@ -115,7 +115,8 @@ class Command(CommandWithExample):
 
     def _flag_grant(self, options, base: Grant) -> Grant:
         try:
-            paths = tuple(PathGrant.parse(p) for p in options["allow_path"])
+            # Resolved here, so the directory checked against the stored grant is the one mounted.
+            paths = tuple(PathGrant.parse(p).resolved() for p in options["allow_path"])
         except ValueError as exc:
             raise CommandError(f"--allow-path {exc}", returncode=2) from None
         return Grant(
