@@ -147,6 +147,7 @@ class _Call:
                  on_start: Callable[[], None] | None = None):
         self.copy = copy
         self.ticket = Ticket()
+        self.owner = spec.name
         self._host, self._pool, self._spec, self._function, self._data = host, pool, spec, function, data
         self._grant, self._config, self._compile_ms, self._answer = grant, config, compile_ms, answer
         self._prepare_next, self._on_start = prepare_next, on_start

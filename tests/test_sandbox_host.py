@@ -263,13 +263,19 @@ async def test_a_path_granted_call_sees_its_directories_as_they_are_when_it_runs
     assert mcp_text(second.output) == ("replaced\n", False)
 
 
+STUCK = Grant(timeout_ms=20_000)
+
+
 async def host_with_its_one_worker_stuck() -> tuple[Host, asyncio.Task]:
-    """A host with one worker, busy in the loop plug-in (20 s timeout) until the returned task is cancelled,
-    and two compiled copies of echo idle, so an echo call reaches the worker pool within its first step."""
+    """A host with one worker, busy in the loop plug-in (20 s timeout, grant STUCK) until the returned
+    task is cancelled, and two more compiled copies of loop idle, so a further call of loop (which
+    waits for the worker: loop already runs there) reaches the pool within its first step."""
     single = Host(max_workers=1)
-    await asyncio.gather(*(single.call(spec("echo"), "echo", b"warm", Grant()) for _ in range(2)))
+    copies = [single._checkout(spec("loop"), STUCK) for _ in range(3)]
+    for pool, copy, _ in copies:
+        single._checkin(pool, copy)
     started, on_start = started_event()
-    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
+    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", STUCK, on_start=on_start))
     await asyncio.wait_for(started.wait(), 5)
     return single, stuck
 
@@ -285,9 +291,9 @@ async def unstick(stuck: asyncio.Task):
 async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(caplog):
     single, stuck = await host_with_its_one_worker_stuck()
     ran = []
-    queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant(), on_start=lambda: ran.append("queued")))
+    queued = asyncio.create_task(single.call(spec("loop"), "ok", b"", STUCK, on_start=lambda: ran.append("queued")))
     cancel = asyncio.Event()
-    by_event = asyncio.create_task(single.call(spec("echo"), "echo", b"y", Grant(), cancel=cancel,
+    by_event = asyncio.create_task(single.call(spec("loop"), "ok", b"", STUCK, cancel=cancel,
                                               on_start=lambda: ran.append("by_event")))
     await asyncio.sleep(0)  # one loop turn: both tasks, scheduled first, queue their calls on the pool
     queued.cancel()
@@ -309,7 +315,7 @@ async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(cap
 @pytest.mark.asyncio
 async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
     single, stuck = await host_with_its_one_worker_stuck()
-    queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant()))
+    queued = asyncio.create_task(single.call(spec("loop"), "ok", b"", STUCK))
     await asyncio.sleep(0)  # one loop turn: the task, scheduled first, queues its call on the pool
     single.shutdown()
     with pytest.raises(SandboxError) as caught:
