@@ -49,7 +49,7 @@ def test_no_state_leaks_between_calls(host):
 
 
 def test_http_get_reaches_a_granted_loopback_host(host, loopback_http):
-    grant = Grant(allowed_hosts=("127.0.0.1",))
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     out = host.run(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/hi"), grant)
     text, is_error = mcp_text(out.output)
     assert not is_error
@@ -57,7 +57,7 @@ def test_http_get_reaches_a_granted_loopback_host(host, loopback_http):
 
 
 def test_http_get_reports_http_errors_as_tool_errors(host, loopback_http):
-    grant = Grant(allowed_hosts=("127.0.0.1",))
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     out = host.run(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/missing"), grant)
     text, is_error = mcp_text(out.output)
     assert is_error and text.startswith("HTTP 404: ")
@@ -65,10 +65,10 @@ def test_http_get_reports_http_errors_as_tool_errors(host, loopback_http):
 
 def test_http_get_to_an_ungranted_host_is_host_denied_with_the_cause(host, loopback_http):
     # localhost is the same server as 127.0.0.1: only the grant differs.
-    grant = Grant(allowed_hosts=("127.0.0.1",))
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     url = f"http://localhost:{loopback_http}/secret"
     error = fails_with("host_denied", host.run, spec("http_get"), "call", mcp_call("fetch", url=url), grant)
-    assert f"HTTP request to {url} is not allowed" in error.message
+    assert error.reason == "not_granted" and f"{url}: the host localhost is not in the grant" in error.message
     assert "backtrace" not in error.message
 
 
@@ -79,7 +79,7 @@ def test_http_get_with_no_grant_reaches_nothing(host, loopback_http):
 
 @pytest.mark.asyncio
 async def test_concurrent_denials_are_attributed_to_their_own_calls(host, loopback_http):
-    granted = Grant(allowed_hosts=("127.0.0.1",))
+    granted = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     urls = [f"http://localhost:{loopback_http}/call{i}" for i in range(6)]
     calls = [host.call(spec("http_get"), "call", mcp_call("fetch", url=url), granted) for url in urls]
     calls += [host.call(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/ok"), granted)]
