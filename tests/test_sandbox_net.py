@@ -245,3 +245,51 @@ def test_sandbox_log_lines_never_carry_a_secret(host, api, caplog):
     with pytest.raises(SandboxError):
         fetch(host, bearer(api), f"http://localhost:1/x?appid={SECRET}", environ={"WEATHER_KEY": SECRET})
     assert SECRET not in caplog.text
+
+
+# Through the agent runtime: a run whose tool uses an injected secret keeps it out of the tool
+# result, the stored history and the log, and records the request on the run's tool call.
+
+from agents.store import get_store  # noqa: E402
+from sandbox.models import CapabilityGrant, Plugin  # noqa: E402
+from tests.runtime_fixtures import connect, make_agent  # noqa: E402,F401
+
+
+def register_cpdk_fetch(api_port: int):
+    plugin = Plugin(name="weather", wasm_path=str(spec("cpdk_fetch").wasm_path), declared_tools=[
+        {"name": "fetch", "description": "An Extism HTTP request, made as given.", "input_schema": {"type": "object"}}])
+    plugin.full_clean()
+    plugin.save()
+    grant = CapabilityGrant(plugin=plugin, allowed_hosts=[f"127.0.0.1:{api_port}"], http_secrets=[
+        {"host": f"127.0.0.1:{api_port}", "header": "Authorization", "format": "Bearer {secret}",
+         "secret_env": "EXOCLAW_TEST_WEATHER_KEY"}])
+    grant.full_clean()
+    grant.save()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fresh_layer", "process_store")
+async def test_a_runs_tool_result_history_and_log_hold_no_injected_secret(connect, api, monkeypatch, caplog):
+    from channels.db import database_sync_to_async
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("EXOCLAW_TEST_WEATHER_KEY", SECRET)
+    await database_sync_to_async(register_cpdk_fetch)(api.port)
+    await make_agent("helper", tools=["weather"])
+    client = await connect()
+    request = {"method": "GET", "url": api.url("/now?city=rome")}
+    sent = await client.result("chat.send", {"text": f"/tool weather.fetch {json.dumps(request)}", "agent": "helper"})
+    events = await client.finished(sent["run_id"])
+    result = next(e for e in events if e["type"] == "tool_result")
+    assert not result["is_error"], result
+    # The fake API got the key and echoed it back in its body and headers.
+    assert api.seen[0].headers["Authorization"] == f"Bearer {SECRET}"
+    assert json.loads(result["content"])["headers"]["x-echo-authorization"] == "Bearer [redacted]"
+    history = await client.result("sessions.history", {"session_key": sent["session_key"]})
+    run = await get_store().get_run(sent["run_id"])
+    assert [(r["method"], r["host"], r["path"], r["status"]) for r in run["tool_calls"][0]["http"]] == [
+        ("GET", f"127.0.0.1:{api.port}", "/now", 200)]
+    for where, text in (("the tool result", json.dumps(events)), ("the stored history", json.dumps(history)),
+                        ("the run's tool calls", json.dumps(run["tool_calls"], default=str)), ("the log", caplog.text)):
+        assert SECRET not in text, f"the secret leaked into {where}"
