@@ -31,7 +31,7 @@ from common.redact import redact_bytes, remember
 
 from .errors import SandboxError, classify
 from .extism_log import extism_log
-from .hostfns import FUNCTIONS
+from .hostfns import functions_for
 from .manifest import Grant, build_manifest, instance_config
 from .net import CallNet, NetLimits, RateLimiter, Resolver, system_resolver
 from .workers import CANCEL_RETRY_S, CANCELLED_BEFORE_START, Ticket, Workers
@@ -132,6 +132,8 @@ class _Pool:
     key: tuple
     wasm: bytes = field(repr=False)
     idle: list[_Copy] = field(default_factory=list)
+    # exoclaw's host functions the wasm imports (sandbox/hostfns.py), linked into each compiled copy.
+    functions: list = field(default_factory=list, repr=False)
 
 
 def _ms(start: float) -> float:
@@ -328,7 +330,7 @@ class Host:
             )
         key = (actual, spec.wasi, grant.fingerprint)
         with self._lock:
-            pool = self._pools.setdefault(key, _Pool(key, wasm))
+            pool = self._pools.get(key) or self._pools.setdefault(key, _Pool(key, wasm, functions=functions_for(wasm)))
             self._pools.move_to_end(key)
             while len(self._pools) > self._cache_size:
                 self._pools.popitem(last=False)
@@ -336,7 +338,7 @@ class Host:
                 return pool, pool.idle.pop(), 0.0
         start = time.perf_counter()
         try:
-            compiled = CompiledPlugin(build_manifest(pool.wasm, actual, grant), spec.wasi, FUNCTIONS)
+            compiled = CompiledPlugin(build_manifest(pool.wasm, actual, grant), spec.wasi, pool.functions)
         except extism.Error as exc:
             error = classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb)
             if error.kind == "hash_mismatch":

@@ -85,3 +85,66 @@ def http_headers(plugin, inputs, outputs, *user_data):
 
 
 FUNCTIONS = [http_request, http_status_code, http_headers]
+
+
+def _leb(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _limits(data: bytes, i: int) -> int:
+    flags = data[i]
+    _, i = _leb(data, i + 1)
+    return _leb(data, i)[1] if flags & 1 else i
+
+
+def wasm_imports(wasm: bytes) -> set[tuple[str, str]]:
+    """The (module, name) pairs a wasm module imports, read from its import section."""
+    found = set()
+    i = 8  # magic and version
+    while i < len(wasm):
+        section = wasm[i]
+        size, i = _leb(wasm, i + 1)
+        if section != 2:
+            i += size
+            continue
+        count, i = _leb(wasm, i)
+        for _ in range(count):
+            length, i = _leb(wasm, i)
+            module = wasm[i : i + length].decode()
+            length, i = _leb(wasm, i + length)
+            name = wasm[i : i + length].decode()
+            i += length
+            kind = wasm[i]
+            i += 1
+            if kind == 0:  # function: a type index
+                _, i = _leb(wasm, i)
+            elif kind == 1:  # table: a reference type, then limits
+                i = _limits(wasm, i + 1)
+            elif kind == 2:  # memory: limits
+                i = _limits(wasm, i)
+            elif kind == 3:  # global: a value type and mutability
+                i += 2
+            elif kind == 4:  # tag: an attribute and a type index
+                _, i = _leb(wasm, i + 1)
+            else:
+                raise ValueError(f"unknown import kind {kind}")
+            found.add((module, name))
+        break
+    return found
+
+
+def functions_for(wasm: bytes) -> list:
+    """exoclaw's host functions the module imports (linking the others costs every instance for
+    nothing); all of them when the module cannot be read, so none of Extism's own is ever used."""
+    try:
+        imported = wasm_imports(wasm)
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return list(FUNCTIONS)
+    return [f for f in FUNCTIONS if (NAMESPACE, f.name) in imported]

@@ -20,6 +20,7 @@ reached only through an entry that names the host or address itself (`localhost`
 import ipaddress
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -42,6 +43,7 @@ class Refused(Exception):
         self.message = message
 
 
+@lru_cache(maxsize=1024)
 def _host_of(text: str, *, wildcard: bool) -> str:
     """A grant's or a URL's host, normalised: lower case, no trailing dot, IP literals canonical.
     ValueError for anything ambiguous (numeric forms other than a dotted quad, say)."""
@@ -218,6 +220,7 @@ class HostRule:
         return text
 
 
+@lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

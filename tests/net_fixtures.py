@@ -20,6 +20,7 @@ class Seen:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def _handle(self):
         server = self.server

@@ -293,3 +293,16 @@ async def test_a_runs_tool_result_history_and_log_hold_no_injected_secret(connec
     for where, text in (("the tool result", json.dumps(events)), ("the stored history", json.dumps(history)),
                         ("the run's tool calls", json.dumps(run["tool_calls"], default=str)), ("the log", caplog.text)):
         assert SECRET not in text, f"the secret leaked into {where}"
+
+
+def test_exoclaws_http_functions_are_linked_into_exactly_the_plugins_that_import_them():
+    from sandbox.hostfns import functions_for
+    from tests.sandbox_fixtures import wasm_path
+
+    def linked(name):
+        return [f.name for f in functions_for(wasm_path(name).read_bytes())]
+
+    assert linked("cpdk_fetch") == ["http_request", "http_status_code", "http_headers"]
+    assert linked("http_get") == ["http_request", "http_status_code"]
+    assert linked("echo") == [] and linked("read_file") == []
+    assert [f.name for f in functions_for(b"\0asm\1\0\0\0\2\x99")] == ["http_request", "http_status_code", "http_headers"]
