@@ -75,7 +75,7 @@ async def finish_run(payload: dict, status: str, *, stop_reason, usage: dict, er
             payload["run_id"], call["call_id"], call["name"], call["input"] or {}, outcome_of(call),
             output=call["content"] if not call["is_error"] else None,
             error=call["content"] if call["is_error"] else None,
-            duration_ms=call["duration_ms"],
+            duration_ms=call["duration_ms"], http=call.get("http") or None,
         )
     await store.update_run(payload["run_id"], status=status, stop_reason=stop_reason, usage=usage, error=error)
 
