@@ -124,7 +124,7 @@ async def main(args) -> None:
     seed = (f"\nAgent.objects.create(name='bench', provider='anthropic', model='m', base_url='{fake.base_url}', "
             "api_key_env='BENCH_KEY')\n")
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(Path(tmp), None, f"surrealkv://{tmp}/sessions", workers=0, seed=seed)
+        cluster = Cluster(Path(tmp), None, f"surrealkv://{tmp}/sessions", f"sqlite:///{tmp}/db.sqlite3", workers=0, seed=seed)
         try:
             await measure(cluster.port, "helper", "fresh", 20)  # warm-up: connections, compiled code
             print(f"time to first streamed token, {args.runs} runs per way, alternating (ms)")
