@@ -118,8 +118,12 @@ def follow(ctx, origin: service.Origin, run_id: str, after_seq: int = 0, slot=No
     followers = _following(ctx)
     old = followers.pop(run_id, None)
     if old is not None:
-        slot, old.slot = slot or old.slot, None
         old.task.cancel()
+    if old is not None and old.slot is not None:
+        # The run keeps the slot it holds (a repeated chat.send of its key took another: given back).
+        if slot is not None:
+            slot.release()
+        slot, old.slot = old.slot, None
     elif slot is not None:
         # `status` counts the runs this gateway process's connections started and are following.
         run_started()

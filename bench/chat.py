@@ -126,9 +126,9 @@ async def main(args) -> None:
                 stand_in = subprocess.Popen([sys.executable, "tests/surreal_ws_server.py", "--url", "mem://", "--port", "0"],
                                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
                 surreal = stand_in.stdout.readline().split()[-1]
-                cluster = Cluster(Path(tmp), REDIS_URL, surreal, workers=2, lease=10, seed=seed)
+                cluster = Cluster(Path(tmp), REDIS_URL, surreal, f"sqlite:///{tmp}/db.sqlite3", workers=2, lease=10, seed=seed)
             else:
-                cluster = Cluster(Path(tmp), None, f"surrealkv://{tmp}/sessions", workers=0, seed=seed)
+                cluster = Cluster(Path(tmp), None, f"surrealkv://{tmp}/sessions", f"sqlite:///{tmp}/db.sqlite3", workers=0, seed=seed)
             try:
                 await measure(cluster.url, 4, 2)  # warm-up: connections, compiled code
                 base_first, base_total = [], []

@@ -31,7 +31,8 @@ AGENT_KEYS = (
 PLUGIN_KEYS = ("name", "version", "description", "wasm", "sha256", "wasi", "config", "declared_tools", "enabled")
 GRANT_KEYS = (
     "agent", "allowed_hosts", "allowed_paths", "memory_mb", "timeout_ms", "max_http_response_bytes",
-    "max_output_bytes", "max_concurrency", "config", "secret_env",
+    "max_output_bytes", "max_concurrency", "config", "secret_env", "http_secrets", "http_requests_per_call",
+    "http_requests_per_minute",
 )
 BINDING_KEYS = ("agent", *MATCH_FIELDS, "note", "enabled")
 CHANNEL_KEYS = (
@@ -450,4 +451,4 @@ def _wasm_path(plugin, base_dir) -> str:
 
 
 def write(base_dir: Path | None = None) -> str:
-    return dumps(collect(base_dir), subtables=("grant",), header=HEADER)
+    return dumps(collect(base_dir), subtables=("grant",), header=HEADER, nested=("http_secrets",))

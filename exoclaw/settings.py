@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "routing",
     "sandbox",
     "webhooks",
+    "openai_api",
 ]
 
 MIDDLEWARE = [
@@ -241,6 +242,11 @@ GATEWAY_MAX_RUNS = env.int("GATEWAY_MAX_RUNS", default=4)  # concurrent runs per
 GATEWAY_AUTH_GRACE = env.float("GATEWAY_AUTH_GRACE", default=10.0)  # seconds to authenticate
 GATEWAY_AUTH_FAILURES = env.int("GATEWAY_AUTH_FAILURES", default=5)  # failed logins per address…
 GATEWAY_AUTH_WINDOW = env.float("GATEWAY_AUTH_WINDOW", default=60.0)  # …within this many seconds
+# The OpenAI-compatible API at /v1/ (docs/api.md): requests per second per token, sustained and at
+# once, and the largest request body in bytes.
+OPENAI_COMPAT_RATE = env.float("OPENAI_COMPAT_RATE", default=10.0)
+OPENAI_COMPAT_BURST = env.int("OPENAI_COMPAT_BURST", default=30)
+OPENAI_COMPAT_MAX_BODY_BYTES = env.int("OPENAI_COMPAT_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For and X-Forwarded-Proto are believed; from
 # any other peer those headers are ignored. The client address they give is what the login throttle
 # counts by (docs/config.md, "Behind a reverse proxy").

@@ -19,9 +19,11 @@ class TomlWriteError(ValueError):
     """A value that TOML cannot hold (null, or a type that is not JSON-like)."""
 
 
-def dumps(doc: dict[str, list[dict]], subtables: tuple[str, ...] = (), header: str = "") -> str:
+def dumps(doc: dict[str, list[dict]], subtables: tuple[str, ...] = (), header: str = "",
+          nested: tuple[str, ...] = ()) -> str:
     """`doc` maps section names to lists of tables; keys named in `subtables` become `[section.key]`
-    (a dict) or `[[section.key]]` (a list of dicts) after the table's own keys."""
+    (a dict) or `[[section.key]]` (a list of dicts) after the table's own keys, and keys named in
+    `nested` inside those, when they hold a non-empty list of dicts, `[[section.key.nested]]`."""
     out = [header] if header else []
     for section, tables in doc.items():
         for i, table in enumerate(tables):
@@ -29,15 +31,23 @@ def dumps(doc: dict[str, list[dict]], subtables: tuple[str, ...] = (), header: s
             out.extend(_lines(table, f"{section}[{i}]", subtables))
             for name in subtables:
                 sub = table.get(name)
-                if isinstance(sub, dict):
-                    out.append(f"[{key(section)}.{key(name)}]")
-                    out.extend(_lines(sub, f"{section}[{i}].{name}", ()))
-                elif isinstance(sub, list):
-                    for j, item in enumerate(sub):
-                        out.append(f"[[{key(section)}.{key(name)}]]")
-                        out.extend(_lines(item, f"{section}[{i}].{name}[{j}]", ()))
+                subs = [(f"[{key(section)}.{key(name)}]", sub, f"{section}[{i}].{name}")] if isinstance(sub, dict) else [
+                    (f"[[{key(section)}.{key(name)}]]", item, f"{section}[{i}].{name}[{j}]")
+                    for j, item in enumerate(sub if isinstance(sub, list) else [])]
+                for heading, item, path in subs:
+                    inner = tuple(n for n in nested if _tables(item.get(n)))
+                    out.append(heading)
+                    out.extend(_lines(item, path, inner))
+                    for n in inner:
+                        for k, entry in enumerate(item[n]):
+                            out.append(f"[[{key(section)}.{key(name)}.{key(n)}]]")
+                            out.extend(_lines(entry, f"{path}.{n}[{k}]", ()))
             out.append("")
     return "\n".join(out)
+
+
+def _tables(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
 
 
 def _lines(table: dict, path: str, subtables) -> list[str]:

@@ -34,8 +34,10 @@ GRANT_FIELDS = [
     "allowed_paths",
     ("memory_mb", "timeout_ms", "max_concurrency"),
     ("max_http_response_bytes", "max_output_bytes"),
+    ("http_requests_per_call", "http_requests_per_minute"),
     "config",
     "secret_env",
+    "http_secrets",
     "secret_status",
 ]
 
@@ -46,16 +48,24 @@ class GrantSecrets:
     @admin.display(description="Secrets")
     def secret_status(self, grant):
         # Only the variable names and whether they are set: a secret's value is never shown.
-        if not grant.secret_env:
-            return "—"
-        return format_html_join(
-            "",
-            "<div><code>{}</code> ← <code>{}</code> ({})</div>",
-            (
-                (key, env_name, "set" if env_name in os.environ else "NOT SET in the server's environment")
-                for key, env_name in sorted(grant.secret_env.items())
-            ),
+        def status(env_name):
+            return "set" if env_name in os.environ else "NOT SET in the server's environment"
+
+        config = (
+            (f"config {key}", env_name, status(env_name), "enters the sandbox: the plugin holds the value")
+            for key, env_name in sorted(grant.secret_env.items())
         )
+        http = (
+            (f"HTTP to {s.get('host')}", s.get("secret_env"), status(s.get("secret_env") or ""),
+             f"added by exoclaw as {'header ' + s['header'] if s.get('header') else 'query ' + str(s.get('query'))}; "
+             "the plugin never sees it")
+            for s in (grant.http_secrets if isinstance(grant.http_secrets, list) else [])
+            if isinstance(s, dict)
+        )
+        rows = [*config, *http]
+        if not rows:
+            return "—"
+        return format_html_join("", "<div>{}: <code>{}</code> ({}), {}</div>", rows)
 
 
 class CapabilityGrantInline(GrantSecrets, admin.StackedInline):

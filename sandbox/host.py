@@ -27,9 +27,13 @@ from pathlib import Path
 import extism
 from extism.extism import CompiledPlugin
 
+from common.redact import redact_bytes, remember
+
 from .errors import SandboxError, classify
 from .extism_log import extism_log
+from .hostfns import functions_for
 from .manifest import Grant, build_manifest, instance_config
+from .net import CallNet, NetLimits, RateLimiter, Resolver, system_resolver
 from .workers import CANCEL_RETRY_S, CANCELLED_BEFORE_START, Ticket, Workers
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,32 @@ class CallOutput:
     compile_ms: float
     instantiate_ms: float
     call_ms: float
+    # The HTTP requests the call made (sandbox.net records): method, host, path, status, bytes,
+    # duration_ms, and why one was refused.
+    http: tuple = ()
+
+
+@dataclass(frozen=True)
+class CallSecrets:
+    """A call's secret values, read from the environment when the call is made: those of its HTTP
+    secrets by variable name (None: not set), and every value to redact from what comes out."""
+
+    http: dict = field(default_factory=dict)
+    values: tuple = ()
+
+
+def call_secrets(spec_config: Mapping, grant: Grant, environ: Mapping[str, str]) -> tuple[dict, CallSecrets]:
+    """The call's Extism config (secrets given as config included) and its CallSecrets."""
+    config = instance_config(spec_config, grant, environ)
+    http = {}
+    try:
+        http = {s.secret_env: environ.get(s.secret_env) for s in grant.policy.secrets}
+    except ValueError:
+        pass  # reported when the call starts
+    values = tuple(v for v in (*(config[k] for k in grant.secret_env), *http.values()) if v)
+    if values:
+        remember(*values)
+    return config, CallSecrets(http, values)
 
 
 class _Copy:
@@ -102,6 +132,8 @@ class _Pool:
     key: tuple
     wasm: bytes = field(repr=False)
     idle: list[_Copy] = field(default_factory=list)
+    # exoclaw's host functions the wasm imports (sandbox/hostfns.py), linked into each compiled copy.
+    functions: list = field(default_factory=list, repr=False)
 
 
 def _ms(start: float) -> float:
@@ -144,12 +176,13 @@ class _Call:
 
     def __init__(self, host: "Host", pool: _Pool, copy: _Copy, spec: PluginSpec, function: str, data: bytes,
                  grant: Grant, config: dict, compile_ms: float, answer: Callable, *, prepare_next: bool = False,
-                 on_start: Callable[[], None] | None = None):
+                 on_start: Callable[[], None] | None = None, secrets: CallSecrets = CallSecrets()):
         self.copy = copy
         self.ticket = Ticket()
+        self.owner = spec.name
         self._host, self._pool, self._spec, self._function, self._data = host, pool, spec, function, data
         self._grant, self._config, self._compile_ms, self._answer = grant, config, compile_ms, answer
-        self._prepare_next, self._on_start = prepare_next, on_start
+        self._prepare_next, self._on_start, self._secrets = prepare_next, on_start, secrets
 
     def skip(self, reason: str):
         self._host._checkin(self._pool, self.copy)
@@ -159,9 +192,11 @@ class _Call:
         instance, error = None, None
         try:
             instance, instantiate_ms = self._instance()
-            output, call_ms = self._call(instance)
+            output, call_ms, http = self._call(instance)
         except Exception as exc:  # a SandboxError, or a bug: the caller gets it either way
             error = exc
+            if isinstance(exc, SandboxError):
+                exc = exc.redacted(self._secrets.values)
             # After an interrupted call (timeout, cancel, trap) Extism's engine can end up where a later
             # cancel is lost and the next call runs unbounded (measured); such a compiled copy is dropped.
             # A call cancelled before it ran interrupted nothing.
@@ -172,7 +207,8 @@ class _Call:
             # Back in the pool before the answer: a next call takes this copy (and is handed to this
             # thread) rather than compiling another.
             kept = self._host._checkin(self._pool, self.copy)
-            self._answer(CallOutput(output, self._compile_ms, instantiate_ms, call_ms), None)
+            self._answer(CallOutput(redact_bytes(output, self._secrets.values), self._compile_ms, instantiate_ms, call_ms,
+                                    http), None)
         # The caller has its answer; what follows is off its wait.
         if instance is not None:
             _free(instance)
@@ -202,34 +238,60 @@ class _Call:
         except extism.Error as exc:
             raise self._failure(exc) from None
 
-    def _call(self, instance: extism.Plugin) -> tuple[bytes, float]:
-        """The call's output and how long the call took."""
+    def _net(self, instance: extism.Plugin) -> CallNet:
+        """The call's HTTP context, which exoclaw's http_request finds through Extism's host context."""
+        grant = self._grant
+        try:
+            policy = grant.policy
+        except ValueError as exc:
+            raise SandboxError("host_denied", f"the grant's allowed_hosts or http_secrets cannot be read: {exc}",
+                               reason="bad_grant") from None
+        limits = NetLimits(grant.max_http_response_bytes, grant.http_requests_per_call, grant.http_requests_per_minute)
+        return CallNet(self._spec.name, policy, self._secrets.http, limits, time.monotonic() + grant.timeout_ms / 1000,
+                       self._host._limiter, self._host._resolver, instance=instance)
+
+    def _call(self, instance: extism.Plugin) -> tuple[bytes, float, tuple]:
+        """The call's output, how long the call took and its HTTP requests."""
         function = self._function
         if not self.copy.exports_function(instance, function):
             raise SandboxError("not_found", f"{self._spec.name} has no export {function!r}")
+        net = self._net(instance)
         if not self.ticket.attach(instance):
             raise SandboxError("cancelled", CANCELLED_BEFORE_START)
         if self._on_start is not None:
             self._on_start()
         start = time.perf_counter()
         try:
-            buffer = instance.call(function, self._data, parse=None)
+            buffer = instance.call(function, self._data, parse=None, host_context=net)
         except extism.Error as exc:
-            raise self._failure(exc, extism_log.causes_for(str(instance.id))) from None
+            causes = extism_log.causes_for(str(instance.id))
+            error = net.failure or self._failure(exc, causes)
+            error.http = tuple(net.records)
+            raise error from None
         finally:
             self.ticket.detach()
+            net.instance = None
         call_ms = _ms(start)
+        if net.failure is not None:  # a request failed and the plug-in carried on before it was stopped
+            net.failure.http = tuple(net.records)
+            raise net.failure
         if len(buffer) > self._grant.max_output_bytes:
-            raise SandboxError(
+            error = SandboxError(
                 "invalid_output",
                 f"{function} returned {len(buffer)} bytes, more than the grant's limit of {self._grant.max_output_bytes}",
             )
-        return bytes(buffer), call_ms
+            error.http = tuple(net.records)
+            raise error
+        return bytes(buffer), call_ms, tuple(net.records)
 
 
 class Host:
-    def __init__(self, max_workers: int = 16, cache_size: int = 64):
+    def __init__(self, max_workers: int = 16, cache_size: int = 64, *, resolver: Resolver = system_resolver):
+        """`resolver(host, port)` gives the addresses of a host name a plug-in's request goes to
+        (the operating system's resolver unless a test gives its own)."""
         self._workers = Workers(max_workers)
+        self._resolver = resolver
+        self._limiter = RateLimiter()
         self._pools: OrderedDict[tuple, _Pool] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -268,7 +330,7 @@ class Host:
             )
         key = (actual, spec.wasi, grant.fingerprint)
         with self._lock:
-            pool = self._pools.setdefault(key, _Pool(key, wasm))
+            pool = self._pools.get(key) or self._pools.setdefault(key, _Pool(key, wasm, functions=functions_for(wasm)))
             self._pools.move_to_end(key)
             while len(self._pools) > self._cache_size:
                 self._pools.popitem(last=False)
@@ -276,7 +338,7 @@ class Host:
                 return pool, pool.idle.pop(), 0.0
         start = time.perf_counter()
         try:
-            compiled = CompiledPlugin(build_manifest(pool.wasm, actual, grant), spec.wasi, [])
+            compiled = CompiledPlugin(build_manifest(pool.wasm, actual, grant), spec.wasi, pool.functions)
         except extism.Error as exc:
             error = classify(str(exc), [], cancelled=False, timeout_ms=grant.timeout_ms, memory_mb=grant.memory_mb)
             if error.kind == "hash_mismatch":
@@ -337,11 +399,11 @@ class Host:
     ) -> CallOutput:
         """Call `function` in a fresh instance under `grant`, on this thread. Blocks; raises SandboxError
         (`cancelled` after shutdown)."""
-        config = instance_config(spec.config, grant, environ)
+        config, secrets = call_secrets(spec.config, grant, environ)
         pool, copy, compile_ms = self._checkout(spec, grant)
         outcome = []
         self._workers.run(_Call(self, pool, copy, spec, function, data, grant, config, compile_ms,
-                                lambda *answer: outcome.extend(answer)))
+                                lambda *answer: outcome.extend(answer), secrets=secrets))
         result, error = outcome
         if error is not None:
             raise error
@@ -375,7 +437,7 @@ class Host:
         what = f"{spec.name}.{function}"
         async with self._limit(spec.name, grant.max_concurrency):
             loop = asyncio.get_running_loop()
-            config = instance_config(spec.config, grant, os.environ)
+            config, secrets = call_secrets(spec.config, grant, os.environ)
             pool, copy, compile_ms = self._idle_copy(spec, grant) or await self._checkout_off_loop(spec, grant)
             # `outcome` is the caller's (cancelled with its task); `finished` is the call's own end,
             # which a cancelled caller waits for while the plug-in is stopped.
@@ -391,7 +453,7 @@ class Host:
 
             call = _Call(self, pool, copy, spec, function, data, grant, config, compile_ms,
                          functools.partial(_on_loop, loop, ended), prepare_next=not grant.allowed_paths,
-                         on_start=on_start and functools.partial(_on_loop, loop, _started, on_start))
+                         on_start=on_start and functools.partial(_on_loop, loop, _started, on_start), secrets=secrets)
             self._workers.submit(call)
             try:
                 if cancel is not None:

@@ -4,17 +4,21 @@ Nothing here imports Django or Extism, so the rules are tested directly.
 """
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from .errors import SandboxError
+from .netrules import Policy
 
 DEFAULT_MEMORY_MB = 16
 DEFAULT_TIMEOUT_MS = 5000
 DEFAULT_MAX_HTTP_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_HTTP_REQUESTS_PER_CALL = 20
+DEFAULT_HTTP_REQUESTS_PER_MINUTE = 120
 WASM_PAGE = 64 * 1024
 
 
@@ -35,9 +39,16 @@ class PathGrant:
             raise ValueError(f"{spec!r}: give HOST[:GUEST][:ro] with absolute paths, e.g. /srv/data:/data:ro")
         return cls(host=parts[0], guest=parts[-1], read_only=read_only)
 
+    def resolved(self) -> "PathGrant":
+        """The same grant with its host directory resolved (`..` and symlinks followed), as the
+        operating system will open it."""
+        return PathGrant(os.path.realpath(self.host), self.guest, self.read_only)
+
     def covers(self, other: "PathGrant") -> bool:
-        """Whether `other` gives no more than this grant: the same or a deeper directory, no write if this is read-only."""
-        inside = other.host == self.host or other.host.startswith(self.host.rstrip("/") + "/")
+        """Whether `other` gives no more than this grant: the same or a deeper directory, no write if
+        this is read-only. Both directories are compared resolved, so `/granted/../../etc` is /etc."""
+        mine, theirs = os.path.realpath(self.host), os.path.realpath(other.host)
+        inside = theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
         return inside and (other.read_only or not self.read_only)
 
 
@@ -45,7 +56,9 @@ class PathGrant:
 class Grant:
     """The capabilities one call runs with. The defaults are the deny-all grant."""
 
-    allowed_hosts: tuple[str, ...] = ()
+    # Grant entries (sandbox/netrules.py): "host", "host:port", "scheme://host[:port]", "*.domain", or
+    # {"host": ..., "methods": [...], "path_prefix": "/..."}.
+    allowed_hosts: tuple = ()
     allowed_paths: tuple[PathGrant, ...] = ()
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_ms: int = DEFAULT_TIMEOUT_MS
@@ -54,17 +67,25 @@ class Grant:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     config: Mapping[str, object] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    # Secrets exoclaw adds to requests to their host; the plug-in never sees them (netrules.SecretRule).
+    http_secrets: tuple = ()
+    http_requests_per_call: int = DEFAULT_HTTP_REQUESTS_PER_CALL
+    http_requests_per_minute: int = DEFAULT_HTTP_REQUESTS_PER_MINUTE
 
     @cached_property
     def fingerprint(self) -> tuple:
-        """Identifies what is compiled into a plug-in (hosts, paths, limits); config and secrets are not part of it."""
+        """Identifies what is compiled into a plug-in (paths, limits). HTTP is checked per request by
+        exoclaw's host functions, so hosts are not part of it, nor are config and secrets."""
         return (
-            tuple(sorted(self.allowed_hosts)),
             tuple(sorted((p.host, p.guest, p.read_only) for p in self.allowed_paths)),
             self.memory_mb,
             self.timeout_ms,
-            self.max_http_response_bytes,
         )
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The grant's HTTP rules, parsed. ValueError if an entry cannot be read."""
+        return Policy.from_grant(self.allowed_hosts, self.http_secrets)
 
 
 DENY_ALL = Grant()
@@ -85,6 +106,9 @@ def grant_from_fields(row) -> Grant:
         max_concurrency=row.max_concurrency,
         config=dict(row.config),
         secret_env=dict(row.secret_env),
+        http_secrets=tuple(getattr(row, "http_secrets", ()) or ()),
+        http_requests_per_call=getattr(row, "http_requests_per_call", DEFAULT_HTTP_REQUESTS_PER_CALL),
+        http_requests_per_minute=getattr(row, "http_requests_per_minute", DEFAULT_HTTP_REQUESTS_PER_MINUTE),
     )
 
 
@@ -106,7 +130,9 @@ def build_manifest(wasm: bytes, sha256: str, grant: Grant) -> dict:
     """The Extism manifest for a plug-in under a grant. Config is not here: it is set per instance."""
     return {
         "wasm": [{"data": wasm, "hash": sha256}],
-        "allowed_hosts": list(grant.allowed_hosts),
+        # Extism's own HTTP is replaced by exoclaw's (sandbox/hostfns.py), which checks the grant per
+        # request; should it ever be linked, it reaches nothing.
+        "allowed_hosts": [],
         "allowed_paths": {(f"ro:{p.host}" if p.read_only else p.host): p.guest for p in grant.allowed_paths},
         "memory": {
             "max_pages": grant.memory_mb * 1024 * 1024 // WASM_PAGE,
@@ -133,9 +159,10 @@ def instance_config(plugin_config: Mapping, grant: Grant, environ: Mapping[str, 
 def narrowing_violations(stored: Grant, requested: Grant) -> list[str]:
     """What `requested` asks for beyond `stored` (empty if it only narrows it)."""
     problems = []
-    for host in requested.allowed_hosts:
-        if host not in stored.allowed_hosts:
-            problems.append(f"host {host} is not in the stored grant")
+    stored_rules = stored.policy.rules
+    for rule in requested.policy.rules:
+        if not any(s.covers(rule) for s in stored_rules):
+            problems.append(f"host {rule} is not in the stored grant")
     for path in requested.allowed_paths:
         if not any(s.covers(path) for s in stored.allowed_paths):
             problems.append(f"path {path.host} -> {path.guest}{' (ro)' if path.read_only else ''} is not in the stored grant")

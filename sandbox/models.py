@@ -7,12 +7,15 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from .manifest import (
+    DEFAULT_HTTP_REQUESTS_PER_CALL,
+    DEFAULT_HTTP_REQUESTS_PER_MINUTE,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_HTTP_RESPONSE_BYTES,
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_MS,
 )
+from .netrules import HostRule, SecretRule
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -130,7 +133,11 @@ class CapabilityGrant(models.Model):
         help_text="Empty: the grant applies to every agent. Set: only to this agent (it then wins).",
     )
     allowed_hosts = models.JSONField(
-        default=list, blank=True, help_text='Hosts the plugin may reach over HTTP, e.g. ["api.example.com"].'
+        default=list,
+        blank=True,
+        help_text='What the plugin may reach over HTTP: "api.example.com" (https and http on their default ports), '
+        '"api.example.com:8443", "https://api.example.com", "*.example.org", or {"host": "https://api.example.com", '
+        '"methods": ["GET"], "path_prefix": "/v1/"}. Loopback and private addresses only when named exactly.',
     )
     allowed_paths = models.JSONField(
         default=list,
@@ -167,6 +174,21 @@ class CapabilityGrant(models.Model):
         help_text='Secret config values, read from the environment at call time: {"api_key": "WEATHER_API_KEY"}. '
         "Only variable names are stored; values are never shown.",
     )
+    http_secrets = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Secrets exoclaw adds to the plugin\'s requests to one host; the plugin never sees them: '
+        '[{"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}", '
+        '"secret_env": "EXAMPLE_API_KEY"}] or with "query": "appid" instead of "header".',
+    )
+    http_requests_per_call = models.PositiveIntegerField(
+        default=DEFAULT_HTTP_REQUESTS_PER_CALL,
+        help_text="Most HTTP requests one call may make (each redirect hop counts); 0: no limit.",
+    )
+    http_requests_per_minute = models.PositiveIntegerField(
+        default=DEFAULT_HTTP_REQUESTS_PER_MINUTE,
+        help_text="Most HTTP requests the plugin may make in any minute, all its calls together; 0: no limit.",
+    )
     max_concurrency = models.PositiveIntegerField(
         default=DEFAULT_MAX_CONCURRENCY, validators=[MinValueValidator(1)], help_text="Calls running at once."
     )
@@ -193,10 +215,28 @@ class CapabilityGrant(models.Model):
 
     def clean(self):
         errors = {}
-        if not isinstance(self.allowed_hosts, list) or not all(
-            isinstance(h, str) and h and "/" not in h for h in self.allowed_hosts
-        ):
-            errors["allowed_hosts"] = 'Give a list of host names, e.g. ["api.example.com", "*.example.org"].'
+        if not isinstance(self.allowed_hosts, list):
+            errors["allowed_hosts"] = 'Give a list, e.g. ["api.example.com", "localhost:8080", "*.example.org"].'
+        else:
+            problems = []
+            for entry in self.allowed_hosts:
+                try:
+                    HostRule.parse(entry)
+                except ValueError as exc:
+                    problems.append(str(exc))
+            if problems:
+                errors["allowed_hosts"] = "; ".join(problems)
+        if not isinstance(self.http_secrets, list):
+            errors["http_secrets"] = "Give a list of secrets, each with host, header or query, format and secret_env."
+        else:
+            problems = []
+            for i, secret in enumerate(self.http_secrets):
+                try:
+                    SecretRule.parse(secret)
+                except ValueError as exc:
+                    problems.append(f"secret {i + 1}: {exc}")
+            if problems:
+                errors["http_secrets"] = "; ".join(problems)
         if not isinstance(self.allowed_paths, list) or not all(_valid_path_grant(p) for p in self.allowed_paths):
             errors["allowed_paths"] = (
                 'Give a list like [{"host": "/srv/data", "guest": "/data", "read_only": true}]; host and guest '

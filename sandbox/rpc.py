@@ -22,6 +22,9 @@ def grant_summary(g: CapabilityGrant) -> dict:
         "max_concurrency": g.max_concurrency,
         "config_keys": sorted(g.config),
         "secret_keys": sorted(g.secret_env),
+        "http_secret_hosts": sorted({s.get("host", "") for s in g.http_secrets if isinstance(s, dict)}),
+        "http_requests_per_call": g.http_requests_per_call,
+        "http_requests_per_minute": g.http_requests_per_minute,
     }
 
 

@@ -52,6 +52,9 @@ class ToolResult:
     is_error: bool
     error_kind: str | None
     duration_ms: float
+    # The HTTP requests the call made: dicts with method, host, path, status, bytes, duration_ms and
+    # `refused` (why a request was refused, or None); see sandbox/net.py.
+    http: tuple = ()
 
 
 @database_sync_to_async
@@ -142,6 +145,7 @@ async def _call_tool(
 ) -> ToolResult:
     start = time.perf_counter()
     qualified = f"{plugin_name}.{tool_name}"
+    http = ()
     try:
         target = await database_sync_to_async(_load_target)(plugin_name, tool_name, grant_scope)
         try:
@@ -149,16 +153,17 @@ async def _call_tool(
         except ValueError as exc:
             return ToolResult(str(exc), True, None, (time.perf_counter() - start) * 1000)
         out = await get_host().call(target.spec, function, data, target.grant, cancel=cancel, on_start=on_start)
+        http = out.http
         content, is_error = decode_result(target.abi, out.output)
     except SandboxError as exc:
         duration = (time.perf_counter() - start) * 1000
         log.warning("tool %s failed after %.1f ms: %s", qualified, duration, exc)
-        return ToolResult(str(exc), True, exc.kind, duration)
+        return ToolResult(str(exc), True, exc.kind, duration, exc.http or http)
     except Exception as exc:  # a plug-in must never take the process down; the cause is logged in full
         duration = (time.perf_counter() - start) * 1000
         log.exception("tool %s failed unexpectedly", qualified)
         return ToolResult(f"plugin_error: unexpected host failure: {exc}", True, "plugin_error", duration)
     duration = (time.perf_counter() - start) * 1000
     log.info("tool %s %s in %.1f ms", qualified, "reported an error" if is_error else "ok", duration)
-    return ToolResult(content, is_error, None, duration)
+    return ToolResult(content, is_error, None, duration, http)
 

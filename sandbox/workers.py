@@ -5,6 +5,11 @@ errors mean); this module only decides where and when a call runs:
 
 - at most `max_workers` threads, started as calls arrive; a call cancelled while it waits for one is
   dropped when a thread reaches it, without running;
+- fair between plug-ins (a call's `owner`): a waiting call whose plug-in has no call running is taken
+  before the calls of plug-ins that have, and when every thread is busy it gets a thread of its own
+  beyond `max_workers` (which ends once it is idle). So one plug-in's slow calls, however many its
+  grant lets run at once, never keep another plug-in's call from starting; the extra threads are
+  bounded by the number of plug-ins with calls at the same moment;
 - never two calls at once on one compiled copy: Extism stops a call (timeout or cancel) by bumping
   its compiled plug-in's engine epoch, which would interrupt every call running from it. A call whose
   copy is still being tidied by the thread that ran its last call is handed to that thread, which
@@ -90,6 +95,7 @@ class Job(Protocol):
 
     copy: object
     ticket: Ticket
+    owner: str
 
     def run(self) -> None: ...
 
@@ -120,6 +126,8 @@ class Workers:
         self._busy: dict[object, Job | None] = {}
         # Tickets of the calls being served, from taken until tidied (for the exit stop).
         self._serving: set[Ticket] = set()
+        # Calls taken by a thread and not yet done, per owner (plug-in).
+        self._running: dict[str, int] = {}
         self._shut_down = False
         _pools.add(self)
 
@@ -147,7 +155,8 @@ class Workers:
             self._work.notify()
         # A woken thread counts as idle until it has taken its call, so `idle` alone would let a
         # burst of calls wait for one thread: start one for each call the idle ones do not cover.
-        if len(self._queue) > self._idle and self._threads < self._max_threads:
+        # A plug-in with nothing running or waiting gets its thread even when the pool is full.
+        if len(self._queue) > self._idle and (self._threads < self._max_threads or self._first_of_its_owner(job)):
             try:
                 threading.Thread(target=self._work_loop, name=f"sandbox-worker-{self._threads}", daemon=True).start()
             except RuntimeError:
@@ -158,6 +167,29 @@ class Workers:
                 self._threads += 1
         return None
 
+    def _first_of_its_owner(self, job: Job) -> bool:
+        """Whether `job` (just queued) is its owner's only call, running or waiting. Called with the lock held."""
+        return not self._running.get(job.owner) and sum(j.owner == job.owner for j in self._queue) == 1
+
+    def _pick(self) -> Job | None:
+        """The next call to take: the first whose owner has no call running, else the oldest; None if
+        this thread is one too many and no such call waits. Called with the lock held."""
+        for i, job in enumerate(self._queue):
+            if not self._running.get(job.owner):
+                del self._queue[i]
+                return job
+        if self._threads > self._max_threads:
+            return None
+        return self._queue.popleft()
+
+    def _count(self, job: Job, step: int):
+        """Count a call as taken (+1) or done (-1) for its owner. Called with the lock held."""
+        left = self._running.get(job.owner, 0) + step
+        if left:
+            self._running[job.owner] = left
+        else:
+            self._running.pop(job.owner, None)
+
     def run(self, job: Job):
         """Run the call on this thread, as one of the pool's calls: refused after shutdown, stopped at exit."""
         self._serve(job, hand_off=False)
@@ -166,19 +198,25 @@ class Workers:
         while True:
             with self._lock:
                 self._idle += 1
-                while not self._queue and not self._shut_down:
+                while not self._queue and not self._shut_down and self._threads <= self._max_threads:
                     self._work.wait()
                 self._idle -= 1
-                if not self._queue:
+                job = self._pick() if self._queue else None
+                if job is None:
                     self._threads -= 1
+                    if self._queue:  # calls this thread left for the others: make sure one is awake
+                        self._work.notify()
                     return
-                job = self._queue.popleft()
+                self._count(job, +1)
             self._serve(job, hand_off=True)
             del job  # an idle thread keeps nothing alive
 
     def _serve(self, job: Job, *, hand_off: bool):
-        """Run `job`, then each call handed to this thread meanwhile (if `hand_off`)."""
+        """Run `job` (counted as taken if handed off), then each call handed to this thread meanwhile
+        (if `hand_off`)."""
         with self._lock:
+            if not hand_off:
+                self._count(job, +1)
             self._acquire(job.copy)
         while job is not None:
             try:
@@ -214,10 +252,12 @@ class Workers:
         thread runs next, still holding the copy; a blocking caller's thread queues it instead."""
         with self._lock:
             self._serving.discard(job.ticket)
+            self._count(job, -1)
             waiting = self._release(job.copy)
             if waiting is None or hand_off:
                 if waiting is not None:
                     self._busy[waiting.copy] = None
+                    self._count(waiting, +1)
                 return waiting
         self._requeue(waiting)
         return None

@@ -134,11 +134,16 @@ def test_load_dump_load_round_trips_to_identical_rows(project):
         plugin=Plugin.objects.get(name="echo"), agent=Agent.objects.get(name="assistant"),
         allowed_hosts=["api.example.com"], allowed_paths=[{"host": "/srv", "guest": "/data", "read_only": True}],
         secret_env={"api_key": "EXAMPLE_KEY"}, config={"n": 1.5, "deep": {"list": [1, "two"]}},
+        http_secrets=[{"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}",
+                       "secret_env": "EXAMPLE_API_KEY"},
+                      {"host": "api.weather.example", "query": "appid", "secret_env": "WEATHER_KEY"}],
+        http_requests_per_call=3, http_requests_per_minute=30,
     )
     Binding.objects.create(agent=Agent.objects.get(name="local"), guild="g1", team="t1", enabled=False)
     dumped = project / "exoclaw" / "examples" / "dumped.toml"
     call_command("dumpconfig", "-o", str(dumped), stderr=io.StringIO())
     text = dumped.read_text()
+    assert text.count("[[plugins.grant.http_secrets]]") == 2 and "http_requests_per_call = 3" in text
     assert 'wasm = "../sandbox/plugins/echo.wasm"' not in text  # paths inside the folder only
     assert f'wasm = "{project}/sandbox/plugins/echo.wasm"' in text
     stored = rows()
@@ -382,3 +387,27 @@ def test_an_uploaded_wasm_stays_an_upload_through_a_round_trip(project):
     assert "plugins: 0 created, 0 updated, 1 unchanged" in out
     plugin.refresh_from_db()
     assert plugin.wasm_file and not plugin.wasm_path
+
+
+def test_http_secrets_are_written_as_tables_under_their_grant_and_checked(project):
+    text = """
+[[plugins]]
+name = "echo"
+wasm = "sandbox/plugins/echo.wasm"
+[plugins.grant]
+allowed_hosts = ["https://api.example.com"]
+http_requests_per_minute = 10
+
+[[plugins.grant.http_secrets]]
+host = "https://api.example.com"
+header = "Authorization"
+format = "Bearer {secret}"
+secret_env = "EXAMPLE_API_KEY"
+"""
+    load(write(project, text))
+    grant = CapabilityGrant.objects.get()
+    assert grant.http_secrets == [{"host": "https://api.example.com", "header": "Authorization",
+                                   "format": "Bearer {secret}", "secret_env": "EXAMPLE_API_KEY"}]
+    assert grant.http_requests_per_minute == 10
+    path = write(project, text.replace('format = "Bearer {secret}"', 'query = "key"'), "bad.toml")
+    assert "plugins[0].grant.http_secrets: secret 1: give either header (e.g. Authorization) or query" in refused(path)

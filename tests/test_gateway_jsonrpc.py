@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from common.jsondepth import deeper_than
 from exoclaw.gateway import errors, jsonrpc
 from exoclaw.gateway.limits import FailedAuthThrottle, TokenBucket
 from exoclaw.gateway.redact import REDACTED, AccessLog, RedactTokens, redact
@@ -54,7 +55,7 @@ def test_decode_measures_frames_in_utf8_bytes():
 def test_decode_limits_nesting_depth(depth, ok):
     frame = "[" * depth + "]" * depth
     if ok:
-        assert jsonrpc.deeper_than(decode(frame), 31)
+        assert deeper_than(decode(frame), 31)
     else:
         with pytest.raises(errors.PayloadTooLarge) as e:
             decode(frame)

@@ -14,7 +14,7 @@ from packaging.version import Version
 
 from exoclaw import __version__ as exoclaw_version
 from tests.clients_fixtures import free_port, wait_for_port
-from tests.package_support import install_fresh, site_packages
+from tests.package_support import PACKAGES, install_fresh, site_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +45,13 @@ def test_pyproject_declares_exactly_the_pinned_requirements_with_ranges_starting
         assert ranges[name].extras == pin.extras, name
     postgres = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["postgres"]
     assert [Requirement(r).name for r in postgres] == ["psycopg"]
+
+
+def test_every_package_of_the_checkout_is_in_the_distribution():
+    found = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {pattern.rstrip("*") for pattern in include} == found, "list the new package in pyproject.toml"
+    assert set(PACKAGES) == found, "and in tests/package_support.py"
 
 
 def test_a_fresh_virtualenv_gets_an_exoclaw_command_that_serves_and_chats(tmp_path):

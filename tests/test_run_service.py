@@ -106,6 +106,39 @@ async def test_refusals_are_typed_with_a_stable_reason():
     await all_events(running.run_id, admitted=True)
 
 
+async def test_a_given_context_replaces_the_stored_history_and_only_the_new_message_is_stored():
+    await make_agent("helper", system_prompt="you help")
+    route = Message(channel="api", peer="p")
+    earlier = await service.start(ME, "stored words here", agent="helper", route=route)
+    await all_events(earlier.run_id, admitted=True)
+    context = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "one two"},
+               {"role": "assistant", "content": "three"}]
+    started = await service.start(ME, "four five six", agent="helper", route=route, context=context)
+    events = await all_events(started.run_id, admitted=True)
+    assert text_of(events) == "four five six"
+    # The echo provider counts every word it was sent: the agent's prompt and the given system text
+    # (2 + 2), the given messages (2 + 1) and the new one (3); not the session's stored history.
+    assert events[-1]["usage"]["input_tokens"] == 2 + 2 + 2 + 1 + 3
+    history = await get_store().history(started.session_key)
+    assert [m["content"][0]["text"] for m in history["messages"]] == [
+        "stored words here", "stored words here", "four five six", "four five six"]
+    empty = await service.start(ME, "alone", agent="helper", route=route, context=[])
+    assert (await all_events(empty.run_id, admitted=True))[-1]["usage"]["input_tokens"] == 2 + 1
+
+
+async def test_a_given_context_is_checked_before_anything_is_stored():
+    await make_agent("helper")
+    for context, param in [({"role": "user"}, "context"), ([{"role": "tool", "content": "x"}], "context[0]"),
+                           ([{"role": "user", "content": 5}], "context[0]"),
+                           ([{"role": "user", "content": "x"}] * (service.MAX_CONTEXT_MESSAGES + 1), "context"),
+                           ([{"role": "user", "content": "x" * service.MAX_TEXT}] * 21, "context")]:
+        with pytest.raises(service.InvalidInput) as bad:
+            await service.start(ME, "hi", agent="helper", route=Message(peer="checked"), context=context)
+        assert bad.value.param == param
+    page = await get_store().list_sessions(owner=ME.principal)
+    assert page["total"] == 0
+
+
 OTHER = service.Origin("token:other", "test", agents=frozenset({"*"}))
 
 

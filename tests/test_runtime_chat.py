@@ -394,3 +394,23 @@ async def test_a_lone_surrogate_is_a_clear_params_error_with_no_traceback(connec
     assert (answer["error"]["code"], answer["error"]["data"]["param"]) == (-32602, param)
     assert "lone surrogate" in answer["error"]["message"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"], "a traceback was logged"
+
+
+async def test_sending_a_runs_idempotency_key_again_on_one_connection_holds_one_slot(connect, settings):
+    settings.GATEWAY_MAX_RUNS = 2
+    await spin_plugin()
+    await make_agent("helper", tools=["spin"])
+    client = await connect()
+    params = {"text": "/tool spin.spin {}", "agent": "helper", "idempotency_key": "once"}
+    first = await client.result("chat.send", params)
+    assert (await client.result("chat.send", params))["run_id"] == first["run_id"]
+    assert (await client.result("status"))["active_runs"] == 1, "one run, one slot"
+    await client.result("chat.abort", {"run_id": first["run_id"]})
+    await client.finished(first["run_id"])
+    assert (await client.result("status"))["active_runs"] == 0
+    # Both slots are free again: two runs at once.
+    both = [await client.result("chat.send", {"text": "/tool spin.spin {}", "agent": "helper", "peer": peer})
+            for peer in ("a", "b")]
+    for sent in both:
+        await client.result("chat.abort", {"run_id": sent["run_id"]})
+        await client.finished(sent["run_id"])

@@ -43,6 +43,9 @@ def plugin_form(name="calc", grants=(), **fields):
             "max_output_bytes": "1048576",
             "config": "{}",
             "secret_env": "{}",
+            "http_secrets": "[]",
+            "http_requests_per_call": "20",
+            "http_requests_per_minute": "120",
         }
         data.update({f"grants-{i}-{key}": value for key, value in {**defaults, **grant}.items()})
     data.update(fields)
@@ -84,7 +87,7 @@ def test_an_invalid_grant_is_refused_with_its_message(admin_client):
         "/admin/sandbox/plugin/add/", plugin_form("calc", grants=[{"allowed_hosts": '["https://api.example.com/path"]'}])
     )
     assert response.status_code == 200
-    assert "Give a list of host names" in response.content.decode()
+    assert "give a host (with an optional scheme and port) without a path" in response.content.decode()
     assert not Plugin.objects.exists()
 
 
@@ -129,7 +132,7 @@ def test_secret_values_are_never_shown(admin_client, monkeypatch):
     plugin.save()
     CapabilityGrant.objects.create(plugin=plugin, secret_env={"api_key": "EXOCLAW_TEST_WEATHER_KEY", "other": "EXOCLAW_UNSET_VAR"})
     page = admin_client.get(f"/admin/sandbox/plugin/{plugin.pk}/change/").content.decode()
-    assert "EXOCLAW_TEST_WEATHER_KEY</code> (set)" in page
+    assert "EXOCLAW_TEST_WEATHER_KEY</code> (set), enters the sandbox: the plugin holds the value" in page
     assert "EXOCLAW_UNSET_VAR</code> (NOT SET" in page
     assert "value-that-must-not-leak" not in page
 
@@ -148,7 +151,8 @@ def grant_form(plugin, **fields):
     return {
         "plugin": str(plugin.pk), "agent": "", "allowed_hosts": '["api.example.com"]', "allowed_paths": "[]",
         "memory_mb": "32", "timeout_ms": "2000", "max_concurrency": "2", "max_http_response_bytes": "1048576",
-        "max_output_bytes": "1048576", "config": "{}", "secret_env": "{}", **fields,
+        "max_output_bytes": "1048576", "config": "{}", "secret_env": "{}", "http_secrets": "[]",
+        "http_requests_per_call": "20", "http_requests_per_minute": "120", **fields,
     }
 
 
@@ -175,7 +179,7 @@ def test_a_grant_added_on_its_own_page_saves_and_a_second_default_is_refused(adm
     again = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin)).content.decode()
     assert "This plugin already has a grant for every agent." in again
     bad = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, allowed_hosts='["http://x/"]'))
-    assert "Give a list of host names" in bad.content.decode()
+    assert "without a path" in bad.content.decode()
 
 
 def test_the_grant_page_never_shows_secret_values(admin_client, monkeypatch):
@@ -184,3 +188,24 @@ def test_the_grant_page_never_shows_secret_values(admin_client, monkeypatch):
     grant = CapabilityGrant.objects.create(plugin=plugin, secret_env={"api_key": "EXOCLAW_TEST_WEATHER_KEY"})
     page = admin_client.get(f"/admin/sandbox/capabilitygrant/{grant.pk}/change/").content.decode()
     assert "EXOCLAW_TEST_WEATHER_KEY</code> (set)" in page and "value-that-must-not-leak" not in page
+
+
+def test_http_secrets_are_validated_and_shown_as_never_entering_the_plugin(admin_client, monkeypatch):
+    monkeypatch.setenv("EXOCLAW_TEST_WEATHER_KEY", "value-that-must-not-leak")
+    plugin = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")))
+    secret = '[{"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}", ' \
+             '"secret_env": "EXOCLAW_TEST_WEATHER_KEY"}]'
+    response = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, http_secrets=secret))
+    assert response.status_code == 302, response.content.decode()
+    grant = CapabilityGrant.objects.get(plugin=plugin)
+    page = admin_client.get(f"/admin/sandbox/capabilitygrant/{grant.pk}/change/").content.decode()
+    assert "HTTP to https://api.example.com: <code>EXOCLAW_TEST_WEATHER_KEY</code> (set), added by exoclaw as header " \
+           "Authorization; the plugin never sees it" in page
+    assert "value-that-must-not-leak" not in page
+    grant.delete()
+    both = '[{"host": "api.example.com", "header": "X-Key", "query": "key", "secret_env": "K"}]'
+    bad = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, http_secrets=both)).content.decode()
+    assert "secret 1: give either header (e.g. Authorization) or query (e.g. appid), not both" in bad
+    wildcard = '[{"host": "*.example.com", "query": "key", "secret_env": "K"}]'
+    bad = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, http_secrets=wildcard)).content.decode()
+    assert "give the one host the secret belongs to (no wildcard)" in bad

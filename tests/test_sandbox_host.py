@@ -49,7 +49,7 @@ def test_no_state_leaks_between_calls(host):
 
 
 def test_http_get_reaches_a_granted_loopback_host(host, loopback_http):
-    grant = Grant(allowed_hosts=("127.0.0.1",))
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     out = host.run(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/hi"), grant)
     text, is_error = mcp_text(out.output)
     assert not is_error
@@ -57,7 +57,7 @@ def test_http_get_reaches_a_granted_loopback_host(host, loopback_http):
 
 
 def test_http_get_reports_http_errors_as_tool_errors(host, loopback_http):
-    grant = Grant(allowed_hosts=("127.0.0.1",))
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     out = host.run(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/missing"), grant)
     text, is_error = mcp_text(out.output)
     assert is_error and text.startswith("HTTP 404: ")
@@ -65,10 +65,10 @@ def test_http_get_reports_http_errors_as_tool_errors(host, loopback_http):
 
 def test_http_get_to_an_ungranted_host_is_host_denied_with_the_cause(host, loopback_http):
     # localhost is the same server as 127.0.0.1: only the grant differs.
-    grant = Grant(allowed_hosts=("127.0.0.1",))
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     url = f"http://localhost:{loopback_http}/secret"
     error = fails_with("host_denied", host.run, spec("http_get"), "call", mcp_call("fetch", url=url), grant)
-    assert f"HTTP request to {url} is not allowed" in error.message
+    assert error.reason == "not_granted" and f"{url}: the host localhost is not in the grant" in error.message
     assert "backtrace" not in error.message
 
 
@@ -79,7 +79,7 @@ def test_http_get_with_no_grant_reaches_nothing(host, loopback_http):
 
 @pytest.mark.asyncio
 async def test_concurrent_denials_are_attributed_to_their_own_calls(host, loopback_http):
-    granted = Grant(allowed_hosts=("127.0.0.1",))
+    granted = Grant(allowed_hosts=(f"127.0.0.1:{loopback_http}",))
     urls = [f"http://localhost:{loopback_http}/call{i}" for i in range(6)]
     calls = [host.call(spec("http_get"), "call", mcp_call("fetch", url=url), granted) for url in urls]
     calls += [host.call(spec("http_get"), "call", mcp_call("fetch", url=f"http://127.0.0.1:{loopback_http}/ok"), granted)]
@@ -263,13 +263,19 @@ async def test_a_path_granted_call_sees_its_directories_as_they_are_when_it_runs
     assert mcp_text(second.output) == ("replaced\n", False)
 
 
+STUCK = Grant(timeout_ms=20_000)
+
+
 async def host_with_its_one_worker_stuck() -> tuple[Host, asyncio.Task]:
-    """A host with one worker, busy in the loop plug-in (20 s timeout) until the returned task is cancelled,
-    and two compiled copies of echo idle, so an echo call reaches the worker pool within its first step."""
+    """A host with one worker, busy in the loop plug-in (20 s timeout, grant STUCK) until the returned
+    task is cancelled, and two more compiled copies of loop idle, so a further call of loop (which
+    waits for the worker: loop already runs there) reaches the pool within its first step."""
     single = Host(max_workers=1)
-    await asyncio.gather(*(single.call(spec("echo"), "echo", b"warm", Grant()) for _ in range(2)))
+    copies = [single._checkout(spec("loop"), STUCK) for _ in range(3)]
+    for pool, copy, _ in copies:
+        single._checkin(pool, copy)
     started, on_start = started_event()
-    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", Grant(timeout_ms=20_000), on_start=on_start))
+    stuck = asyncio.create_task(single.call(spec("loop"), "spin", b"", STUCK, on_start=on_start))
     await asyncio.wait_for(started.wait(), 5)
     return single, stuck
 
@@ -285,9 +291,9 @@ async def unstick(stuck: asyncio.Task):
 async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(caplog):
     single, stuck = await host_with_its_one_worker_stuck()
     ran = []
-    queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant(), on_start=lambda: ran.append("queued")))
+    queued = asyncio.create_task(single.call(spec("loop"), "ok", b"", STUCK, on_start=lambda: ran.append("queued")))
     cancel = asyncio.Event()
-    by_event = asyncio.create_task(single.call(spec("echo"), "echo", b"y", Grant(), cancel=cancel,
+    by_event = asyncio.create_task(single.call(spec("loop"), "ok", b"", STUCK, cancel=cancel,
                                               on_start=lambda: ran.append("by_event")))
     await asyncio.sleep(0)  # one loop turn: both tasks, scheduled first, queue their calls on the pool
     queued.cancel()
@@ -309,7 +315,7 @@ async def test_cancelling_a_call_still_waiting_for_a_worker_drops_it_at_once(cap
 @pytest.mark.asyncio
 async def test_a_call_still_queued_at_shutdown_ends_as_cancelled():
     single, stuck = await host_with_its_one_worker_stuck()
-    queued = asyncio.create_task(single.call(spec("echo"), "echo", b"x", Grant()))
+    queued = asyncio.create_task(single.call(spec("loop"), "ok", b"", STUCK))
     await asyncio.sleep(0)  # one loop turn: the task, scheduled first, queues its call on the pool
     single.shutdown()
     with pytest.raises(SandboxError) as caught:

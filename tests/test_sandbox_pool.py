@@ -88,6 +88,45 @@ async def test_a_burst_gets_a_thread_per_call_up_to_the_bound():
 
 
 @pytest.mark.asyncio
+async def test_a_plugin_filling_the_pool_cannot_keep_another_plugins_call_from_starting():
+    # Two threads, and loop's grant lets three of its calls run at once: two spin (20 s), the third
+    # waits for a thread. An echo call must start, and answer, before any loop call ends; the third
+    # loop call stays waiting (the pool's bound still holds for loop itself).
+    host = Host(max_workers=2)
+    grant = Grant(timeout_ms=20_000, max_concurrency=3)
+    try:
+        copies = [host._checkout(spec("loop"), grant) for _ in range(3)]
+        for pool, copy, _ in copies:
+            host._checkin(pool, copy)
+        order = []
+        started, cancels = [asyncio.Event() for _ in range(3)], [asyncio.Event() for _ in range(3)]
+
+        def on_start_of(i):
+            def on_start():
+                order.append(f"loop{i}")
+                started[i].set()
+            return on_start
+
+        loops = [asyncio.create_task(host.call(spec("loop"), "spin", b"", grant, cancel=cancels[i], on_start=on_start_of(i)))
+                 for i in range(3)]
+        await asyncio.sleep(0)  # one loop turn: the three calls reach the pool, two run, one waits
+        while sum(event.is_set() for event in started) < 2:
+            await asyncio.wait({asyncio.ensure_future(event.wait()) for event in started}, return_when=asyncio.FIRST_COMPLETED)
+        assert len(host._workers._queue) == 1, "the third loop call should wait for one of the two threads"
+        echo = await asyncio.wait_for(host.call(spec("echo"), "echo", b"not starved", Grant(),
+                                                on_start=lambda: order.append("echo")), 5)
+        assert echo.output == b"not starved"
+        assert not any(task.done() for task in loops), "echo answered only because a loop call ended"
+        assert len([o for o in order if o.startswith("loop")]) == 2, f"the third loop call must still wait: {order}"
+        for cancel in cancels:
+            cancel.set()
+        results = await asyncio.wait_for(asyncio.gather(*loops, return_exceptions=True), 5)
+        assert [r.kind for r in results] == ["cancelled"] * 3
+    finally:
+        host.shutdown()
+
+
+@pytest.mark.asyncio
 async def test_a_call_made_after_shutdown_ends_as_cancelled():
     host = Host(max_workers=1)
     assert (await host.call(spec("echo"), "echo", b"before", Grant())).output == b"before"
@@ -138,11 +177,12 @@ closed.run_until_complete(start_a_call())
 closed.close()  # with the call still running: it will answer a closed loop
 closed = weakref.ref(closed)
 
-async def echo():
-    # Queued behind the loop call on the one worker: it answers once that call has ended.
-    return (await host.call(spec("echo"), "echo", b"next loop", Grant())).output
+async def next_call():
+    # A call of the same plug-in is queued behind the loop call on the one worker: it answers once
+    # that call has ended.
+    return (await host.call(spec("loop"), "ok", b"", Grant(timeout_ms=300))).output.decode() + " after the loop"
 
-print(asyncio.run(echo()).decode(), flush=True)
+print(asyncio.run(next_call()), flush=True)
 gc.collect()
 print("closed loop collected" if closed() is None else "closed loop kept alive", flush=True)
 """
@@ -153,7 +193,7 @@ def test_a_loop_closed_with_a_call_running_is_let_go_when_the_call_ends():
     done = subprocess.run([sys.executable, "-c", LOOP_CLOSED_WITH_A_CALL_RUNNING], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["next loop", "closed loop collected"], (done.stdout, done.stderr)
+    assert done.stdout.split("\n")[:2] == ["ok after the loop", "closed loop collected"], (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
 
 

@@ -48,18 +48,21 @@ def test_manifest_carries_the_grant():
     manifest = build_manifest(b"\0asm", "ab" * 32, grant)
     assert manifest == {
         "wasm": [{"data": b"\0asm", "hash": "ab" * 32}],
-        "allowed_hosts": ["api.example.com"],
+        # Extism's own HTTP is never linked (exoclaw's replaces it); were it linked, it would reach nothing.
+        "allowed_hosts": [],
         "allowed_paths": {"/srv/data": "/data", "ro:/srv/ref": "/ref"},
         "memory": {"max_pages": 64, "max_http_response_bytes": 5000},
         "timeout_ms": 750,
     }
 
 
-def test_fingerprint_covers_what_is_compiled_but_not_config_or_secrets():
+def test_fingerprint_covers_what_is_compiled_but_not_config_secrets_or_hosts():
     base = Grant(allowed_hosts=("a.example",))
     assert base.fingerprint == Grant(allowed_hosts=("a.example",), config={"k": "v"}, secret_env={"t": "TOKEN"}).fingerprint
-    assert base.fingerprint != Grant(allowed_hosts=("b.example",)).fingerprint
+    # Hosts are checked per request by exoclaw's http_request, not compiled in.
+    assert base.fingerprint == Grant(allowed_hosts=("b.example",)).fingerprint
     assert base.fingerprint != Grant(allowed_hosts=("a.example",), timeout_ms=1).fingerprint
+    assert base.fingerprint != Grant(allowed_paths=(PathGrant("/srv", "/srv"),)).fingerprint
     assert "TOKEN" not in repr(base.fingerprint)
 
 
@@ -187,3 +190,12 @@ def test_malformed_mcp_results_are_invalid_output():
         with pytest.raises(SandboxError) as caught:
             decode_result(MCP, output)
         assert caught.value.kind == "invalid_output"
+
+
+def test_path_grants_are_compared_resolved_not_as_strings(tmp_path):
+    (tmp_path / "granted").mkdir()
+    (tmp_path / "link").symlink_to("/etc")
+    stored = PathGrant(str(tmp_path / "granted"), "/g")
+    assert not stored.covers(PathGrant(f"{tmp_path}/granted/../../../../../../../../etc", "/x", read_only=True))
+    assert not PathGrant(str(tmp_path), "/t").covers(PathGrant(str(tmp_path / "link"), "/x"))
+    assert stored.covers(PathGrant(f"{tmp_path}/granted/./", "/g"))

@@ -68,9 +68,11 @@ def test_a_path_runs_under_the_flags_alone(loopback_http):
     url = f"http://127.0.0.1:{loopback_http}/flags"
     args = ["--tool", "fetch", "--args", json.dumps({"url": url})]
     denied = runplugin(wasm_path("http_get"), *args)
-    assert denied.returncode == 1 and f"error: host_denied: HTTP request to {url} is not allowed" in denied.stderr
-    allowed = runplugin(wasm_path("http_get"), *args, "--allow-host", "127.0.0.1")
+    assert denied.returncode == 1 and f"error: host_denied: HTTP request refused (not_granted): {url}:" in denied.stderr
+    assert f"http GET 127.0.0.1:{loopback_http}/flags: refused: not_granted" in denied.stderr
+    allowed = runplugin(wasm_path("http_get"), *args, "--allow-host", f"127.0.0.1:{loopback_http}")
     assert allowed.returncode == 0, allowed.stderr
+    assert f"http GET 127.0.0.1:{loopback_http}/flags: 200, 53 bytes," in allowed.stderr
     assert json.loads(allowed.stdout) == {"path": "/flags", "greeting": "hello from loopback"}
 
 
@@ -98,11 +100,11 @@ def run_in_process(*args):
 
 
 @pytest.fixture
-def registered(db, tmp_path):
+def registered(db, tmp_path, loopback_http):
     plugin = Plugin(name="http_get", wasm_path=str(wasm_path("http_get")))
     plugin.full_clean()
     plugin.save()
-    CapabilityGrant.objects.create(plugin=plugin, allowed_hosts=["127.0.0.1"], timeout_ms=3000)
+    CapabilityGrant.objects.create(plugin=plugin, allowed_hosts=[f"127.0.0.1:{loopback_http}"], timeout_ms=3000)
     agent = Agent.objects.create(name="narrow", tools=["*"])
     CapabilityGrant.objects.create(plugin=plugin, agent=agent, allowed_hosts=[])
     return plugin
@@ -117,8 +119,10 @@ def test_a_registered_plugin_runs_under_its_stored_grant(registered, loopback_ht
     assert exited.value.code == 1
 
 
-def test_flags_may_narrow_but_not_widen_a_stored_grant(registered):
-    run_in_process("http_get", "--describe", "--timeout-ms", "100", "--allow-host", "127.0.0.1")
+def test_flags_may_narrow_but_not_widen_a_stored_grant(registered, loopback_http):
+    run_in_process("http_get", "--describe", "--timeout-ms", "100", "--allow-host", f"127.0.0.1:{loopback_http}")
+    with pytest.raises(CommandError, match="host 127.0.0.1 is not in the stored grant"):
+        run_in_process("http_get", "--describe", "--allow-host", "127.0.0.1")
     with pytest.raises(CommandError, match="host example.com is not in the stored grant.*--unsafe-override"):
         run_in_process("http_get", "--describe", "--allow-host", "example.com")
     with pytest.raises(CommandError, match="timeout_ms 9000 is more than the stored 3000"):
@@ -149,3 +153,22 @@ def test_describe_of_a_registered_plain_plugin_lists_its_declared_tools(db):
     described = json.loads(out)
     assert described["abi"] == "plain"
     assert [t["name"] for t in described["tools"]] == ["count_vowels"]
+
+
+def test_a_path_flag_that_climbs_out_of_the_stored_grant_with_dotdot_is_refused(db, tmp_path):
+    granted = tmp_path / "granted"
+    granted.mkdir()
+    (granted / "inside.txt").write_text("granted text")
+    plugin = Plugin(name="read_file", wasm_path=str(wasm_path("read_file")), wasi=True)
+    plugin.full_clean()
+    plugin.save()
+    CapabilityGrant.objects.create(plugin=plugin, allowed_paths=[{"host": str(granted), "guest": "/files", "read_only": True}])
+    escape = f"{granted}{'/..' * 12}/etc:/x:ro"
+    with pytest.raises(CommandError, match=r"path /etc -> /x \(ro\) is not in the stored grant.*--unsafe-override"):
+        run_in_process("read_file", "--allow-path", escape, "--tool", "read_file", "--args", '{"path": "/x/hostname"}')
+    # A deeper directory of the grant, written with .. that stays inside, still narrows it.
+    (granted / "sub").mkdir()
+    (granted / "sub" / "deep.txt").write_text("deeper")
+    out, _ = run_in_process("read_file", "--allow-path", f"{granted}/sub/../sub:/s:ro",
+                            "--tool", "read_file", "--args", '{"path": "/s/deep.txt"}')
+    assert out.strip() == "deeper"

@@ -150,7 +150,7 @@ def http_plugin(transactional_db, loopback_http):
     trusted = Agent.objects.create(name="trusted", tools=["http_get"])
     Agent.objects.create(name="untrusted", tools=["http_get.fetch"])
     Agent.objects.create(name="no_tools", tools=[])
-    CapabilityGrant.objects.create(plugin=plugin, agent=trusted, allowed_hosts=["127.0.0.1"])
+    CapabilityGrant.objects.create(plugin=plugin, agent=trusted, allowed_hosts=[f"127.0.0.1:{loopback_http}"])
     CapabilityGrant.objects.create(plugin=plugin, agent=None, allowed_hosts=[])
     return f"http://127.0.0.1:{loopback_http}/weather"
 

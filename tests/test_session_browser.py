@@ -286,3 +286,24 @@ def test_every_store_sort_is_offered_in_the_filter_form():
     from agents.store.core import SORTS
 
     assert {value for value, _ in FilterForm.base_fields["sort"].choices} == set(SORTS)
+
+
+def test_a_tool_calls_http_requests_are_shown_under_it(admin_client, process_store):
+    s, run = a_run_sync(process_store, "agent:helper:webchat:-:alice", channel="webchat", peer="alice", running=True)
+    process_store.sync.append_message(s["id"], "assistant", [
+        {"type": "tool_use", "id": "tu_7", "name": "weather.now", "input": {"city": "Rome"}}], run_id=run["id"])
+    http = [
+        {"method": "GET", "host": "api.weather.example", "path": "/v1/now", "status": 302, "bytes": 0,
+         "duration_ms": 12.25, "refused": None},
+        {"method": "GET", "host": "127.0.0.1:9", "path": "/latest/meta-data", "status": None, "bytes": 0,
+         "duration_ms": 0.0, "refused": "port_not_granted", "redirect": True},
+    ]
+    process_store.sync.record_tool_call(run["id"], tool_use_id="tu_7", name="weather.now", input={"city": "Rome"},
+                                        outcome="denied", error="HTTP redirect refused", duration_ms=14.0, http=http)
+    process_store.sync.update_run(run["id"], status="done", stop_reason="end_turn")
+    assert process_store.sync.get_run(run["id"])["tool_calls"][0]["http"] == [
+        {k: v for k, v in r.items() if v is not None} for r in http]
+    page = admin_client.get(reverse("admin_sessions:detail", args=[s["id"]])).content.decode()
+    assert "HTTP requests:" in page
+    assert "<code>api.weather.example</code></td><td><code>/v1/now</code></td>" in page and "12.3 ms" in page
+    assert "<code>/latest/meta-data</code> (redirect)" in page and "refused: port_not_granted" in page

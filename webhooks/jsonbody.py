@@ -3,23 +3,13 @@ a RecursionError (500) in the view or in the adapter."""
 
 import json
 
+from common.jsondepth import deeper_than
+
 MAX_DEPTH = 64
 
 
 class MalformedBody(ValueError):
     """The body is not JSON exoclaw accepts; the message says why."""
-
-
-def deeper_than(value, limit: int) -> bool:
-    """True when arrays/objects nest more than `limit` levels (a bare `[]` is one level)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
 
 
 def parse(body: bytes, max_depth: int = MAX_DEPTH):

@@ -116,9 +116,11 @@ async def execute_run(payload: dict, control: RunControl) -> None:
         agent = Agent.from_snapshot(payload["agent_snapshot"])
         # Both come before the LLM request and neither needs the other: the store read and the
         # tools' query (a thread hop) overlap.
-        context, toolbox = await asyncio.gather(
-            persist.context(payload, agent.context_messages), load_toolbox(list(agent.tools or []))
+        (system, context), toolbox = await asyncio.gather(
+            persist.context_for(payload, agent.context_messages), load_toolbox(list(agent.tools or []))
         )
+        if system:
+            agent.system_prompt = "\n\n".join([p for p in [agent.system_prompt, *system] if p.strip()])
         user = {"role": "user", "content": [{"type": "text", "text": payload["text"]}]}
         # Written while the LLM is asked rather than before: the first delta does not wait for two
         # durable writes. Every later write waits for these, so the history keeps its order (and

@@ -92,7 +92,8 @@ async def _run_call(call: ToolCallEnd, toolbox: Toolbox, execute, emit, transcri
     )
     transcript.tool_calls.append(
         {"call_id": call.id, "name": name, "input": call.arguments, "content": outcome.content,
-         "is_error": outcome.is_error, "error_kind": outcome.error_kind, "duration_ms": round(duration, 3)}
+         "is_error": outcome.is_error, "error_kind": outcome.error_kind, "duration_ms": round(duration, 3),
+         "http": outcome.http}
     )
     return {"type": "tool_result", "tool_use_id": call.id, "content": outcome.content, "is_error": outcome.is_error}
 

@@ -34,6 +34,23 @@ async def context(payload: dict, n: int) -> list[dict]:
     return trim_context(_sendable(got["messages"]))
 
 
+def given_context(messages: list[dict], n: int) -> tuple[list[str], list[dict]]:
+    """A context its caller gave the run (`service.start(context=...)`): its system texts, and its
+    last `n` other messages as the tool loop takes them."""
+    system = [m["content"] for m in messages if m["role"] == "system" and m["content"].strip()]
+    rows = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}
+            for m in messages if m["role"] != "system"]
+    return system, trim_context(_sendable(rows[-n:] if n else []))
+
+
+async def context_for(payload: dict, n: int) -> tuple[list[str], list[dict]]:
+    """What the run starts from: system texts to add to the agent's prompt, and the messages before
+    its own: those its caller gave, or else the session's last `n` stored ones."""
+    if "context" in payload:
+        return given_context(payload["context"], n)
+    return [], await context(payload, n)
+
+
 async def begin_run(payload: dict, user_message: dict) -> None:
     await get_store().update_run(payload["run_id"], status="running")
     await add_message(payload, user_message)
@@ -58,7 +75,7 @@ async def finish_run(payload: dict, status: str, *, stop_reason, usage: dict, er
             payload["run_id"], call["call_id"], call["name"], call["input"] or {}, outcome_of(call),
             output=call["content"] if not call["is_error"] else None,
             error=call["content"] if call["is_error"] else None,
-            duration_ms=call["duration_ms"],
+            duration_ms=call["duration_ms"], http=call.get("http") or None,
         )
     await store.update_run(payload["run_id"], status=status, stop_reason=stop_reason, usage=usage, error=error)
 

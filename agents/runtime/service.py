@@ -44,6 +44,11 @@ from .worker import LOST, ensure_reaper, release_session, send_abort, submit
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 100_000
+# A context given instead of the session's history (`start(context=...)`): at most this many
+# messages, and this much text in all.
+MAX_CONTEXT_MESSAGES = 1_000
+MAX_CONTEXT_TEXT = 20 * MAX_TEXT
+CONTEXT_ROLES = ("system", "user", "assistant")
 
 
 class ServiceError(Exception):
@@ -170,19 +175,42 @@ async def _agent_and_key(agent: str, route: Message) -> tuple[Agent, str]:
     return a, chosen.session_key
 
 
+def _checked_context(context: list) -> list[dict]:
+    if not isinstance(context, list):
+        raise InvalidInput("context", "must be a list of messages")
+    if len(context) > MAX_CONTEXT_MESSAGES:
+        raise InvalidInput("context", f"has more than {MAX_CONTEXT_MESSAGES} messages")
+    checked = []
+    for i, m in enumerate(context):
+        if not isinstance(m, dict) or m.get("role") not in CONTEXT_ROLES or not isinstance(m.get("content"), str):
+            raise InvalidInput(f"context[{i}]", "must be {'role': 'system', 'user' or 'assistant', 'content': text}")
+        checked.append({"role": m["role"], "content": m["content"]})
+    if sum(len(m["content"]) for m in checked) > MAX_CONTEXT_TEXT:
+        raise InvalidInput("context", f"is longer than {MAX_CONTEXT_TEXT} characters in all")
+    return checked
+
+
 async def start(origin: Origin, text: str, *, route: Message = Message(), agent: str = "",
-                idempotency_key: str = "") -> Started:
+                idempotency_key: str = "", context: list[dict] | None = None) -> Started:
     """Accept a run of `text` for the agent that `route` resolves to (or the agent named `agent`), in
     the origin's namespace (see above).
 
     The run is recorded in the session store and put on the board; it starts at once or waits for the
     session's current run, as the agent's busy policy says. A repeated `idempotency_key` of the same
     origin for the same session returns the run it started first (`admitted` False); keys of different
-    origins never meet."""
+    origins never meet.
+
+    `context`, when given, is what the run starts from instead of the session's stored history:
+    `[{"role": "system" | "user" | "assistant", "content": text}, ...]`, oldest first (a client that
+    keeps the conversation itself). Its system messages follow the agent's system prompt for this run;
+    the rest is cut to the agent's `context_messages` like stored history. Only `text` and what the run
+    says are stored, in the session the route reaches, as in any run."""
     if not text.strip():
         raise InvalidInput("text", "must not be empty")
     if len(text) > MAX_TEXT:
         raise InvalidInput("text", f"is longer than {MAX_TEXT} characters")
+    if context is not None:
+        context = _checked_context(context)
     if agent and not origin.may_name_agent(agent):
         raise Forbidden(f"naming agent {agent!r} needs the agent's permission; leave it out to let routing "
                         "choose", permission="agent")
@@ -210,6 +238,8 @@ async def start(origin: Origin, text: str, *, route: Message = Message(), agent:
         "text": text,
         "accepted_at": accepted_at,
     }
+    if context is not None:
+        payload["context"] = context
     try:
         admission = await board.admit(payload, a.busy_policy, settings.AGENT_RUN_CLAIM_SECONDS)
     except run_board.SessionBusy:

@@ -22,6 +22,8 @@ class ToolOutcome:
     is_error: bool = False
     error_kind: str | None = None
     duration_ms: float = 0.0
+    # The plugin's HTTP requests (sandbox.tools.ToolResult.http), recorded on the run's tool call.
+    http: list = field(default_factory=list)
 
 # How long an aborted run waits for the sandbox to confirm that a plugin stopped. The sandbox keeps
 # stopping it after that (at the latest the grant's timeout ends it); the run does not wait longer.
@@ -68,6 +70,6 @@ def make_executor(agent_name: str):
             call.cancel()
             await asyncio.wait({call}, timeout=STOP_GRACE_SECONDS)
             raise
-        return ToolOutcome(result.content, result.is_error, result.error_kind, result.duration_ms)
+        return ToolOutcome(result.content, result.is_error, result.error_kind, result.duration_ms, list(result.http))
 
     return execute

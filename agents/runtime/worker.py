@@ -17,6 +17,7 @@ second terminal event.
 """
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -154,7 +155,11 @@ def _ensure_embedded_worker(layer) -> None:
     task = _embedded.get(loop)
     if task is None or task.done():
         worker = Worker(ChannelNameRouter({RUNS_CHANNEL: AgentRunConsumer.as_asgi()}), [RUNS_CHANNEL], layer)
-        _embedded[loop] = loop.create_task(worker.arun(), name="exoclaw-embedded-agent-worker")
+        # A context of its own, like every long-lived task of the runtime: the one that happens to
+        # start it may be a Django request's, whose per-request thread executor (which
+        # database_sync_to_async uses) is shut down when its response has gone.
+        _embedded[loop] = loop.create_task(worker.arun(), name="exoclaw-embedded-agent-worker",
+                                           context=contextvars.Context())
 
 
 async def reap_once() -> list[str]:
@@ -191,4 +196,4 @@ def ensure_reaper() -> None:
     loop = asyncio.get_running_loop()
     task = _reapers.get(loop)
     if task is None or task.done():
-        _reapers[loop] = loop.create_task(_reap_forever(), name="exoclaw-run-reaper")
+        _reapers[loop] = loop.create_task(_reap_forever(), name="exoclaw-run-reaper", context=contextvars.Context())

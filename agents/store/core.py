@@ -704,12 +704,17 @@ class Store:
     @api(write=True, direct=True)
     async def record_tool_call(self, run_id: str, tool_use_id: str, name: str, input: dict, outcome: str,
                                output: str | None = None, error: str | None = None,
-                               started: dt.datetime | None = None, duration_ms: float | None = None) -> None:
-        """Add one finished tool call to a run: outcome ok, error, denied, timeout or cancelled."""
+                               started: dt.datetime | None = None, duration_ms: float | None = None,
+                               http: list[dict] | None = None) -> None:
+        """Add one finished tool call to a run: outcome ok, error, denied, timeout or cancelled; `http`
+        lists the plugin's HTTP requests (method, host, path, status, bytes, duration_ms, refused)."""
         shapes.check_choice("outcome", outcome, shapes.TOOL_OUTCOMES)
         call = {"tool_use_id": tool_use_id, "name": name, "input": input, "outcome": outcome, "output": output,
                 "error": error, "started": started or dt.datetime.now(dt.timezone.utc),
                 "duration_ms": None if duration_ms is None else float(duration_ms)}
+        if http:
+            # The store keeps no null fields: a request's absent status or reason is left out.
+            call["http"] = [{k: v for k, v in r.items() if v is not None} for r in http]
         updated = await self._tx(
             "RETURN (UPDATE $r SET tool_calls += $call RETURN VALUE id);",
             {"r": _run(run_id), "call": call},

@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 # The apps whose commands `exoclaw --help` lists first, with their one-line summaries.
-OUR_APPS = ("exoclaw", "agents", "routing", "sandbox", "webhooks")
+OUR_APPS = ("exoclaw", "agents", "openai_api", "routing", "sandbox", "webhooks")
 
 INTRO = """\
 exoclaw {version}: a WASM-sandboxed runtime for AI agents.

@@ -7,21 +7,19 @@ the loopback rule would have let the connection in without one. A connection wit
 call `auth` within the grace period. The rules are documented in docs/protocol.md ("Authentication").
 """
 
-import hmac
-import ipaddress
 import logging
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
-from django.utils import timezone
 
+from exoclaw import tokens
 from exoclaw.bind import is_loopback_host, parse_bind
-from exoclaw.models import ApiToken, hash_token
+from exoclaw.models import ApiToken
+from exoclaw.proxies import real_client_address, trusted_proxy
 
 from .errors import RateLimited, Unauthorized
 from .limits import Limits, failed_logins
@@ -89,33 +87,6 @@ def header(scope: dict, name: bytes) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8)
-def _networks(cidrs: tuple[str, ...]) -> tuple:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
-
-
-def _trusted_proxy(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in _networks(tuple(settings.TRUSTED_PROXIES)))
-
-
-def real_client_address(peer: str, forwarded_for: str | None) -> str:
-    """The client's address: the TCP peer, unless the peer is one of TRUSTED_PROXIES; then the last
-    address in X-Forwarded-For that is not a trusted proxy (proxies append the address they saw, so
-    what a client wrote itself stands to the left and is never taken). Forwarded headers from anyone
-    else are ignored."""
-    if not forwarded_for or not _trusted_proxy(peer):
-        return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not _trusted_proxy(hop):
-            return hop
-    return hops[0] if hops else peer
-
-
 def client_address(scope: dict) -> str:
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
@@ -151,7 +122,7 @@ def served_origin(scope: dict) -> str:
     over http or https as the connection (or a trusted proxy's X-Forwarded-Proto) says."""
     scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
     client = scope.get("client")
-    if client and _trusted_proxy(str(client[0])):
+    if client and trusted_proxy(str(client[0])):
         proto = (header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
         scheme = proto if proto in ("http", "https") else scheme
     host = header(scope, b"host") or ""
@@ -236,16 +207,6 @@ def staff_principal(user) -> Principal | None:
     return Principal(f"user:{user.get_username()}", "staff", scopes)
 
 
-@database_sync_to_async
-def _token_row(digest: str) -> ApiToken | None:
-    return ApiToken.objects.filter(token_hash=digest).first()
-
-
-@database_sync_to_async
-def _mark_used(pk: int) -> None:
-    ApiToken.objects.filter(pk=pk).update(last_used_at=timezone.now())
-
-
 def token_principal(row: ApiToken) -> Principal:
     return Principal(
         f"token:{row.name}", "token", frozenset(s for s in row.scopes if s in SCOPES),
@@ -253,30 +214,23 @@ def token_principal(row: ApiToken) -> Principal:
     )
 
 
+def _unauthorized(error: tokens.TokenRefused) -> Unauthorized:
+    return Unauthorized(str(error), reason=error.reason)
+
+
 def refusal(row: ApiToken | None) -> Unauthorized | None:
     """Why a token row does not authenticate (gone, disabled or expired), or None."""
-    if row is None:
-        return Unauthorized("unknown token", reason="token_invalid")
-    if not row.enabled:
-        return Unauthorized("this token is disabled", reason="token_disabled")
-    if row.is_expired():
-        return Unauthorized("this token has expired", reason="token_expired")
-    return None
+    error = tokens.refusal(row)
+    return _unauthorized(error) if error else None
 
 
 async def check_token(raw: str) -> Principal:
-    """Raises Unauthorized unless `raw` is an enabled, unexpired API token (EXOCLAW_TOKEN only through
-    the row `bootstrap` stored for it)."""
-    # Any text may arrive, lone surrogates included: it is hashed as given and simply matches nothing.
-    digest = hash_token(raw)
-    row = await _token_row(digest)
-    if row is not None and not hmac.compare_digest(row.token_hash, digest):
-        row = None
-    error = refusal(row)
-    if error:
-        raise error
-    await _mark_used(row.pk)
-    return token_principal(row)
+    """Raises Unauthorized unless `raw` is an enabled, unexpired API token (`exoclaw.tokens`, which
+    every way in that takes tokens shares)."""
+    try:
+        return token_principal(await tokens.verify_token(raw))
+    except tokens.TokenRefused as e:
+        raise _unauthorized(e) from None
 
 
 async def login(raw: str, address: str, limits: Limits) -> Principal:

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from common.jsondepth import deeper_than
+
 from .errors import InvalidRequest, ParseError, PayloadTooLarge, RpcError
 
 NO_ID = type("NoId", (), {"__repr__": lambda self: "NO_ID"})()
@@ -49,18 +51,6 @@ def _reject_constant(name: str):
 _decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
 # ASCII output: a lone surrogate that arrived in a string can be echoed back without breaking UTF-8.
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
-def deeper_than(obj: Any, limit: int) -> bool:
-    """True when arrays/objects nest more than `limit` levels (a bare `[]` is one level)."""
-    stack = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
 
 
 def decode(frame: str | bytes, *, max_bytes: int, max_depth: int) -> Any:

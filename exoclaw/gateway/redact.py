@@ -3,34 +3,16 @@
 `RedactTokens` is a logging filter installed on the console handler by settings.LOGGING, so it sees
 every record that reaches the log, whichever logger emitted it. `AccessLog` replaces daphne's access
 log (which writes request paths, query strings included, straight to stdout) with records on the
-`exoclaw.access` logger, so they pass through the same filter.
+`exoclaw.access` logger, so they pass through the same filter. Besides token-shaped strings, every
+secret value the sandbox has read for a plug-in is redacted (common.redact).
 """
 
 import logging
-import re
 
 from daphne.access import AccessLogGenerator
 
-REDACTED = "[redacted]"
-_PATTERNS = (
-    # ?token=…, &access_token=… in URLs and query strings
-    re.compile(r"(?i)((?:^|[?&;\s\"'])(?:access_)?token=)[^&;\s\"']+"),
-    # Authorization: Bearer …
-    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
-    # a raw API token, wherever it appears
-    re.compile(r"()exo_[A-Za-z0-9_-]{16,}"),
-    # a Telegram bot token in a Bot API URL (/bot123456:AA…/sendMessage), see docs/channels.md
-    re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+"),
-)
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+# The patterns and the known secret values (the sandbox's included) live in common.redact.
+from common.redact import REDACTED, redact  # noqa: F401  (re-exported)
 
 
 class RedactTokens(logging.Filter):

@@ -11,6 +11,7 @@ from sandbox.discovery import discover
 from sandbox.errors import SandboxError
 from sandbox.host import Host, PluginSpec
 from sandbox.manifest import DENY_ALL, Grant, PathGrant, effective_grant, narrowing_violations
+from sandbox.netrules import HostRule
 
 EXAMPLES = """
 examples:
@@ -43,7 +44,14 @@ class Command(CommandWithExample):
         parser.add_argument("--args", dest="tool_args", default="{}", help="The tool's arguments as a JSON object (with --tool).")
         parser.add_argument("--describe", action="store_true", help="Run tool discovery and print the ABI and tools.")
         parser.add_argument("--agent", help="Use this agent's grant for a registered plugin (default: the plugin's default grant).")
-        parser.add_argument("--allow-host", action="append", default=[], metavar="HOST", help="Allow HTTP to HOST (repeatable).")
+        parser.add_argument(
+            "--allow-host",
+            action="append",
+            default=[],
+            metavar="HOST[:PORT]",
+            help="Allow HTTP to HOST: https and http on their default ports, or on PORT; also scheme://HOST[:PORT] "
+            "or *.example.com (repeatable).",
+        )
         parser.add_argument(
             "--allow-path",
             action="append",
@@ -116,8 +124,14 @@ class Command(CommandWithExample):
         return config
 
     def _flag_grant(self, options, base: Grant) -> Grant:
+        for host in options["allow_host"]:
+            try:
+                HostRule.parse(host)
+            except ValueError as exc:
+                raise CommandError(f"--allow-host {exc}", returncode=2) from None
         try:
-            paths = tuple(PathGrant.parse(p) for p in options["allow_path"])
+            # Resolved here, so the directory checked against the stored grant is the one mounted.
+            paths = tuple(PathGrant.parse(p).resolved() for p in options["allow_path"])
         except ValueError as exc:
             raise CommandError(f"--allow-path {exc}", returncode=2) from None
         return Grant(
@@ -130,6 +144,9 @@ class Command(CommandWithExample):
             max_concurrency=base.max_concurrency,
             config=base.config,
             secret_env=base.secret_env,
+            http_secrets=base.http_secrets,
+            http_requests_per_call=base.http_requests_per_call,
+            http_requests_per_minute=base.http_requests_per_minute,
         )
 
     def _target(self, options, config) -> tuple[PluginSpec, Grant, list[dict] | None]:
@@ -211,10 +228,15 @@ class Command(CommandWithExample):
         timings = []
         output = b""
         for _ in range(repeat):
-            result = host.run(spec, function, data, grant)
+            try:
+                result = host.run(spec, function, data, grant)
+            except SandboxError as exc:
+                self._print_http(exc.http)
+                raise
             timings.append(result)
             output = result.output
         first = timings[0]
+        self._print_http(first.http)
         if repeat == 1:
             self.stderr.write(
                 f"compile {first.compile_ms:.2f} ms, instantiate {first.instantiate_ms:.2f} ms, call {first.call_ms:.2f} ms"
@@ -227,6 +249,14 @@ class Command(CommandWithExample):
             self.stderr.write(f"  instantiate {summary([t.instantiate_ms for t in timings])}")
             self.stderr.write(f"  call        {summary([t.call_ms for t in timings])}")
         return output
+
+    def _print_http(self, records):
+        """One line per HTTP request of the (first) call: what it asked for and what became of it."""
+        for r in records:
+            what = f"refused: {r['refused']}" if r.get("refused") else (
+                f"failed: {r['error']}" if r.get("error") else f"{r['status']}, {r['bytes']} bytes")
+            hop = " (redirect)" if r.get("redirect") else ""
+            self.stderr.write(f"http {r['method']} {r['host']}{r['path']}{hop}: {what}, {r['duration_ms']:.2f} ms")
 
     def _print_output(self, output: bytes):
         try:

@@ -6,6 +6,7 @@
 
 const std = @import("std");
 const x = @import("zig/extism_pdk.zig");
+const chunks = @import("zig/chunks.zig");
 
 const Chat = struct { id: i64, type: []const u8 = "" };
 const User = struct { id: i64, is_bot: bool = false };
@@ -78,19 +79,6 @@ const Request = struct { method: []const u8 = "POST", path: []const u8, json: Se
 // several messages, split between characters; only the first one is marked as the reply.
 const max_units = 4096;
 
-fn nextChunkEnd(text: []const u8, start: usize) usize {
-    var i = start;
-    var units: usize = 0;
-    while (i < text.len) {
-        const len = std.unicode.utf8ByteSequenceLength(text[i]) catch 1;
-        const width: usize = if (len == 4) 2 else 1;
-        if (units + width > max_units) break;
-        units += width;
-        i = @min(text.len, i + len);
-    }
-    return i;
-}
-
 export fn format_outgoing() i32 {
     const raw = x.input() catch return x.fail("out of memory", .{});
     const reply = x.parseInput(Reply, raw) catch |err|
@@ -106,7 +94,7 @@ export fn format_outgoing() i32 {
     var requests: std.ArrayList(Request) = .empty;
     var start: usize = 0;
     while (start < reply.content.len or requests.items.len == 0) {
-        const end = nextChunkEnd(reply.content, start);
+        const end = chunks.nextChunkEnd(reply.content, start, max_units);
         requests.append(x.allocator, .{
             .path = "/bot{token}/sendMessage",
             .json = .{

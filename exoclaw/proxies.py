@@ -1,0 +1,38 @@
+"""Who the client is when exoclaw sits behind a reverse proxy (TRUSTED_PROXIES).
+
+Every way in that counts or throttles by client address uses this: the gateway (`exoclaw/gateway/auth.py`),
+the admin's login form and the OpenAI-compatible API. Imports nothing of the gateway.
+"""
+
+import ipaddress
+from functools import lru_cache
+
+from django.conf import settings
+
+
+@lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def trusted_proxy(address: str) -> bool:
+    """Whether `address` is one of TRUSTED_PROXIES (addresses or networks)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def real_client_address(peer: str, forwarded_for: str | None) -> str:
+    """The client's address: the TCP peer, unless the peer is one of TRUSTED_PROXIES; then the last
+    address in X-Forwarded-For that is not a trusted proxy (proxies append the address they saw, so
+    what a client wrote itself stands to the left and is never taken). Forwarded headers from anyone
+    else are ignored."""
+    if not forwarded_for or not trusted_proxy(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted_proxy(hop):
+            return hop
+    return hops[0] if hops else peer

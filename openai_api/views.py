@@ -1,0 +1,226 @@
+"""`/v1/models` and `/v1/chat/completions`: thin async views around the run service.
+
+A chat completion is one run (`service.start`, then `service.events`), exactly as the gateway's
+`chat.send`: routing aside (the model names the agent), the session, its history, the busy policy,
+the tools in the sandbox and what is stored are the same. A client that goes away before the run ends
+(closes the stream, or drops the connection while waiting for a whole answer) aborts the run.
+"""
+
+import asyncio
+import contextvars
+import functools
+import logging
+import time
+import uuid
+from contextlib import aclosing
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from agents.lookup import enabled_agent
+from agents.models import Agent
+from agents.runtime import service
+from routing.resolver import Message
+
+from . import responses
+from .access import caller
+from .errors import ApiError, mapped, model_not_found
+from .request import conversation_id, loads, parse_chat
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_HEADER = "X-Exoclaw-Conversation"
+# The API's conversations live in this channel of the token's own namespace: agent:<model>:openai:
+# token%3A<name>:<conversation id>, or a fresh `req-…` peer for each self-contained request.
+CHANNEL = "openai"
+REQUEST_PEER = "req-"
+
+_aborting: set[asyncio.Task] = set()
+
+
+def endpoint(*methods: str):
+    """An API view: only `methods`, CSRF-exempt (a Bearer token, never a cookie, authenticates), and
+    every error in OpenAI's shape; an unexpected one is a 500 whose details stay in the log."""
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        async def handle(request, *args, **kwargs):
+            try:
+                if request.method not in methods:
+                    raise ApiError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                                   code="method_not_allowed")
+                with mapped():
+                    return await view(request, *args, **kwargs)
+            except ApiError as e:
+                response = e.response()
+                if e.status == 405:
+                    response["Allow"] = ", ".join(methods)
+                return response
+            except Exception:
+                log.exception("%s %s failed", request.method, request.path)
+                return ApiError(500, "The server failed; its log has the details.").response()
+
+        return handle
+
+    return decorate
+
+
+def _model(name: str, created) -> dict:
+    return {"id": name, "object": "model", "created": int(created.timestamp()), "owned_by": "exoclaw"}
+
+
+@database_sync_to_async
+def _enabled_agents() -> list[tuple[str, object]]:
+    return list(Agent.objects.filter(enabled=True).order_by("name").values_list("name", "created"))
+
+
+@endpoint("GET")
+async def models(request):
+    """The enabled agents this token may name, as OpenAI's model list."""
+    who = await caller(request)
+    data = [_model(name, created) for name, created in await _enabled_agents() if who.may_use(name)]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@endpoint("GET")
+async def model(request, model: str):
+    who = await caller(request)
+    agent = await enabled_agent(model)
+    if agent is None or not who.may_use(model):
+        raise model_not_found(model)
+    return JsonResponse(_model(agent.name, agent.created))
+
+
+@endpoint("GET", "POST")
+async def unknown_url(request):
+    raise ApiError(404, f"Unknown URL: {request.method} {request.path}. This server has GET /v1/models and "
+                   "POST /v1/chat/completions.", code="unknown_url")
+
+
+def _body(request) -> bytes:
+    limit = settings.OPENAI_COMPAT_MAX_BODY_BYTES
+    too_large = ApiError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_large from None
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+@endpoint("POST")
+async def chat_completions(request):
+    who = await caller(request)
+    chat = parse_chat(loads(_body(request)))
+    conversation = conversation_id(request.headers.get(CONVERSATION_HEADER))
+    if await enabled_agent(chat.model) is None:
+        raise model_not_found(chat.model)
+    if conversation:
+        # The conversation's stored history is the context; only the last user message is new.
+        route, context = Message(channel=CHANNEL, peer=conversation), None
+    else:
+        # Self-contained: the request's messages are the context, recorded in a session of its own.
+        route, context = Message(channel=CHANNEL, peer=REQUEST_PEER + uuid.uuid4().hex), chat.context
+    started = await service.start(who.origin, chat.text, route=route, agent=chat.model, context=context)
+    created = int(time.time())
+    headers = {"X-Exoclaw-Run-Id": started.run_id, "X-Exoclaw-Session-Key": started.session_key}
+    if conversation:
+        headers[CONVERSATION_HEADER] = conversation
+    events = _follow(who.origin, started)
+    if chat.stream:
+        return EventStream(_sse(events, started.run_id, chat.model, created, chat.include_usage), headers)
+    return await _whole(events, started.run_id, chat.model, created, headers)
+
+
+async def _follow(origin: service.Origin, started: service.Started):
+    """The run's events; if the reader stops before the run's last one (its client went away), the
+    run is aborted."""
+    ended = False
+    try:
+        async for event in service.events(origin, started.run_id, admitted=started.admitted):
+            ended = event["type"] in ("done", "error")
+            yield event
+    finally:
+        if not ended:
+            _abort_soon(origin, started.run_id)
+
+
+def _abort_soon(origin: service.Origin, run_id: str) -> None:
+    # A task of its own: the request's task is being cancelled or closed, and the abort must not be;
+    # and a context of its own: the request's thread executor goes with the request.
+    task = asyncio.get_running_loop().create_task(_abort(origin, run_id), name=f"openai-abort-{run_id}",
+                                                  context=contextvars.Context())
+    _aborting.add(task)
+    task.add_done_callback(_aborting.discard)
+
+
+async def _abort(origin: service.Origin, run_id: str) -> None:
+    try:
+        if await service.abort(origin, run_id):
+            log.info("run %s aborted: its API client went away", run_id)
+    except Exception:
+        log.exception("aborting run %s after its API client went away failed", run_id)
+
+
+async def _whole(events, run_id: str, model: str, created: int, headers: dict) -> JsonResponse:
+    text = []
+    async with aclosing(events):
+        async for event in events:
+            if event["type"] == "delta":
+                text.append(event["text"])
+            elif event["type"] == "done":
+                return JsonResponse(responses.completion(run_id, model, created, "".join(text), event),
+                                    headers=headers)
+            elif event["type"] == "error":
+                status, code, message = responses.run_failed(event)
+                raise ApiError(status, message, code=code)
+    raise ApiError(500, f"Run {run_id} ended without an ending.")
+
+
+async def _sse(events, run_id: str, model: str, created: int, include_usage: bool):
+    def chunk(**fields) -> bytes:
+        return responses.sse(responses.chunk(run_id, model, created, with_usage=include_usage, **fields))
+
+    async with aclosing(events):
+        yield chunk(delta={"role": "assistant", "content": ""})
+        async for event in events:
+            if event["type"] == "delta":
+                yield chunk(delta={"content": event["text"]})
+            elif event["type"] == "done":
+                yield chunk(finish=responses.finish_reason(event.get("stop_reason")))
+                if include_usage:
+                    yield responses.sse(responses.chunk(run_id, model, created, run_usage=event.get("usage") or {}))
+            elif event["type"] == "error":
+                # The status line went out with the first chunk: the error travels in the stream, as
+                # OpenAI's does, and the stream ends without [DONE].
+                status, code, message = responses.run_failed(event)
+                yield responses.sse(ApiError(status, message, code=code).body())
+                return
+        yield responses.DONE
+
+
+class EventStream(StreamingHttpResponse):
+    """Server-Sent Events from an async generator that is closed as soon as the response stops being
+    sent: Django's ASGI handler cancels the response when the client disconnects and closes the
+    iterator it consumes (this one), which closes the generator at once, whatever it was waiting for,
+    rather than whenever it is garbage-collected."""
+
+    def __init__(self, parts, headers: dict):
+        super().__init__(parts, content_type="text/event-stream", headers={**responses.SSE_HEADERS, **headers})
+        self._parts = parts
+
+    async def __aiter__(self):
+        async with aclosing(self._parts) as parts:
+            async for part in parts:
+                yield part
