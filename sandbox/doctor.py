@@ -7,41 +7,23 @@ import re
 from common.doctor import HIGH, LOW, MEDIUM, Finding
 
 from .models import CapabilityGrant, Plugin
+from .netrules import HostRule, SecretRule, is_special
 
-GLOB = re.compile(r"[*?\[]")
-# Patterns that match every host name.
-ANY_HOST = {"*", "**", "*.*", "*.*.*", "*.*.*.*"}
 # Names that are never on the public internet: this machine, the local network, cloud metadata services.
-PRIVATE_NAMES = ("localhost", ".localhost", ".local", ".internal", ".lan", ".home.arpa")
+PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
 # A config key whose value is probably a credential.
 SECRET_KEY_NAME = re.compile(r"(^|[_-])(api[_-]?key|key|token|secret|password|passwd|credentials?|auth)$", re.I)
 
 
-def is_private_host(pattern: str) -> bool:
-    """A host name, address or pattern that reaches this machine or a private network: loopback, RFC 1918,
-    link-local (cloud metadata at 169.254.169.254), unique-local IPv6, `localhost`, `*.internal`, `10.*`."""
-    host = pattern.lower().strip("[]")
-    if host == "localhost" or host.endswith(PRIVATE_NAMES):
+def is_private_host(host: str) -> bool:
+    """A granted host (as HostRule.parse normalises it) on this machine or a private network: `localhost`,
+    `*.internal` and the like, or a loopback, private, link-local (cloud metadata) or other non-public address."""
+    if host == "localhost" or host.endswith(PRIVATE_SUFFIXES):
         return True
-    literal = GLOB.split(host, maxsplit=1)[0]
     try:
-        if literal == host:
-            return not ipaddress.ip_address(host).is_global
-        # An address pattern such as 10.* or 192.168.1.*: its fixed octets name the network.
-        octets = literal.split(".")[:-1]
-        if literal.endswith(".") and octets and all(o.isdigit() for o in octets):
-            return not ipaddress.ip_address(".".join(octets + ["0"] * (4 - len(octets)))).is_global
+        return is_special(ipaddress.ip_address(host))
     except ValueError:
         return False
-    return False
-
-
-def _who(grant: CapabilityGrant) -> str:
-    return f"plugin {grant.plugin.name}'s grant for {f'agent {grant.agent.name}' if grant.agent_id else 'every agent'}"
-
-
-def _secret_keys(config: dict) -> list[str]:
-    return sorted(k for k, v in config.items() if SECRET_KEY_NAME.search(str(k)) and isinstance(v, str) and v)
 
 
 def findings() -> list[Finding]:
@@ -56,38 +38,45 @@ def findings() -> list[Finding]:
 
 
 def grant_findings(grant: CapabilityGrant) -> list[Finding]:
-    who = _who(grant)
-    hosts = [h for h in grant.allowed_hosts if isinstance(h, str)]
-    anywhere = [h for h in hosts if h in ANY_HOST]
-    wildcards = [h for h in hosts if GLOB.search(h) and h not in anywhere]
-    private = [h for h in hosts if is_private_host(h)]
+    who = f"plugin {grant.plugin.name}'s grant for {f'agent {grant.agent.name}' if grant.agent_id else 'every agent'}"
+    rules, unreadable = [], []
+    for entry in grant.allowed_hosts if isinstance(grant.allowed_hosts, list) else []:
+        try:
+            rules.append(HostRule.parse(entry))
+        except ValueError as exc:
+            unreadable.append(f"{entry!r} ({exc})")
+    wildcards = [str(r) for r in rules if r.wildcard]
+    private = [str(r) for r in rules if not r.wildcard and is_private_host(r.host)]
     found = []
-    if anywhere:
-        found.append(Finding(
-            "grant-any-host", HIGH,
-            f"{who} allows every host ({', '.join(anywhere)}): the plugin can reach any server, this machine "
-            "and the cloud metadata service included, and send there whatever it is given",
-            "list the exact hosts the plugin needs in allowed_hosts (the plugin's page in the admin)",
-        ))
     if wildcards:
         found.append(Finding(
             "grant-wildcard-host", MEDIUM,
-            f"{who} allows host patterns {', '.join(wildcards)}: every matching name, including ones "
-            "registered later, is reachable",
-            "replace each pattern with the exact host names the plugin needs",
+            f"{who} allows {', '.join(wildcards)}: every subdomain, including ones created later, is reachable "
+            "(the sandbox still refuses private addresses behind a wildcard)",
+            "replace each wildcard with the exact host names the plugin needs",
         ))
     if private:
         found.append(Finding(
             "grant-private-host", HIGH,
-            f"{who} allows {', '.join(private)}: this machine or a private network (internal services, "
-            "cloud metadata) is reachable from the sandbox",
-            "remove them from allowed_hosts; give a tool only the public hosts it needs",
+            f"{who} allows {', '.join(private)}: this machine or a private network (internal services, cloud "
+            "metadata), which the sandbox lets a plugin reach when a grant names it",
+            "remove them from allowed_hosts unless the tool is meant to reach them; give a tool only the hosts it needs",
+        ))
+    if unreadable:
+        found.append(Finding(
+            "grant-invalid-host", MEDIUM,
+            f"{who} has allowed_hosts entries the sandbox cannot read: {'; '.join(unreadable)}; the plugin's "
+            "calls fail",
+            "correct them on the plugin's page in the admin (the grant's form says what is wrong with each)",
         ))
     if isinstance(grant.config, dict) and (keys := _secret_keys(grant.config)):
         found.append(_config_secret(f"{who}'s config", keys))
-    if isinstance(grant.secret_env, dict) and grant.secret_env:
-        found += _secret_env(grant, who, hosts, anywhere, wildcards)
+    found += _secrets(grant, who, rules, wildcards)
     return found
+
+
+def _secret_keys(config: dict) -> list[str]:
+    return sorted(k for k, v in config.items() if SECRET_KEY_NAME.search(str(k)) and isinstance(v, str) and v)
 
 
 def _config_secret(where: str, keys: list[str]) -> Finding:
@@ -95,28 +84,37 @@ def _config_secret(where: str, keys: list[str]) -> Finding:
         "plugin-config-secret", HIGH,
         f"{where} holds {', '.join(keys)} in plain text: it is stored in the database, shown in the admin "
         "and written by dumpconfig",
-        f'move each value to an environment variable and name it in the grant\'s secret_env, e.g. '
-        f'{{"{keys[0]}": "{keys[0].upper()}_VAR"}}, then delete it from the config',
+        "move each value to an environment variable and name it in the grant: as an HTTP secret "
+        "(http_secrets, which exoclaw adds to the requests and the plugin never sees) or in secret_env",
     )
 
 
-def _secret_env(grant, who, hosts, anywhere, wildcards) -> list[Finding]:
-    names = ", ".join(f"{key} (from {var})" for key, var in sorted(grant.secret_env.items()))
-    reach = ", ".join(hosts) or "no host"
-    severity = HIGH if anywhere else MEDIUM if wildcards else LOW
-    found = [Finding(
-        "grant-secret-env", severity,
-        f"{who} gives the plugin the secrets {names}: they enter the sandbox, and the plugin can send them "
-        f"to {reach}",
-        "keep allowed_hosts to the service each secret is for, and give the secret only to the agents "
-        "that need it (a grant per agent)",
-    )]
-    unset = sorted(var for var in grant.secret_env.values() if not os.environ.get(var))
+def _secrets(grant: CapabilityGrant, who: str, rules: list[HostRule], wildcards: list[str]) -> list[Finding]:
+    found = []
+    secret_env = grant.secret_env if isinstance(grant.secret_env, dict) else {}
+    if secret_env:
+        names = ", ".join(f"{key} (from {var})" for key, var in sorted(secret_env.items()))
+        reach = ", ".join(str(r) for r in rules) or "no host"
+        found.append(Finding(
+            "grant-secret-env", MEDIUM if wildcards else LOW,
+            f"{who} gives the plugin the secrets {names}: they enter the sandbox, and the plugin can send them "
+            f"to {reach}",
+            "where the secret is a credential for one HTTP service, give it as an HTTP secret instead "
+            "(http_secrets: exoclaw adds it to the requests to that host, the plugin never sees it); else keep "
+            "allowed_hosts to that service and the secret to the agents that need it",
+        ))
+    http_envs = []
+    for entry in grant.http_secrets if isinstance(grant.http_secrets, list) else []:
+        try:
+            http_envs.append(SecretRule.parse(entry).secret_env)
+        except ValueError:
+            continue
+    unset = sorted({var for var in [*secret_env.values(), *http_envs] if not os.environ.get(var)})
     if unset:
         found.append(Finding(
             "grant-secret-unset", MEDIUM,
-            f"{who} reads {', '.join(unset)}, unset in this environment: every call of the plugin fails "
-            "with not_found",
+            f"{who} reads {', '.join(unset)}, unset in this environment: the plugin's calls fail or go without "
+            "their credentials",
             f"set {', '.join(unset)} in the environment of every exoclaw process",
         ))
     return found

@@ -119,10 +119,10 @@ def test_a_reachable_bind_without_any_live_token_is_found():
 
 @pytest.mark.parametrize("host,private", [
     ("localhost", True), ("127.0.0.1", True), ("10.1.2.3", True), ("192.168.0.10", True), ("169.254.169.254", True),
-    ("[::1]", True), ("fd00::1", True), ("metadata.google.internal", True), ("printer.local", True), ("10.*", True),
-    ("192.168.*", True), ("api.example.com", False), ("93.184.215.14", False), ("*.example.org", False), ("1*", False),
+    ("::1", True), ("fd00::1", True), ("100.64.0.1", True), ("metadata.google.internal", True), ("printer.local", True),
+    ("api.example.com", False), ("93.184.215.14", False), ("2606:4700::1111", False),
 ])
-def test_private_hosts_and_address_patterns_are_recognised(host, private):
+def test_private_hosts_are_recognised(host, private):
     assert is_private_host(host) is private
 
 
@@ -132,12 +132,14 @@ def plugin(name: str = "calc", **fields) -> Plugin:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("hosts,expected", [
-    (["*"], {"grant-any-host": "high"}),
     (["*.example.org"], {"grant-wildcard-host": "medium"}),
     (["127.0.0.1"], {"grant-private-host": "high"}),
-    (["169.254.169.254"], {"grant-private-host": "high"}),
-    (["10.*"], {"grant-wildcard-host": "medium", "grant-private-host": "high"}),
-    (["api.example.com", "files.example.org"], {}),
+    (["http://169.254.169.254"], {"grant-private-host": "high"}),
+    (["localhost:8080"], {"grant-private-host": "high"}),
+    ([{"host": "https://10.0.0.5", "methods": ["GET"]}], {"grant-private-host": "high"}),
+    (["metadata.google.internal"], {"grant-private-host": "high"}),
+    (["*", "10.*"], {"grant-invalid-host": "medium"}),  # rows written before the sandbox read host rules
+    (["api.example.com", "https://files.example.org:8443", {"host": "api.example.net", "path_prefix": "/v1/"}], {}),
     ([], {}),
 ])
 def test_grant_hosts_that_reach_too_far_are_found(hosts, expected):
@@ -165,12 +167,23 @@ def test_secrets_given_to_a_plugin_are_reported_higher_the_further_it_can_send_t
     grant = CapabilityGrant.objects.create(plugin=plugin(), allowed_hosts=["api.weather.example"],
                                            secret_env={"api_key": "WEATHER_API_KEY"})
     assert found(sandbox_findings()) == {"grant-secret-env": "low"}
-    grant.allowed_hosts = ["*"]
+    grant.allowed_hosts = ["*.weather.example"]
     grant.save()
-    assert found(sandbox_findings())["grant-secret-env"] == "high"
+    assert found(sandbox_findings())["grant-secret-env"] == "medium"
     monkeypatch.delenv("WEATHER_API_KEY")
     assert found(sandbox_findings())["grant-secret-unset"] == "medium"
     Plugin.objects.update(enabled=False)
+    assert sandbox_findings() == []
+
+
+@pytest.mark.django_db
+def test_an_http_secret_stays_out_of_the_sandbox_but_must_be_set(monkeypatch):
+    monkeypatch.delenv("WEATHER_API_KEY", raising=False)
+    CapabilityGrant.objects.create(plugin=plugin(), allowed_hosts=["https://api.weather.example"], http_secrets=[
+        {"host": "https://api.weather.example", "header": "Authorization", "format": "Bearer {secret}",
+         "secret_env": "WEATHER_API_KEY"}])
+    assert found(sandbox_findings()) == {"grant-secret-unset": "medium"}
+    monkeypatch.setenv("WEATHER_API_KEY", "s3cret")
     assert sandbox_findings() == []
 
 
@@ -194,19 +207,19 @@ def test_a_channel_open_to_anyone_or_missing_its_secret_is_found(monkeypatch):
 
 @pytest.mark.django_db
 def test_the_command_prints_each_finding_with_its_fix_and_fails_on_a_high_one():
-    CapabilityGrant.objects.create(plugin=plugin(), allowed_hosts=["*"])
+    CapabilityGrant.objects.create(plugin=plugin(), allowed_hosts=["localhost"])
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match="^1 high finding: fix it before serving$"):
         call_command("doctor", stdout=out, stderr=err)
-    assert out.getvalue().startswith("HIGH   grant-any-host: plugin calc's grant for every agent allows every host")
-    assert "\n       fix: list the exact hosts" in out.getvalue()
+    assert out.getvalue().startswith("HIGH   grant-private-host: plugin calc's grant for every agent allows localhost")
+    assert "\n       fix: remove them from allowed_hosts" in out.getvalue()
     assert err.getvalue() == "doctor: 1 finding (1 high)\n"
     out = io.StringIO()
     with pytest.raises(CommandError):
         call_command("doctor", "--json", stdout=out, stderr=io.StringIO())
     report = json.loads(out.getvalue())
     assert report["counts"] == {"high": 1, "medium": 0, "low": 0}
-    assert report["findings"][0]["id"] == "grant-any-host" and report["findings"][0]["fix"]
+    assert report["findings"][0]["id"] == "grant-private-host" and report["findings"][0]["fix"]
 
 
 def test_the_demo_make_run_sets_up_reports_nothing_high_and_a_reachable_debug_server_exits_1(tmp_path):
