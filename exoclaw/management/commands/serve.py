@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import DatabaseError
 
 from common.commands import CommandWithExample, database_is_fresh
 from exoclaw.bind import is_loopback_host, parse_bind
@@ -55,7 +56,11 @@ class Command(CommandWithExample):
             host, port = parse_bind(bind)
         except ValueError as e:
             raise CommandError(str(e)) from None
-        if is_loopback_host(host) and database_is_fresh():
+        try:
+            fresh = is_loopback_host(host) and database_is_fresh()
+        except DatabaseError as e:
+            raise CommandError(f"cannot read the database: {(str(e).strip() or type(e).__name__).splitlines()[0]}") from None
+        if fresh:
             self._set_up()
         refuse_unauthenticated_bind(host, port)
         from agents.store import StoreError, get_store
