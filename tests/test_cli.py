@@ -50,3 +50,12 @@ def test_a_worker_without_redis_says_why_it_would_never_run_anything(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "REDIS_URL is not set" in done.stderr
+
+
+def test_serve_says_in_one_line_that_it_cannot_reach_the_database(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env |= {"EXOCLAW_VAR_DIR": str(tmp_path), "DATABASE_URL": "postgres://nobody:x@127.0.0.1:1/none"}
+    done = exoclaw("serve", "--bind", "127.0.0.1:7399", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("CommandError: cannot read the database: ")
