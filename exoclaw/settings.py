@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "routing",
     "sandbox",
     "webhooks",
+    "mcp_remote",
 ]
 
 MIDDLEWARE = [
