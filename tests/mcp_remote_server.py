@@ -8,6 +8,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 
 app = MCPServer("exoclaw-test-remote")
+RUNNING = {"hang": 0}
 
 
 @app.tool()
@@ -30,9 +31,19 @@ def wipe_disk() -> str:
 
 @app.tool()
 async def hang() -> str:
-    """Never answers."""
-    await anyio.sleep_forever()
+    """Never answers (until the call is cancelled)."""
+    RUNNING["hang"] += 1
+    try:
+        await anyio.sleep_forever()
+    finally:
+        RUNNING["hang"] -= 1
     return "unreachable"
+
+
+@app.tool()
+def hangs_running() -> int:
+    """How many calls of hang are running now."""
+    return RUNNING["hang"]
 
 
 @app.tool()

@@ -2,7 +2,9 @@
 loopback, added with `loadconfig`, called by the echo agent's `/tool` and by a scripted LLM through
 the real runtime, sandbox-free (in-process channel layer, the real embedded session store)."""
 
+import asyncio
 import io
+import os
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -10,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from agents.runtime.tools import load_toolbox
 from agents.store import get_store
+from mcp_remote.client import call_remote_tool
 from mcp_remote.models import McpServer
 from tests.fakes import anthropic_server
 from tests.fakes.http import last_tool_result
@@ -38,6 +41,12 @@ name = "slow"
 url = "{url}"
 allowed_tools = ["hang"]
 timeout_ms = 300
+{allow}
+[[mcp_servers]]
+name = "patient"
+url = "{url}"
+allowed_tools = ["hang"]
+timeout_ms = 60000
 {allow}"""
 
 
@@ -56,9 +65,9 @@ def auth_env(monkeypatch):
 
 async def test_loadconfig_lists_the_servers_tools_and_dumpconfig_round_trips_the_table(remote_mcp, tmp_path, auth_env):
     out = await loadconfig(tmp_path, server_tables(remote_mcp.url))
-    assert "mcp_servers: 2 created, 0 updated, 0 unchanged" in out
+    assert "mcp_servers: 3 created, 0 updated, 0 unchanged" in out
     remote = await McpServer.objects.aget(name="remote")
-    assert [t["name"] for t in remote.tools] == ["add", "shout", "wipe_disk", "hang", "whoami", "flood"]
+    assert [t["name"] for t in remote.tools] == ["add", "shout", "wipe_disk", "hang", "hangs_running", "whoami", "flood"]
     assert remote.tools[0]["input_schema"]["properties"]["a"]["type"] == "integer"
     dumped = io.StringIO()
     await sync_to_async(call_command)("dumpconfig", stdout=dumped, stderr=io.StringIO())
@@ -66,7 +75,7 @@ async def test_loadconfig_lists_the_servers_tools_and_dumpconfig_round_trips_the
     assert "[[mcp_servers]]" in text and 'Authorization = "EXO_TEST_MCP_AUTH"' in text
     assert "remote-s3cret" not in text, "only the variable's name is stored"
     again = await loadconfig(tmp_path, text)
-    assert "mcp_servers: 0 created, 0 updated, 2 unchanged" in again
+    assert "mcp_servers: 0 created, 0 updated, 3 unchanged" in again
 
 
 async def test_a_loopback_url_not_named_in_allow_private_hosts_is_refused(remote_mcp, tmp_path):
@@ -146,3 +155,32 @@ async def test_a_server_that_hangs_is_cut_off_at_its_timeout(remote_mcp, tmp_pat
     result = next(e for e in await client.finished(sent["run_id"]) if e["type"] == "tool_result")
     assert (result["error_kind"], result["is_error"]) == ("invalid_output", True)
     assert "5000 bytes, more than its limit of 1000" in result["content"]
+
+
+async def hangs_running(server: McpServer) -> int:
+    text, _ = await call_remote_tool(server.endpoint(), "hangs_running", {}, os.environ)
+    return int(text)
+
+
+async def until_hangs_running(server: McpServer, count: int, timeout: float = 20.0) -> None:
+    """Poll the remote server (directly, with exoclaw's client) until `count` calls of hang run there."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (running := await hangs_running(server)) != count:
+        assert loop.time() < deadline, f"{running} calls of hang still run on the remote server, not {count}"
+        await asyncio.sleep(0.05)  # a poll interval: what ends the wait is the server's own count
+
+
+async def test_aborting_a_run_cancels_its_call_on_the_remote_server(remote_mcp, tmp_path, auth_env, connect):
+    await loadconfig(tmp_path, server_tables(remote_mcp.url))
+    patient = await McpServer.objects.aget(name="patient")
+    await until_hangs_running(patient, 0)
+    await make_agent("helper", tools=["patient"])
+    client = await connect()
+    sent = await client.result("chat.send", {"text": "/tool patient.hang {}", "agent": "helper"})
+    await until_hangs_running(patient, 1)
+    assert await client.result("chat.abort", {"run_id": sent["run_id"]}) == {"run_id": sent["run_id"], "aborted": True}
+    events = await client.finished(sent["run_id"])
+    assert events[-1]["stop_reason"] == "aborted"
+    # Its timeout is a minute away: only the cancellation ends the call on the server this soon.
+    await until_hangs_running(patient, 0)

@@ -2,7 +2,9 @@
 sample plugins from `bootstrap` and the looping test plugin."""
 
 import asyncio
+import json
 
+import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -133,3 +135,35 @@ async def test_a_token_with_no_permitted_plugins_sees_and_calls_nothing(mcp_live
         with pytest.raises(Exception) as raised:
             await client.call_tool("calc.calc", {"expr": "1"})
         assert mcp_error(raised.value).code == -32602
+
+
+def rpc_error(response) -> dict:
+    """The JSON-RPC error of a plain JSON or a one-event SSE answer."""
+    text = response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[len("data: "):] for line in text.splitlines() if line.startswith("data: "))
+    return json.loads(text)["error"]
+
+
+async def test_malformed_mcp_gets_json_rpc_errors_and_a_session_answers_only_its_own_token(mcp_live):
+    headers = {"Authorization": f"Bearer {mcp_live.tokens['tools']}", "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(base_url=mcp_live.server.http_url, headers=headers, timeout=30) as http:
+        opened = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+        assert opened.status_code == 200
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        bad = {
+            "{not json": -32700,
+            json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/nope"}): -32601,
+            json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                        "params": {"name": "calc.calc", "arguments": [1]}}): -32602,
+            json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {}}): -32602,
+        }
+        for body, code in bad.items():
+            answer = await http.post("/mcp", content=body, headers={**session, "content-type": "application/json"})
+            assert rpc_error(answer)["code"] == code, (body, answer.text)
+            assert "Traceback" not in answer.text
+        other = {**session, "Authorization": f"Bearer {mcp_live.tokens['no_plugins']}"}
+        stolen = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 5, "method": "tools/list"}, headers=other)
+        assert stolen.status_code == 404, "another token cannot use this session"
