@@ -184,3 +184,21 @@ async def test_aborting_a_run_cancels_its_call_on_the_remote_server(remote_mcp, 
     assert events[-1]["stop_reason"] == "aborted"
     # Its timeout is a minute away: only the cancellation ends the call on the server this soon.
     await until_hangs_running(patient, 0)
+
+
+async def test_the_admin_adds_a_server_lists_its_tools_and_shows_only_variable_names(remote_mcp, admin_client, auth_env):
+    form = {"name": "remote", "url": remote_mcp.url, "enabled": "on",
+            "headers_env": '{"Authorization": "EXO_TEST_MCP_AUTH"}', "allowed_tools": '["add"]',
+            "allow_private_hosts": '["127.0.0.1"]', "timeout_ms": "5000", "max_output_bytes": "1000"}
+    saved = await sync_to_async(admin_client.post)("/admin/mcp_remote/mcpserver/add/", form)
+    assert saved.status_code == 302, saved.content.decode()[-2000:]
+    server = await McpServer.objects.aget(name="remote")
+    assert "hang" in [t["name"] for t in server.tools]
+    page = (await sync_to_async(admin_client.get)(f"/admin/mcp_remote/mcpserver/{server.pk}/change/")).content.decode()
+    assert "EXO_TEST_MCP_AUTH" in page and "remote-s3cret" not in page
+    listing = (await sync_to_async(admin_client.get)("/admin/mcp_remote/mcpserver/")).content.decode()
+    assert "<td class=\"field-offered\">add</td>" in listing
+
+    refused = await sync_to_async(admin_client.post)("/admin/mcp_remote/mcpserver/add/", {
+        **form, "name": "again", "allow_private_hosts": "[]"})
+    assert refused.status_code == 200 and "is a loopback address" in refused.content.decode()
