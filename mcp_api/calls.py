@@ -60,15 +60,21 @@ async def find_tool(principal: Principal, name: str) -> ToolSpec | None:
     return next((t for t in await list_tools() if t.plugin == plugin and t.name == tool), None)
 
 
+def peer_of(client: str) -> str:
+    """The MCP client's name as the session's peer: printable text, at most MAX_CLIENT_NAME characters."""
+    text = client.encode("utf-8", "ignore").decode("utf-8")
+    return "".join(ch for ch in text if ch.isprintable())[:MAX_CLIENT_NAME].strip() or "-"
+
+
 def key_for(principal: Principal, client: str) -> str:
-    return session_key("", Message(channel=CHANNEL, account=principal.name, peer=client[:MAX_CLIENT_NAME]))
+    return session_key("", Message(channel=CHANNEL, account=principal.name, peer=peer_of(client)))
 
 
 async def _begin(principal: Principal, client: str, tool: ToolSpec, arguments: dict) -> tuple[dict, dict]:
     store = get_store()
-    peer = client[:MAX_CLIENT_NAME]
     session, run = await store.start_run(
-        key_for(principal, client), NO_AGENT, channel=CHANNEL, account=principal.name, peer=peer, owner=principal.name
+        key_for(principal, client), NO_AGENT, channel=CHANNEL, account=principal.name, peer=peer_of(client),
+        owner=principal.name,
     )
     await store.update_run(run["id"], status="running")
     use = {"type": "tool_use", "id": f"mcp_{run['id']}", "name": tool.qualified_name, "input": arguments}
@@ -98,12 +104,16 @@ async def call(principal: Principal, client: str, tool: ToolSpec, arguments: dic
     running = asyncio.ensure_future(call_tool(tool.plugin, tool.name, arguments, grant_scope=None, cancel=cancel))
     try:
         result = await asyncio.shield(running)
-    except BaseException:
+    except asyncio.CancelledError:
         cancel.set()
         # The caller is cancelled; what remains (stopping the plugin, recording the call) must not be.
         with anyio.CancelScope(shield=True):
             result = await running
             await _finish(session, run, tool, arguments, result, "aborted")
+        raise
+    except Exception:
+        log.exception("MCP call of %s failed", tool.qualified_name)
+        await get_store().update_run(run["id"], status="error", error="the call failed inside exoclaw")
         raise
     await _finish(session, run, tool, arguments, result, "done")
     return result

@@ -53,6 +53,7 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
     tool = await calls.find_tool(principal, params.name)
     if tool is None:
         raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+    # The SDK's JSON parser already refused a lone surrogate ("\ud800"), which no text holds.
     result = await calls.call(principal, _client_name(ctx), tool, dict(params.arguments or {}))
     return types.CallToolResult(content=[types.TextContent(type="text", text=result.content)], is_error=result.is_error)
 

@@ -159,11 +159,13 @@ async def test_malformed_mcp_gets_json_rpc_errors_and_a_session_answers_only_its
             json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                         "params": {"name": "calc.calc", "arguments": [1]}}): -32602,
             json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {}}): -32602,
+            json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                        "params": {"name": "calc.calc", "arguments": {"expr": "\ud800"}}}): -32700,  # no text
         }
         for body, code in bad.items():
             answer = await http.post("/mcp", content=body, headers={**session, "content-type": "application/json"})
             assert rpc_error(answer)["code"] == code, (body, answer.text)
             assert "Traceback" not in answer.text
         other = {**session, "Authorization": f"Bearer {mcp_live.tokens['no_plugins']}"}
-        stolen = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 5, "method": "tools/list"}, headers=other)
+        stolen = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 6, "method": "tools/list"}, headers=other)
         assert stolen.status_code == 404, "another token cannot use this session"
