@@ -23,7 +23,6 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from common.netcheck import HostRefused, check_url
@@ -34,19 +33,58 @@ log = logging.getLogger(__name__)
 
 CLIENT_INFO = types.Implementation(name="exoclaw", version="1")
 MAX_PAGES = 20
-# An SSE event may hold the JSON-escaped output plus the envelope: JSON escaping can make text up to
-# six times longer (\u00XX), so the transport's cap is generous and the output's own size decides.
+# A response holds the JSON-escaped output plus the envelope: JSON escaping can make text up to six
+# times longer (\u00XX), so the transport's cap is generous and the output's own size decides.
 SSE_FACTOR = 6
 SSE_SLACK = 64 * 1024
 MAX_ERROR_TEXT = 500
 
 
+class ResponseTooLarge(Exception):
+    pass
+
+
+class _CappedBody(httpx2.AsyncByteStream):
+    def __init__(self, body: httpx2.AsyncByteStream, cap: int):
+        self.body, self.cap, self.seen = body, cap, 0
+
+    async def __aiter__(self):
+        async for chunk in self.body:
+            self.seen += len(chunk)
+            if self.seen > self.cap:
+                raise ResponseTooLarge(f"the server sent more than {self.cap} bytes in one response")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.body.aclose()
+
+
+class CappedTransport(httpx2.AsyncBaseTransport):
+    """Stops reading a response body past `cap` bytes, so a server cannot make exoclaw hold an
+    answer of any size in memory (a response holds one JSON-RPC answer, or one SSE stream)."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        return httpx2.Response(response.status_code, headers=response.headers,
+                               stream=_CappedBody(response.stream, self.cap), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def response_cap(endpoint: Endpoint) -> int:
+    return endpoint.max_output_bytes * SSE_FACTOR + SSE_SLACK
+
+
 def _client(endpoint: Endpoint, headers: dict[str, str]) -> Client:
     seconds = endpoint.timeout_ms / 1000
-    http = create_mcp_http_client(headers=headers, timeout=httpx2.Timeout(seconds))
-    transport = streamable_http_client(
-        endpoint.url, http_client=http, max_sse_event_size=endpoint.max_output_bytes * SSE_FACTOR + SSE_SLACK
-    )
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(seconds),
+                              transport=CappedTransport(response_cap(endpoint)))
+    transport = streamable_http_client(endpoint.url, http_client=http, max_sse_event_size=response_cap(endpoint))
     return Client(transport, client_info=CLIENT_INFO, cache=None)
 
 
@@ -89,6 +127,8 @@ async def _with_client(endpoint: Endpoint, environ: Mapping[str, str], work):
             ) from None
         if isinstance(failure, RemoteError):
             raise failure from None
+        if isinstance(failure, ResponseTooLarge):
+            raise RemoteError("invalid_output", f"MCP server {endpoint.name}: {failure}") from None
         if isinstance(failure, MCPError):
             kind = "not_found" if failure.code == types.INVALID_PARAMS and "unknown tool" in failure.message.lower() else "remote_error"
             raise RemoteError(kind, f"MCP server {endpoint.name} answered with an error: {_short(failure.message)}") from None

@@ -139,7 +139,7 @@ async def test_a_tool_outside_allowed_tools_is_never_offered_nor_called(remote_m
     assert (result["is_error"], result["error_kind"]) == (True, "not_allowed")
 
 
-async def test_a_server_that_hangs_is_cut_off_at_its_timeout(remote_mcp, tmp_path, auth_env, connect):
+async def test_a_server_that_hangs_is_cut_off_at_its_timeout_and_a_flood_at_its_output_limit(remote_mcp, tmp_path, auth_env, connect):
     await loadconfig(tmp_path, server_tables(remote_mcp.url))
     await make_agent("helper", tools=["slow", "remote"])
     client = await connect()
@@ -155,6 +155,11 @@ async def test_a_server_that_hangs_is_cut_off_at_its_timeout(remote_mcp, tmp_pat
     result = next(e for e in await client.finished(sent["run_id"]) if e["type"] == "tool_result")
     assert (result["error_kind"], result["is_error"]) == ("invalid_output", True)
     assert "5000 bytes, more than its limit of 1000" in result["content"]
+
+    # A far larger answer is not even read whole: the response is cut off past a few times the limit.
+    sent = await client.result("chat.send", {"text": '/tool remote.flood {"size": 2000000}', "agent": "helper"})
+    result = next(e for e in await client.finished(sent["run_id"]) if e["type"] == "tool_result")
+    assert result["error_kind"] == "invalid_output" and "the server sent more than" in result["content"]
 
 
 async def hangs_running(server: McpServer) -> int:
