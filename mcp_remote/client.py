@@ -17,6 +17,7 @@ connection the SDK also sends `notifications/cancelled`).
 import json
 import logging
 from collections.abc import Mapping
+from contextlib import asynccontextmanager
 
 import anyio
 import httpx2
@@ -80,12 +81,15 @@ def response_cap(endpoint: Endpoint) -> int:
     return endpoint.max_output_bytes * SSE_FACTOR + SSE_SLACK
 
 
-def _client(endpoint: Endpoint, headers: dict[str, str]) -> Client:
+@asynccontextmanager
+async def _client(endpoint: Endpoint, headers: dict[str, str]):
     seconds = endpoint.timeout_ms / 1000
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(seconds),
-                              transport=CappedTransport(response_cap(endpoint)))
-    transport = streamable_http_client(endpoint.url, http_client=http, max_sse_event_size=response_cap(endpoint))
-    return Client(transport, client_info=CLIENT_INFO, cache=None)
+    cap = response_cap(endpoint)
+    # The SDK leaves an HTTP client it was given open: it is closed here, with its connections.
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(seconds), transport=CappedTransport(cap)) as http:
+        transport = streamable_http_client(endpoint.url, http_client=http, max_sse_event_size=cap)
+        async with Client(transport, client_info=CLIENT_INFO, cache=None) as client:
+            yield client
 
 
 def _first_failure(exc: BaseException) -> BaseException:

@@ -5,7 +5,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
+KINDS = ("timeout", "host_denied", "not_found", "invalid_output", "remote_error")
+
+
 class RemoteError(Exception):
+    """A remote call that failed: `kind` (one of KINDS) and a message for the operator, which names
+    the server, and never a header's value."""
+
     def __init__(self, kind: str, message: str):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
