@@ -72,6 +72,11 @@ class ApiTokenForm(forms.ModelForm):
         required=False, label="Agents",
         help_text="Agents it may name directly instead of letting routing choose; * for every one.",
     )
+    plugins = NameListField(
+        required=False, label="Plugins",
+        help_text="Plugins whose tools it sees over MCP at /mcp (needs the tools scope), e.g. calc; * for "
+        "every one. Empty: none.",
+    )
 
     # Identifies one filled-in add form, so that sending it again (a reload of the page that showed
     # the token) does not create a second token.
@@ -79,7 +84,7 @@ class ApiTokenForm(forms.ModelForm):
 
     class Meta:
         model = ApiToken
-        fields = ["name", "scopes", "channels", "agents", "expires_at", "enabled"]
+        fields = ["name", "scopes", "channels", "agents", "plugins", "expires_at", "enabled"]
 
 
 @admin.register(ApiToken)
@@ -92,7 +97,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = [(None, {"fields": ["name", "scopes", "channels", "agents", "expires_at", "enabled"]})]
+        fieldsets = [(None, {"fields": ["name", "scopes", "channels", "agents", "plugins", "expires_at", "enabled"]})]
         if obj is None:
             fieldsets[0][1]["fields"].append("once")
             fieldsets[0][1]["description"] = (

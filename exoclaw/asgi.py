@@ -10,11 +10,19 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 
 from exoclaw.bodylimit import BodyLimitMiddleware  # noqa: E402
 from exoclaw.urls_ws import channel_routes, websocket_urlpatterns  # noqa: E402
+from mcp_api import asgi as mcp_asgi  # noqa: E402
+
+
+async def http_app(scope, receive, send):
+    """/mcp is the MCP server (mcp_api, the SDK's Streamable HTTP); everything else is Django."""
+    app = mcp_asgi.application if mcp_asgi.serves(scope["path"]) else django_asgi_app
+    return await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
         # Bodies are bounded as they stream in, before routing or authentication.
-        "http": BodyLimitMiddleware(django_asgi_app),
+        "http": BodyLimitMiddleware(http_app),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
         "channel": ChannelNameRouter(channel_routes),
     }

@@ -1,4 +1,5 @@
-"""Config as code: agents, plugins with their grants, bindings and channels in one TOML file.
+"""Config as code: agents, plugins with their grants, bindings, channels and remote MCP servers in one
+TOML file.
 
 `read` parses and checks the file's shape (no database); `apply` creates or updates rows in one
 transaction, running every model's own validation, and refuses the whole file if anything is
@@ -17,13 +18,14 @@ from django.db import models, transaction
 
 from agents.models import Agent
 from common.routefields import MATCH_FIELDS
+from mcp_remote.models import McpServer
 from routing.models import Binding
 from sandbox.models import CapabilityGrant, Plugin
 from webhooks.models import ChannelEndpoint
 
 from .tomlwrite import dumps
 
-SECTIONS = ("agents", "plugins", "bindings", "channels")
+SECTIONS = ("agents", "plugins", "bindings", "channels", "mcp_servers")
 AGENT_KEYS = (
     "name", "provider", "model", "base_url", "api_key_env", "system_prompt", "temperature", "max_tokens",
     "max_tool_rounds", "request_timeout", "context_messages", "tools", "busy_policy", "enabled",
@@ -38,6 +40,9 @@ BINDING_KEYS = ("agent", *MATCH_FIELDS, "note", "enabled")
 CHANNEL_KEYS = (
     "name", "adapter", "auth", "secret_env", "account", "api_base_url", "token_env", "max_body_bytes",
     "sender_policy", "allowed_senders", "enabled",
+)
+MCP_SERVER_KEYS = (
+    "name", "url", "headers_env", "allowed_tools", "allow_private_hosts", "timeout_ms", "max_output_bytes", "enabled",
 )
 # Model fields whose errors belong to a differently named key in the file.
 FILE_KEY = {"wasm_path": "wasm", "wasm_file": "wasm"}
@@ -69,7 +74,8 @@ class Config:
 
 
 def _zero_counts() -> dict:
-    return {kind: {"created": 0, "updated": 0, "unchanged": 0} for kind in ("agents", "plugins", "grants", "bindings", "channels")}
+    kinds = ("agents", "plugins", "grants", "bindings", "channels", "mcp_servers")
+    return {kind: {"created": 0, "updated": 0, "unchanged": 0} for kind in kinds}
 
 
 @dataclass
@@ -139,10 +145,11 @@ TYPES = {
     "grant": {k: _python_type(CapabilityGrant, k) for k in GRANT_KEYS if k != "agent"} | {"agent": (str,)},
     "bindings": {k: _python_type(Binding, k) for k in BINDING_KEYS if k != "agent"} | {"agent": (str,)},
     "channels": {k: _python_type(ChannelEndpoint, k) for k in CHANNEL_KEYS if k != "adapter"} | {"adapter": (str,)},
+    "mcp_servers": {k: _python_type(McpServer, k) for k in MCP_SERVER_KEYS},
 }
 REQUIRED = {
     "agents": ("name",), "plugins": ("name", "wasm"), "grant": (), "bindings": ("agent",),
-    "channels": ("name", "adapter", "secret_env"),
+    "channels": ("name", "adapter", "secret_env"), "mcp_servers": ("name", "url"),
 }
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "an array",
               dict: "a table"}
@@ -254,7 +261,7 @@ def apply(config: Config, dry_run: bool = False) -> Summary:
         sections = {s: config.data.get(s, []) for s in SECTIONS}
         for kind, key_of in (("agents", lambda t: t["name"]), ("plugins", lambda t: t["name"]),
                              ("bindings", lambda t: tuple(t.get(f, "") for f in MATCH_FIELDS)),
-                             ("channels", lambda t: t["name"])):
+                             ("channels", lambda t: t["name"]), ("mcp_servers", lambda t: t["name"])):
             problems += _duplicates(config, kind, sections[kind], key_of)
         for i, table in enumerate(sections["agents"]):
             _apply_agent(config, i, table, summary, problems)
@@ -264,6 +271,8 @@ def apply(config: Config, dry_run: bool = False) -> Summary:
             _apply_binding(config, i, table, summary, problems)
         for i, table in enumerate(sections["channels"]):
             _apply_channel(config, i, table, summary, problems)
+        for i, table in enumerate(sections["mcp_servers"]):
+            _apply_mcp_server(config, i, table, summary, problems)
         if problems:
             raise ConfigError(problems)
         if dry_run:
@@ -395,6 +404,15 @@ def _apply_channel(config, i, table, summary, problems):
     _save(config, obj, before, ("channels", i), "channels", summary, problems)
 
 
+def _apply_mcp_server(config, i, table, summary, problems):
+    # Validating the row lists the server's tools (unless it is disabled): the file is refused if the
+    # server cannot be reached.
+    obj, before = _existing(McpServer.objects.filter(name=table["name"]), McpServer())
+    for k, v in (_defaults(McpServer, MCP_SERVER_KEYS) | table).items():
+        setattr(obj, k, v)
+    _save(config, obj, before, ("mcp_servers", i), "mcp_servers", summary, problems)
+
+
 # Writing: the database in the same format.
 
 
@@ -430,6 +448,7 @@ def collect(base_dir: Path | None = None) -> dict:
             | _non_default(c, list(CHANNEL_KEYS[2:]), keep=("secret_env",))
             for c in ChannelEndpoint.objects.select_related("adapter").order_by("name")
         ],
+        "mcp_servers": [_non_default(m, MCP_SERVER_KEYS, keep=("name", "url")) for m in McpServer.objects.order_by("name")],
     }
 
 

@@ -21,6 +21,7 @@ class ApiToken(models.Model):
         SESSIONS_READ = "sessions:read", "sessions:read: list and read sessions"
         SESSIONS_WRITE = "sessions:write", "sessions:write: reset sessions"
         METRICS = "metrics", "metrics: scrape GET /metrics"
+        TOOLS = "tools", "tools: list and call the permitted plugins' tools over MCP (/mcp)"
         ADMIN = "admin", "admin: every method"
 
     name = models.CharField(
@@ -39,6 +40,11 @@ class ApiToken(models.Model):
         default=list, blank=True,
         help_text='Agents this token may name directly instead of letting routing choose, e.g. ["helper"]; '
         '"*" for every one. Empty: routing decides.',
+    )
+    plugins = models.JSONField(
+        default=list, blank=True,
+        help_text='Plugins whose tools this token sees over MCP (/mcp, with the tools scope), e.g. ["calc"]; '
+        '"*" for every one. Empty: none.',
     )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -60,7 +66,7 @@ class ApiToken(models.Model):
         return raw
 
     def clean(self):
-        for field in ("channels", "agents"):
+        for field in ("channels", "agents", "plugins"):
             value = getattr(self, field)
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise ValidationError({field: 'Give a list of names, e.g. ["telegram"], or ["*"] for all.'})

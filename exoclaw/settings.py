@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "sandbox",
     "webhooks",
     "openai_api",
+    "mcp_remote",
 ]
 
 MIDDLEWARE = [

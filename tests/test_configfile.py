@@ -88,6 +88,7 @@ def test_the_example_loads_and_routes(project):
         "grants: 1 created, 0 updated, 0 unchanged",
         "bindings: 3 created, 0 updated, 0 unchanged",
         "channels: 0 created, 0 updated, 0 unchanged",
+        "mcp_servers: 0 created, 0 updated, 0 unchanged",
     ]
     assistant = Agent.objects.get(name="assistant")
     assert (assistant.provider, assistant.model, assistant.tools, assistant.busy_policy, assistant.temperature) == (
@@ -124,6 +125,7 @@ def test_loading_twice_changes_nothing(project):
         "grants: 0 created, 0 updated, 1 unchanged",
         "bindings: 0 created, 0 updated, 3 unchanged",
         "channels: 0 created, 0 updated, 0 unchanged",
+        "mcp_servers: 0 created, 0 updated, 0 unchanged",
     ]
     assert rows() == first, "an unchanged row must not even be saved again"
 

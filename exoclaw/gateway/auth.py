@@ -63,14 +63,16 @@ STAFF_SCOPES = (
 @dataclass(frozen=True)
 class Principal:
     """`name` is who owns the conversations it starts (`token:alice`, `user:bob`, `loopback`);
-    `channels` and `agents` the token's permissions to act as a platform and to name agents ("*":
-    every one); `token_id` the row behind a token, re-checked while the connection lives."""
+    `channels` and `agents` the token's permissions to act as a platform and to name agents, and
+    `plugins` the plugins whose tools it sees over MCP ("*": every one); `token_id` the row behind a
+    token, re-checked while the connection lives."""
 
     name: str
     kind: str  # "token", "staff" or "loopback"
     scopes: frozenset[str]
     channels: frozenset[str] = frozenset()
     agents: frozenset[str] = frozenset()
+    plugins: frozenset[str] = frozenset()
     token_id: int | None = None
 
     def allows(self, scope: str | tuple[str, ...] | None) -> bool:
@@ -210,7 +212,8 @@ def staff_principal(user) -> Principal | None:
 def token_principal(row: ApiToken) -> Principal:
     return Principal(
         f"token:{row.name}", "token", frozenset(s for s in row.scopes if s in SCOPES),
-        channels=frozenset(row.channels), agents=frozenset(row.agents), token_id=row.pk,
+        channels=frozenset(row.channels), agents=frozenset(row.agents), plugins=frozenset(row.plugins),
+        token_id=row.pk,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import InvalidParams
 
-SCOPES = ("chat", "sessions:read", "sessions:write", "metrics", "admin")
+SCOPES = ("chat", "sessions:read", "sessions:write", "metrics", "tools", "admin")
 
 Handler = Callable[..., Awaitable[Any]]
 Scope = str | tuple[str, ...] | None

@@ -1,0 +1,1 @@
+"""exoclaw as an MCP server: the sandboxed tools at /mcp over Streamable HTTP (docs/mcp.md)."""
