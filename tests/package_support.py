@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["exoclaw", "agents", "common", "openai_api", "routing", "sandbox", "webhooks"]
+PACKAGES = ["exoclaw", "agents", "common", "mcp_api", "mcp_remote", "openai_api", "routing", "sandbox", "webhooks"]
 
 
 def install_fresh(tmp: Path) -> Path:
