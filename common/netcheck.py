@@ -1,5 +1,5 @@
-"""Whether exoclaw may connect to a URL's host: the one check for outbound HTTP that an operator
-configures (remote MCP servers today; the sandbox's checked HTTP is meant to share it).
+"""Whether exoclaw may connect to a URL's host: the one classification of addresses that outbound
+HTTP shares (remote MCP servers here; the sandbox's checked HTTP through `address_kind`).
 
 A host is refused when its name or any address it resolves to is loopback, private (RFC 1918, ULA),
 link-local, carrier-grade NAT (100.64.0.0/10), multicast, reserved or unspecified, or a cloud
@@ -32,16 +32,30 @@ METADATA = frozenset(ipaddress.ip_address(a) for a in (
     "100.100.100.200",  # Alibaba Cloud
 ))
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# NAT64 (RFC 6052) embeds an IPv4 address in an IPv6 one.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class HostRefused(ValueError):
     """The URL may not be reached; the message names the host and why, never a secret."""
 
 
+def embedded_ipv4(ip: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64, Teredo), if any."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.teredo:
+        return ip.teredo[1]
+    return ip.ipv4_mapped or ip.sixtofour or (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
+
+
 def address_kind(ip: Address) -> str | None:
-    """Why an address is off limits ("loopback", "private", …), or None for a public address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return address_kind(ip.ipv4_mapped)
+    """Why an address is off limits ("loopback", "private", …), or None for a public address. An IPv4
+    address carried inside an IPv6 one is judged as that IPv4 address, and never counts as public:
+    such a disguise is only reached by naming it."""
+    embedded = embedded_ipv4(ip)
+    if embedded is not None:
+        return address_kind(embedded) or "IPv4-in-IPv6"
     if ip in METADATA:
         return "cloud metadata"
     if ip.is_loopback:

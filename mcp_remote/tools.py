@@ -40,6 +40,9 @@ class RemoteResult:
     is_error: bool
     error_kind: str | None
     duration_ms: float
+    # The shape of sandbox.tools.ToolResult: a plugin's HTTP requests are recorded on the run; a remote
+    # tool makes its own, which exoclaw does not see.
+    http: tuple = ()
 
 
 @database_sync_to_async

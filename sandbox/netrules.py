@@ -24,14 +24,13 @@ from functools import lru_cache
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from common.netcheck import address_kind, embedded_ipv4
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # The last label of a host that URL parsers read as an IPv4 number (decimal, octal or hex).
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
-# NAT64 (RFC 6052) embeds an IPv4 address in an IPv6 one.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
 class Refused(Exception):
@@ -97,25 +96,9 @@ def _port(text: str, whole: str) -> int:
 
 
 def is_special(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether an address is anything but a public unicast one: loopback, private, link-local (the
-    cloud metadata address 169.254.169.254 among them), CGNAT, multicast, reserved, unspecified."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (
-            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
-        if address.teredo:
-            embedded = address.teredo[1]
-        if embedded is not None:
-            return True  # an IPv4 address in IPv6 clothing: never reached through a name
-    return (
-        not address.is_global
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_private
-        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
-    )
+    """Whether an address is anything but a public unicast one: loopback, private, link-local, cloud
+    metadata, CGNAT, multicast, reserved, unspecified, or IPv4 inside IPv6 (common.netcheck judges)."""
+    return address_kind(address) is not None
 
 
 @dataclass(frozen=True)
@@ -312,8 +295,7 @@ def parse_url(url: str) -> Target:
         raise Refused("numeric_host", f"{shown_url(url)}: {exc}") from None
     if _is_ip(host):
         address = ipaddress.ip_address(host)
-        if isinstance(address, ipaddress.IPv6Address) and (
-                address.ipv4_mapped or address.sixtofour or address.teredo or address in _NAT64):
+        if embedded_ipv4(address) is not None:
             raise Refused("numeric_host", f"IPv4 addresses written as IPv6 are refused: {shown_url(url)}")
     path = parts.path or "/"
     if not path.startswith("/"):

@@ -32,6 +32,7 @@ class ToolOutcome:
     # The plugin's HTTP requests (sandbox.tools.ToolResult.http), recorded on the run's tool call.
     http: list = field(default_factory=list)
 
+
 # How long an aborted run waits for the sandbox to confirm that a plugin stopped. The sandbox keeps
 # stopping it after that (at the latest the grant's timeout ends it); the run does not wait longer.
 STOP_GRACE_SECONDS = 1.0
