@@ -58,7 +58,7 @@ def test_prunesessions_explains_a_bad_age():
         call_command("prunesessions", "--older-than", "a month")
 
 
-def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url, settings, monkeypatch):
+def test_serve_refuses_to_start_on_an_embedded_store_another_store_holds(kv_url, settings, monkeypatch, db):
     def started(*args):
         raise AssertionError("serve started daphne although the session store is held elsewhere")
 
