@@ -112,7 +112,7 @@ async def interleaved(store, session_id, reads, appends):
     """The same work through the store and straight through its SDK connection, one call each in
     turn, so a noisy machine slows both alike."""
     db = store._db
-    context_vars = {"s": RecordID("session", session_id), "n": 50}
+    context_vars = {"s": RecordID("session", session_id), "n": 50, "after": 0}
     append_vars = {"s": RecordID("session", session_id), "title": "hello", "m": {
         "role": "user", "content": [{"type": "text", "text": "hello"}], "text": "hello", "words": ["hello"],
         "run": None, "tokens": None, "interrupted": None}}
@@ -142,7 +142,7 @@ async def interleaved(store, session_id, reads, appends):
 async def stalls(store, session_id, reads):
     """Longest stall of the calling loop while loading contexts, through the SDK and the store."""
     db = store._db
-    vars = {"s": RecordID("session", session_id), "n": 50}
+    vars = {"s": RecordID("session", session_id), "n": 50, "after": 0}
     with StallMeter() as bare:
         for _ in range(reads):
             await db.query_raw(_StoreClass._CONTEXT, vars)

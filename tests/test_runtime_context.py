@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from agents.runtime import persist
@@ -23,7 +25,7 @@ def test_empty_text_blocks_and_system_messages_are_not_sent_to_the_llm():
 
 
 @pytest.mark.asyncio
-async def test_a_sessions_context_is_what_the_store_holds_across_runs_and_other_writers(process_store):
+async def test_a_sessions_context_stays_what_the_store_holds_across_runs_and_other_writers(process_store):
     session, _ = await a_run(process_store, "agent:a:-:-:ctx", "a")
     payload = {"session_id": session["id"]}
 
@@ -45,3 +47,41 @@ async def test_a_sessions_context_is_what_the_store_holds_across_runs_and_other_
     assert await persist.context(payload, 3) == await expected(3)
     await process_store.delete(session["id"])
     assert await persist.context(payload, 3) == []
+
+
+@pytest.mark.asyncio
+async def test_the_context_cache_keeps_only_recent_sessions(process_store, monkeypatch):
+    monkeypatch.setattr(persist, "RECENT_SESSIONS", 2)
+    sessions = [(await a_run(process_store, f"agent:a:-:-:p{i}", "a"))[0] for i in range(4)]
+    for s in sessions:
+        await process_store.append_message(s["id"], "user", "hi")
+        assert await persist.context({"session_id": s["id"]}, 5) == [user("hi")]
+    assert list(persist._recent)[-2:] == [sessions[2]["id"], sessions[3]["id"]]
+    assert sessions[0]["id"] not in persist._recent and len(persist._recent) <= 2
+
+
+@pytest.mark.asyncio
+async def test_the_context_cache_is_bounded_by_size_too(process_store, monkeypatch):
+    monkeypatch.setattr(persist, "RECENT_BYTES", 3000)
+    big = "x" * 1000
+    sessions = [(await a_run(process_store, f"agent:a:-:-:big{i}", "a"))[0] for i in range(3)]
+    for s in sessions:
+        await process_store.append_message(s["id"], "user", big)
+        assert await persist.context({"session_id": s["id"]}, 5) == [user(big)]
+    # Each context is a little over 1,000 bytes: the oldest had to go to stay under 3,000.
+    assert sessions[0]["id"] not in persist._recent and sessions[2]["id"] in persist._recent
+    assert persist._recent_bytes == sum(sum(entry[2]) for entry in persist._recent.values()) <= 3000
+    huge, _ = await a_run(process_store, "agent:a:-:-:huge", "a")
+    await process_store.append_message(huge["id"], "user", "y" * 5000)
+    assert await persist.context({"session_id": huge["id"]}, 5) == [user("y" * 5000)]
+    assert huge["id"] not in persist._recent and persist._recent_bytes <= 3000
+
+
+@pytest.mark.asyncio
+async def test_two_reads_of_one_session_at_once_keep_the_size_count_true(process_store):
+    session, _ = await a_run(process_store, "agent:a:-:-:twice", "a")
+    await process_store.append_message(session["id"], "user", "z" * 500)
+    payload = {"session_id": session["id"]}
+    first, second = await asyncio.gather(persist.context(payload, 5), persist.context(payload, 5))
+    assert first == second == [user("z" * 500)]
+    assert persist._recent_bytes == sum(sum(entry[2]) for entry in persist._recent.values())

@@ -50,10 +50,12 @@ def test_llm_context_is_the_last_messages_role_and_content_only(store):
     got = store.sync.llm_context(s["id"], 3)
     assert got == {"count": 4, "messages": [{k: m[k] for k in ("seq", "role", "content")} for m in full]}
     assert store.sync.llm_context(s["id"], 10)["messages"][0]["content"] == [{"type": "text", "text": "first"}]
+    assert [m["seq"] for m in store.sync.llm_context(s["id"], 3, after_seq=2)["messages"]] == [3, 4]
+    assert store.sync.llm_context(s["id"], 3, after_seq=4) == {"count": 4, "messages": []}
     empty, _ = a_run_sync(store, "agent:a:-:-:empty", "a")
     assert store.sync.llm_context(empty["id"], 10) == {"count": 0, "messages": []}
     store.sync.delete(s["id"])
-    assert store.sync.llm_context(s["id"], 3) == {"count": None, "messages": []}
+    assert store.sync.llm_context(s["id"], 3, after_seq=4) == {"count": None, "messages": []}
 
 
 def test_first_user_message_titles_the_session(store):

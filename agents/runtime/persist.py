@@ -1,5 +1,8 @@
 """What a run reads from and writes to the session store."""
 
+import json
+from collections import OrderedDict
+
 from agents.store import InvalidInput, get_store
 
 OUTCOMES = {"timeout": "timeout", "cancelled": "cancelled", "not_allowed": "denied", "denied": "denied"}
@@ -26,12 +29,46 @@ def _sendable(rows: list[dict]) -> list[dict]:
     return out
 
 
+# The last messages of the sessions this process ran lately, each as (n, its last n messages, their
+# sizes). A message never changes once written and a session's messages are only ever appended
+# (deleting a session deletes them all, and a session id is never reused), so the next run of a
+# session reads only what came after them, usually the previous run's few messages, instead of
+# decoding its whole context again (about 1.5 ms at 50 messages). The store's message count is read
+# every time, so messages written by other processes are never missed. Tool results can be large
+# (up to a grant's max_output_bytes each), so the cache is bounded by size as well as by sessions.
+RECENT_SESSIONS = 256
+RECENT_BYTES = 64 * 1024 * 1024
+_recent: "OrderedDict[str, tuple[int, list[dict], list[int]]]" = OrderedDict()
+_recent_bytes = 0
+
+
+def _forget(session_id: str) -> tuple[int, list[dict], list[int]] | None:
+    global _recent_bytes
+    entry = _recent.pop(session_id, None)
+    if entry is not None:
+        _recent_bytes -= sum(entry[2])
+    return entry
+
+
 async def context(payload: dict, n: int) -> list[dict]:
-    """The session's last `n` messages as the LLM request starts from them. Read whole every run: a
-    per-process cache of recent sessions saved less than half a millisecond of a run's time to the
-    first delta (bench/chat.py, docs/benchmarks.md) and was removed."""
-    got = await get_store().llm_context(payload["session_id"], n)
-    return trim_context(_sendable(got["messages"]))
+    global _recent_bytes
+    session_id = payload["session_id"]
+    held_n, held, sizes = _forget(session_id) or (n, [], [])
+    if held_n != n:
+        held, sizes = [], []
+    got = await get_store().llm_context(session_id, n, after_seq=held[-1]["seq"] if held else 0)
+    if got["count"] is None:
+        return []
+    # Contiguous: what was read starts right after `held`, or is n messages on its own.
+    rows = (held + got["messages"])[-n:]
+    sizes = (sizes + [len(json.dumps(m["content"])) for m in got["messages"]])[-n:]
+    # Another run of this session in this process may have stored its entry while this one read.
+    _forget(session_id)
+    _recent[session_id] = (n, rows, sizes)
+    _recent_bytes += sum(sizes)
+    while _recent and (len(_recent) > RECENT_SESSIONS or _recent_bytes > RECENT_BYTES):
+        _forget(next(iter(_recent)))
+    return trim_context(_sendable(rows))
 
 
 def given_context(messages: list[dict], n: int) -> tuple[list[str], list[dict]]:
