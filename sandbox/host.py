@@ -255,7 +255,8 @@ class _Call:
         function = self._function
         if not self.copy.exports_function(instance, function):
             raise SandboxError("not_found", f"{self._spec.name} has no export {function!r}")
-        net = self._net(instance)
+        # A plug-in that imports none of exoclaw's HTTP functions makes no request: it gets no context.
+        net = self._net(instance) if self._pool.functions else None
         if not self.ticket.attach(instance):
             raise SandboxError("cancelled", CANCELLED_BEFORE_START)
         if self._on_start is not None:
@@ -265,24 +266,26 @@ class _Call:
             buffer = instance.call(function, self._data, parse=None, host_context=net)
         except extism.Error as exc:
             causes = extism_log.causes_for(str(instance.id))
-            error = net.failure or self._failure(exc, causes)
-            error.http = tuple(net.records)
+            error = (net and net.failure) or self._failure(exc, causes)
+            error.http = tuple(net.records) if net else ()
             raise error from None
         finally:
             self.ticket.detach()
-            net.instance = None
+            if net is not None:
+                net.instance = None
         call_ms = _ms(start)
-        if net.failure is not None:  # a request failed and the plug-in carried on before it was stopped
-            net.failure.http = tuple(net.records)
+        records = tuple(net.records) if net else ()
+        if net is not None and net.failure is not None:  # a request failed and the plug-in carried on
+            net.failure.http = records
             raise net.failure
         if len(buffer) > self._grant.max_output_bytes:
             error = SandboxError(
                 "invalid_output",
                 f"{function} returned {len(buffer)} bytes, more than the grant's limit of {self._grant.max_output_bytes}",
             )
-            error.http = tuple(net.records)
+            error.http = records
             raise error
-        return bytes(buffer), call_ms, tuple(net.records)
+        return bytes(buffer), call_ms, records
 
 
 class Host:
