@@ -1,4 +1,4 @@
-"""exoclaw's own HTTP for plug-ins, with a plug-in built on Extism's unmodified C PDK (cpdk_fetch) and
+"""exoclaw's own HTTP for plug-ins, with a plug-in that calls Extism's kernel HTTP imports as every PDK does (http_probe) and
 real loopback servers that record every request: each hop checked, non-public addresses refused,
 secrets injected for their host only and never seen by the plug-in, limits, and the record of
 every request."""
@@ -40,9 +40,9 @@ def fetch(host, grant, url, *, method="GET", headers=None, body=None, environ=No
     request = json.dumps({"method": method, "url": url, "headers": headers or {}}).encode()
     kwargs = {"environ": environ} if environ is not None else {}
     if body is None:
-        out = host.run(spec("cpdk_fetch"), "fetch", request, grant, **kwargs)
+        out = host.run(spec("http_probe"), "fetch", request, grant, **kwargs)
     else:
-        out = host.run(spec("cpdk_fetch"), "send", request + b"\n" + body, grant, **kwargs)
+        out = host.run(spec("http_probe"), "send", request + b"\n" + body, grant, **kwargs)
     return json.loads(out.output), out
 
 
@@ -255,8 +255,8 @@ from sandbox.models import CapabilityGrant, Plugin  # noqa: E402
 from tests.runtime_fixtures import connect, make_agent  # noqa: E402,F401
 
 
-def register_cpdk_fetch(api_port: int):
-    plugin = Plugin(name="weather", wasm_path=str(spec("cpdk_fetch").wasm_path), declared_tools=[
+def register_http_probe(api_port: int):
+    plugin = Plugin(name="weather", wasm_path=str(spec("http_probe").wasm_path), declared_tools=[
         {"name": "fetch", "description": "An Extism HTTP request, made as given.", "input_schema": {"type": "object"}}])
     plugin.full_clean()
     plugin.save()
@@ -275,7 +275,7 @@ async def test_a_runs_tool_result_history_and_log_hold_no_injected_secret(connec
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("EXOCLAW_TEST_WEATHER_KEY", SECRET)
-    await database_sync_to_async(register_cpdk_fetch)(api.port)
+    await database_sync_to_async(register_http_probe)(api.port)
     await make_agent("helper", tools=["weather"])
     client = await connect()
     request = {"method": "GET", "url": api.url("/now?city=rome")}
@@ -302,7 +302,7 @@ def test_exoclaws_http_functions_are_linked_into_exactly_the_plugins_that_import
     def linked(name):
         return [f.name for f in functions_for(wasm_path(name).read_bytes())]
 
-    assert linked("cpdk_fetch") == ["http_request", "http_status_code", "http_headers"]
+    assert linked("http_probe") == ["http_request", "http_status_code", "http_headers"]
     assert linked("http_get") == ["http_request", "http_status_code"]
     assert linked("echo") == [] and linked("read_file") == []
     assert [f.name for f in functions_for(b"\0asm\1\0\0\0\2\x99")] == ["http_request", "http_status_code", "http_headers"]

@@ -24,6 +24,7 @@ EXTISM_IMPORT("var_get") uint64_t extism_var_get(uint64_t key_offs);
 EXTISM_IMPORT("var_set") void extism_var_set(uint64_t key_offs, uint64_t value_offs);
 EXTISM_IMPORT("http_request") uint64_t extism_http_request(uint64_t req_offs, uint64_t body_offs);
 EXTISM_IMPORT("http_status_code") int32_t extism_http_status_code(void);
+EXTISM_IMPORT("http_headers") uint64_t extism_http_headers(void);
 
 static size_t pdk_strlen(const char *s) {
   size_t n = 0;
