@@ -15,6 +15,9 @@
 const std = @import("std");
 const x = @import("zig/extism_pdk.zig");
 const chunks = @import("zig/chunks.zig");
+const json = @import("zig/json.zig");
+const str = json.str;
+const obj = json.obj;
 
 const Value = std.json.Value;
 
@@ -44,22 +47,6 @@ export fn describe() i32 {
         .description = "Discord Interactions endpoint: slash commands in (deferred), the reply as an edit of the response.",
         .auth = "discord_ed25519",
     });
-}
-
-fn str(object: std.json.ObjectMap, key: []const u8) ?[]const u8 {
-    const value = object.get(key) orelse return null;
-    return switch (value) {
-        .string => |s| s,
-        else => null,
-    };
-}
-
-fn obj(value: ?Value) ?std.json.ObjectMap {
-    const v = value orelse return null;
-    return switch (v) {
-        .object => |o| o,
-        else => null,
-    };
 }
 
 /// The value of the first string option, looking into subcommands (whose options nest) too.

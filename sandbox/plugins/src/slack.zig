@@ -15,6 +15,9 @@
 const std = @import("std");
 const x = @import("zig/extism_pdk.zig");
 const chunks = @import("zig/chunks.zig");
+const json = @import("zig/json.zig");
+const str = json.str;
+const obj = json.obj;
 
 const Value = std.json.Value;
 
@@ -41,22 +44,6 @@ export fn describe() i32 {
         .description = "Slack Events API: messages and app mentions in, chat.postMessage out (in the thread).",
         .auth = "slack_signature",
     });
-}
-
-fn str(object: std.json.ObjectMap, key: []const u8) ?[]const u8 {
-    const value = object.get(key) orelse return null;
-    return switch (value) {
-        .string => |s| s,
-        else => null,
-    };
-}
-
-fn obj(value: ?Value) ?std.json.ObjectMap {
-    const v = value orelse return null;
-    return switch (v) {
-        .object => |o| o,
-        else => null,
-    };
 }
 
 /// The mentions of the app's own bot users (`<@U…>`), from the envelope's `authorizations`.
