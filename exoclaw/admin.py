@@ -9,9 +9,9 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from .gateway.auth import real_client_address
 from .gateway.limits import failed_logins
 from .models import ApiToken
+from .proxies import request_client_address
 
 
 class ThrottledLoginForm(AdminAuthenticationForm):
@@ -20,8 +20,7 @@ class ThrottledLoginForm(AdminAuthenticationForm):
     GATEWAY_AUTH_WINDOW seconds, that address is refused until the oldest leaves the window."""
 
     def clean(self):
-        address = real_client_address(self.request.META.get("REMOTE_ADDR", "unknown"),
-                                      self.request.META.get("HTTP_X_FORWARDED_FOR"))
+        address = request_client_address(self.request)
         throttle = failed_logins()
         wait = throttle.retry_after(address, max_failures=settings.GATEWAY_AUTH_FAILURES,
                                     window=settings.GATEWAY_AUTH_WINDOW)

@@ -19,10 +19,11 @@ from django.views.decorators.http import require_GET
 
 from common import metrics
 from exoclaw.bind import is_loopback_host
-from exoclaw.gateway.auth import PROXY_HEADERS, login, real_client_address
+from exoclaw.gateway.auth import PROXY_HEADERS, login
 from exoclaw.gateway.errors import RateLimited, Unauthorized
 from exoclaw.gateway.health import run_health_check
 from exoclaw.gateway.limits import Limits
+from exoclaw.proxies import request_client_address
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +114,7 @@ async def metrics_view(request):
             return _refuse(401, "bad_authorization_header", "The Authorization header must be 'Bearer <token>'.",
                            WWW_Authenticate="Bearer")
         try:
-            address = real_client_address(request.META.get("REMOTE_ADDR", "unknown"),
-                                          request.META.get("HTTP_X_FORWARDED_FOR"))
-            principal = await login(raw.strip(), address, Limits.from_settings())
+            principal = await login(raw.strip(), request_client_address(request), Limits.from_settings())
         except RateLimited as e:
             return _refuse(429, e.reason, str(e.detail), Retry_After=str(e.extra.get("retry_after", 60)))
         except Unauthorized as e:

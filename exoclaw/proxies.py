@@ -36,3 +36,8 @@ def real_client_address(peer: str, forwarded_for: str | None) -> str:
         if not trusted_proxy(hop):
             return hop
     return hops[0] if hops else peer
+
+
+def request_client_address(request) -> str:
+    """`real_client_address` for a Django request (the admin's login, /metrics, the HTTP API)."""
+    return real_client_address(request.META.get("REMOTE_ADDR") or "unknown", request.META.get("HTTP_X_FORWARDED_FOR"))

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from agents.runtime import service
 from exoclaw.gateway.limits import TokenBucket, failed_logins
-from exoclaw.proxies import real_client_address
+from exoclaw.proxies import request_client_address
 from exoclaw.tokens import TokenRefused, recent_token
 
 from .errors import ApiError, unauthorized
@@ -64,8 +64,7 @@ def presented_token(authorization: str | None) -> str:
 
 async def caller(request) -> Caller:
     """The token's holder as the run service knows it; raises TokenRefused or ApiError (401, 403 or 429)."""
-    address = real_client_address(request.META.get("REMOTE_ADDR") or "unknown",
-                                  request.META.get("HTTP_X_FORWARDED_FOR"))
+    address = request_client_address(request)
     raw = presented_token(request.headers.get("Authorization"))
     try:
         row = await recent_token(raw)
