@@ -24,6 +24,7 @@ from exoclaw.gateway.errors import RateLimited, Unauthorized
 from exoclaw.gateway.health import run_health_check
 from exoclaw.gateway.limits import Limits
 from exoclaw.proxies import request_client_address
+from exoclaw.tokens import bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,12 @@ def _refuse(status: int, reason: str, message: str, **headers) -> JsonResponse:
 async def metrics_view(request):
     authorization = request.headers.get("Authorization")
     if authorization is not None:
-        kind, _, raw = authorization.strip().partition(" ")
-        if kind.lower() != "bearer" or not raw.strip():
+        raw = bearer_token(authorization)
+        if raw is None:
             return _refuse(401, "bad_authorization_header", "The Authorization header must be 'Bearer <token>'.",
                            WWW_Authenticate="Bearer")
         try:
-            principal = await login(raw.strip(), request_client_address(request), Limits.from_settings())
+            principal = await login(raw, request_client_address(request), Limits.from_settings())
         except RateLimited as e:
             return _refuse(429, e.reason, str(e.detail), Retry_After=str(e.extra.get("retry_after", 60)))
         except Unauthorized as e:

@@ -34,6 +34,13 @@ class TokenRefused(Exception):
         self.reason = reason
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None for any other form (each way in
+    refuses that in its own words)."""
+    kind, _, raw = authorization.strip().partition(" ")
+    return raw.strip() if kind.lower() == "bearer" and raw.strip() else None
+
+
 def refusal(row: ApiToken | None) -> TokenRefused | None:
     """Why a token row does not authenticate (gone, disabled or expired), or None."""
     if row is None:

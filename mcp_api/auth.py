@@ -11,6 +11,7 @@ from django.http.request import split_domain_port, validate_host
 from exoclaw.gateway.auth import Principal, client_address, header, login, origin_allowed
 from exoclaw.gateway.errors import FORBIDDEN, RATE_LIMITED, UNAUTHORIZED, RateLimited, Unauthorized
 from exoclaw.gateway.limits import Limits
+from exoclaw.tokens import bearer_token
 
 __all__ = ["Principal", "Refused", "authenticate", "sees_plugin"]
 
@@ -37,15 +38,15 @@ async def authenticate(scope: dict) -> Principal:
         raise Refused(403, FORBIDDEN.code, "this Origin may not use exoclaw", "origin_not_allowed")
     authorization = header(scope, b"authorization")
     challenge = {"www-authenticate": 'Bearer realm="exoclaw"'}
-    kind, _, raw = (authorization or "").strip().partition(" ")
     if authorization is None:
         raise Refused(401, UNAUTHORIZED.code, "send an API token as 'Authorization: Bearer <token>'", "auth_required",
                       challenge)
-    if kind.lower() != "bearer" or not raw.strip():
+    raw = bearer_token(authorization)
+    if raw is None:
         raise Refused(401, UNAUTHORIZED.code, "the Authorization header must be 'Bearer <token>'",
                       "bad_authorization_header", challenge)
     try:
-        principal = await login(raw.strip(), client_address(scope), Limits.from_settings())
+        principal = await login(raw, client_address(scope), Limits.from_settings())
     except RateLimited as e:
         raise Refused(429, RATE_LIMITED.code, e.detail, e.reason, {"retry-after": str(e.extra["retry_after"])}) from None
     except Unauthorized as e:

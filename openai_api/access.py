@@ -21,7 +21,7 @@ from django.conf import settings
 from agents.runtime import service
 from exoclaw.gateway.limits import TokenBucket, failed_logins
 from exoclaw.proxies import request_client_address
-from exoclaw.tokens import TokenRefused, recent_token
+from exoclaw.tokens import TokenRefused, bearer_token, recent_token
 
 from .errors import ApiError, unauthorized
 
@@ -56,10 +56,10 @@ def _take(token_id: int) -> float:
 def presented_token(authorization: str | None) -> str:
     if not authorization:
         raise unauthorized("No API key: send an exoclaw API token as 'Authorization: Bearer <token>'.")
-    kind, _, raw = authorization.strip().partition(" ")
-    if kind.lower() != "bearer" or not raw.strip():
+    raw = bearer_token(authorization)
+    if raw is None:
         raise unauthorized("The Authorization header must be 'Bearer <token>'.")
-    return raw.strip()
+    return raw
 
 
 async def caller(request) -> Caller:

@@ -100,10 +100,10 @@ def presented_token(scope: dict) -> str | None:
     cannot use, so that a client that meant to authenticate is not silently treated as anonymous."""
     authorization = header(scope, b"authorization")
     if authorization is not None:
-        kind, _, raw = authorization.strip().partition(" ")
-        if kind.lower() != "bearer" or not raw.strip():
+        raw = tokens.bearer_token(authorization)
+        if raw is None:
             raise Unauthorized("the Authorization header must be 'Bearer <token>'", reason="bad_authorization_header")
-        return raw.strip()
+        return raw
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
     return values[0] if values else None
 
