@@ -9,6 +9,8 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from common.forms import NameListField
+
 from .gateway.limits import failed_logins
 from .models import ApiToken
 from .proxies import request_client_address
@@ -42,16 +44,6 @@ admin.site.login_form = ThrottledLoginForm
 # Session key: the add forms already used, each by its `once` value, with the pk of the token it made.
 _CREATED_FORMS = "exoclaw_token_forms_used"
 _CREATED_FORMS_KEPT = 20
-
-
-class NameListField(forms.CharField):
-    """A list of names typed as `telegram, slack` (or `*`), stored as a JSON list."""
-
-    def prepare_value(self, value):
-        return ", ".join(value) if isinstance(value, list) else value
-
-    def to_python(self, value):
-        return [name.strip() for name in (super().to_python(value) or "").split(",") if name.strip()]
 
 
 class ApiTokenForm(forms.ModelForm):

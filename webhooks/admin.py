@@ -2,22 +2,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 
+from common.forms import NameListField
+
 from . import senders
 from .inbound import KEPT_NOT_SENT
 from .models import ChannelEndpoint, InboundEvent, Pairing
-
-
-class SenderListField(forms.CharField):
-    """A list of platform user ids, typed one per line (commas work too)."""
-
-    widget = forms.Textarea(attrs={"rows": 4, "cols": 40})
-
-    def prepare_value(self, value):
-        return "\n".join(value) if isinstance(value, list) else value
-
-    def to_python(self, value):
-        text = super().to_python(value) or ""
-        return [part.strip() for line in text.splitlines() for part in line.split(",") if part.strip()]
 
 
 def _https_urls(field, **kwargs):
@@ -28,7 +17,8 @@ def _https_urls(field, **kwargs):
 
 
 class ChannelEndpointForm(forms.ModelForm):
-    allowed_senders = SenderListField(
+    allowed_senders = NameListField(
+        one_per_line=True,
         required=False,
         label="Allowed senders",
         help_text=ChannelEndpoint._meta.get_field("allowed_senders").help_text,
