@@ -300,11 +300,9 @@ async def events(origin: Origin, run_id: str, after_seq: int = 0, *, admitted: b
     outcome as recorded, or, for a run recorded as unfinished that nothing can be executing any more,
     `worker_lost`, recorded in the store first. `admitted`: the caller has just put the run on the
     board (`Started.admitted`), so it need not be looked up there first."""
-    if not admitted:
-        await _known_run(origin, run_id, steer=False)
     board = get_board()
     last = after_seq
-    if not admitted and await board.run(run_id) is None:
+    if not admitted and (await _known_run(origin, run_id, steer=False))["payload"] is None:
         # An ended run is answered from the store at once. An unfinished one may be about to be
         # admitted (a repeated start racing its first call), so it is judged lost only if the board
         # still does not know it after a pause.
