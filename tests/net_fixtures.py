@@ -16,6 +16,7 @@ class Seen:
     query: dict
     headers: dict
     body: bytes
+    peer_port: int  # the client's port: two requests with the same one came over one connection
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -27,13 +28,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        server.seen.append(Seen(self.command, parts.path, parse_qs(parts.query), dict(self.headers.items()), body))
+        server.seen.append(Seen(self.command, parts.path, parse_qs(parts.query), dict(self.headers.items()), body,
+                                self.client_address[1]))
         query = parse_qs(parts.query)
         if parts.path == "/redirect":
             self._reply(int(query.get("status", ["302"])[0]), b"", {"Location": query["to"][0]})
         elif parts.path == "/hang":
             server.release.wait(30)
             self._reply(200, b"too late")
+        elif parts.path == "/drop":
+            # Closes the connection after answering without saying so (no `Connection: close`), as a
+            # server does with a kept-alive connection it has had enough of.
+            self._reply(200, b"dropped")
+            self.close_connection = True
         elif parts.path == "/big":
             self._reply(200, b"x" * int(query["n"][0]))
         else:
@@ -66,18 +73,26 @@ class Server:
     name: str
     port: int
     seen: list = field(default_factory=list)
+    closed: threading.Semaphore | None = None  # released each time the server has closed a connection
 
     def url(self, path="/", host="127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)
+        self.closed.release()
+
+
 def _serve(name: str):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.name, server.seen, server.release = name, [], threading.Event()
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.name, server.seen, server.release, server.closed = name, [], threading.Event(), threading.Semaphore(0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    handle = Server(name, server.server_address[1], server.seen)
+    handle = Server(name, server.server_address[1], server.seen, server.closed)
     return server, handle
 
 

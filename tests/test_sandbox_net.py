@@ -60,6 +60,24 @@ def test_a_granted_host_and_port_is_reached(host, api):
                          "bytes": len(seen["body"]), "duration_ms": out.http[0]["duration_ms"], "refused": None},)
 
 
+def test_calls_reuse_a_kept_alive_connection(host, api):
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
+    for _ in range(3):
+        fetch(host, grant, api.url("/ok"))
+    assert len({s.peer_port for s in api.seen}) == 1, "each request opened a new connection"
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(host, api):
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
+    seen, _ = fetch(host, grant, api.url("/drop"))
+    assert seen["status"] == 200
+    assert api.closed.acquire(timeout=10), "the server did not close the connection"
+    seen, _ = fetch(host, grant, api.url("/ok"))
+    assert seen["status"] == 200
+    assert [s.path for s in api.seen] == ["/drop", "/ok"]
+    assert api.seen[0].peer_port != api.seen[1].peer_port
+
+
 def test_a_redirect_to_a_port_not_granted_is_refused_and_the_target_sees_nothing(host, api, target):
     grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
     error = refused(host, grant, api.url(f"/redirect?to={target.url('/stolen')}"), "port_not_granted")
