@@ -13,7 +13,7 @@ from sandbox.errors import SandboxError
 from sandbox.host import Host
 from sandbox.manifest import Grant
 from sandbox.net import system_resolver
-from tests.net_fixtures import api, target  # noqa: F401
+from tests.net_fixtures import api, https_api, target, tls_ca  # noqa: F401
 from tests.sandbox_fixtures import spec
 
 SECRET = "PLUGIN-SECRET-VALUE-xyz"
@@ -245,6 +245,66 @@ def test_sandbox_log_lines_never_carry_a_secret(host, api, caplog):
     with pytest.raises(SandboxError):
         fetch(host, bearer(api), f"http://localhost:1/x?appid={SECRET}", environ={"WEATHER_KEY": SECRET})
     assert SECRET not in caplog.text
+
+
+# HTTPS, against loopback servers whose certificates come from a throwaway CA (tls_ca): exoclaw
+# connects to the address it checked, sends the URL's name as SNI and verifies the certificate for
+# that name, against the CAs its host is given (certifi's when none).
+
+@pytest.fixture
+def tls_host(tls_ca):
+    h = Host(max_workers=4, resolver=resolver({"api.example.test": ["127.0.0.1"]}), ca_bundle=str(tls_ca.path))
+    yield h
+    h.shutdown()
+
+
+def test_https_to_a_granted_name_sends_sni_and_verifies_the_certificate_for_it(tls_host, https_api):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}",))
+    seen, out = fetch(tls_host, grant, https_api.url("/ok?x=1", host="localhost"))
+    assert seen["status"] == 200 and json.loads(seen["body"])["host"] == f"localhost:{https_api.port}"
+    assert [(s.sni, s.local, s.path) for s in https_api.seen] == [("localhost", "127.0.0.1", "/ok")]
+    assert [(r["host"], r["path"], r["status"], r["refused"]) for r in out.http] == [
+        (f"localhost:{https_api.port}", "/ok", 200, None)]
+
+
+def test_https_goes_to_the_checked_address_with_the_name_in_sni(tls_host, https_api):
+    # Only the host's resolver knows api.example.test (.test is never delegated): the request
+    # reached the server because exoclaw connected to the address it checked, and the certificate
+    # was verified for the name, not for that address.
+    grant = Grant(allowed_hosts=(f"api.example.test:{https_api.port}",))
+    seen, _ = fetch(tls_host, grant, https_api.url("/ok", host="api.example.test"))
+    assert seen["status"] == 200
+    assert [(s.sni, s.local, s.headers["Host"]) for s in https_api.seen] == [
+        ("api.example.test", "127.0.0.1", f"api.example.test:{https_api.port}")]
+
+
+def test_a_tls_connection_is_reused_only_for_the_name_it_was_verified_for(tls_host, https_api):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}", f"api.example.test:{https_api.port}"))
+    to = https_api.url("/landed", host="api.example.test")
+    seen, out = fetch(tls_host, grant, https_api.url(f"/redirect?to={to}", host="localhost"))
+    assert seen["status"] == 200
+    # Same server, same address, a new name: a new handshake with that name, not the first connection.
+    assert [(s.sni, s.path) for s in https_api.seen] == [("localhost", "/redirect"), ("api.example.test", "/landed")]
+    assert https_api.handshakes == ["localhost", "api.example.test"]
+    fetch(tls_host, grant, https_api.url("/again", host="localhost"))
+    assert https_api.handshakes == ["localhost", "api.example.test"], "a kept-alive connection is reused for its name"
+
+
+def test_a_redirect_from_https_to_a_port_not_granted_is_refused(tls_host, https_api, target):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}",))
+    error = refused(tls_host, grant, https_api.url(f"/redirect?to={target.url('/stolen', host='localhost')}",
+                                                   host="localhost"), "port_not_granted")
+    assert f"redirect refused (port_not_granted): {target.url('/stolen', host='localhost')}" in error.message
+    assert [s.path for s in https_api.seen] == ["/redirect"] and target.seen == []
+
+
+def test_a_header_secret_reaches_its_host_over_https(tls_host, https_api):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}",), http_secrets=(
+        {"host": f"https://localhost:{https_api.port}", "header": "Authorization", "format": "Bearer {secret}",
+         "secret_env": "WEATHER_KEY"},))
+    seen, out = fetch(tls_host, grant, https_api.url("/weather", host="localhost"), environ={"WEATHER_KEY": SECRET})
+    assert [(s.sni, s.headers["Authorization"]) for s in https_api.seen] == [("localhost", f"Bearer {SECRET}")]
+    assert seen["headers"]["x-echo-authorization"] == "Bearer [redacted]" and SECRET not in out.output.decode()
 
 
 # Through the agent runtime: a run whose tool uses an injected secret keeps it out of the tool
