@@ -297,6 +297,12 @@ class CallNet:
                 raise SandboxError("timeout", f"{method} {name_target.shown}: no response within the call's "
                                    "remaining time") from None
             except httpcore.ConnectError as exc:
+                # httpcore wraps the socket's error as the argument (its pool drops the __cause__).
+                cause = exc.args[0] if exc.args else None
+                if isinstance(cause, ssl.SSLError):
+                    # The address answered but its TLS failed: that is no reason to try another
+                    # address of the name, and "cannot connect" would hide a certificate problem.
+                    raise self._tls_failed(method, name_target, cause) from None
                 last_error = exc
                 continue
             except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
@@ -304,6 +310,13 @@ class CallNet:
                                    f"{_redact_text(str(exc), self.secret_values)}", reason="failed") from None
         raise SandboxError("network_error", f"{method} {name_target.shown}: cannot connect "
                            f"({_redact_text(str(last_error), self.secret_values)})", reason="connect_failed")
+
+    def _tls_failed(self, method, target: Target, exc: ssl.SSLError) -> SandboxError:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = f"the server's certificate was refused: {exc.verify_message}"
+        else:
+            why = f"TLS handshake failed ({exc.reason or exc})"
+        return SandboxError("network_error", f"{method} {target.shown}: {why}", reason="tls_failed")
 
     def _too_large(self, method, target: Target) -> SandboxError:
         return SandboxError("host_denied", f"HTTP response refused (response_too_large): {method} {target.shown} sent more "

@@ -13,7 +13,7 @@ from sandbox.errors import SandboxError
 from sandbox.host import Host
 from sandbox.manifest import Grant
 from sandbox.net import system_resolver
-from tests.net_fixtures import api, https_api, target, tls_ca  # noqa: F401
+from tests.net_fixtures import api, https_api, https_other, target, tls_ca  # noqa: F401
 from tests.sandbox_fixtures import spec
 
 SECRET = "PLUGIN-SECRET-VALUE-xyz"
@@ -288,6 +288,42 @@ def test_a_tls_connection_is_reused_only_for_the_name_it_was_verified_for(tls_ho
     assert https_api.handshakes == ["localhost", "api.example.test"]
     fetch(tls_host, grant, https_api.url("/again", host="localhost"))
     assert https_api.handshakes == ["localhost", "api.example.test"], "a kept-alive connection is reused for its name"
+
+
+def tls_failed(host, grant, url) -> SandboxError:
+    with pytest.raises(SandboxError) as caught:
+        fetch(host, grant, url)
+    assert (caught.value.kind, caught.value.reason) == ("network_error", "tls_failed"), str(caught.value)
+    return caught.value
+
+
+def test_a_certificate_for_another_name_is_refused(tls_host, https_other):
+    grant = Grant(allowed_hosts=(f"localhost:{https_other.port}",))
+    error = tls_failed(tls_host, grant, https_other.url(f"/x?appid={SECRET}", host="localhost"))
+    assert error.message == (f"GET https://localhost:{https_other.port}/x: the server's certificate was refused: "
+                             "Hostname mismatch, certificate is not valid for 'localhost'.")
+    assert https_other.handshakes == ["localhost"] and https_other.seen == []
+    assert [(r["host"], r["status"], r.get("error")) for r in error.http] == [
+        (f"localhost:{https_other.port}", None, "tls_failed")]
+
+
+def test_a_certificate_from_a_ca_the_host_was_not_given_is_refused(https_api):
+    untrusting = Host(max_workers=1)  # certifi's CAs only
+    try:
+        error = tls_failed(untrusting, Grant(allowed_hosts=(f"localhost:{https_api.port}",)),
+                           https_api.url("/x", host="localhost"))
+    finally:
+        untrusting.shutdown()
+    assert error.message == (f"GET https://localhost:{https_api.port}/x: the server's certificate was refused: "
+                             "unable to get local issuer certificate")
+    assert https_api.seen == []
+
+
+def test_https_to_a_server_that_speaks_plain_http_is_a_tls_failure(tls_host, api):
+    error = tls_failed(tls_host, Grant(allowed_hosts=(f"localhost:{api.port}",)), api.url("/x", host="localhost")
+                       .replace("http://", "https://"))
+    assert error.message.startswith(f"GET https://localhost:{api.port}/x: TLS handshake failed (")
+    assert api.seen == []
 
 
 def test_a_redirect_from_https_to_a_port_not_granted_is_refused(tls_host, https_api, target):
