@@ -391,6 +391,50 @@ async def test_a_runs_tool_result_history_and_log_hold_no_injected_secret(connec
         assert SECRET not in text, f"the secret leaked into {where}"
 
 
+def register_https_probe(*ports: int):
+    plugin = Plugin(name="probe", wasm_path=str(spec("http_probe").wasm_path), declared_tools=[
+        {"name": "fetch", "description": "An Extism HTTP request, made as given.", "input_schema": {"type": "object"}}])
+    plugin.full_clean()
+    plugin.save()
+    grant = CapabilityGrant(plugin=plugin, allowed_hosts=[f"localhost:{port}" for port in ports])
+    grant.full_clean()
+    grant.save()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fresh_layer", "process_store")
+async def test_the_operators_ca_bundle_setting_is_trusted_and_a_wrong_certificate_is_a_tool_error(
+        connect, https_api, https_other, tls_ca, settings, monkeypatch):
+    from channels.db import database_sync_to_async
+
+    from sandbox import process_host
+
+    settings.SANDBOX_HTTP_CA_BUNDLE = str(tls_ca.path)
+    monkeypatch.setattr(process_host, "_host", None)  # the process's host, made from the settings above
+    try:
+        await database_sync_to_async(register_https_probe)(https_api.port, https_other.port)
+        await make_agent("helper", tools=["probe"])
+        client = await connect()
+        results = []
+        for server in (https_api, https_other):
+            request = {"method": "GET", "url": server.url(f"/now?appid={SECRET}", host="localhost")}
+            sent = await client.result("chat.send", {"text": f"/tool probe.fetch {json.dumps(request)}",
+                                                     "agent": "helper"})
+            events = await client.finished(sent["run_id"])
+            results.append(next(e for e in events if e["type"] == "tool_result"))
+    finally:
+        if process_host._host is not None:
+            process_host._host.shutdown()
+    ok, wrong = results
+    assert not ok["is_error"] and json.loads(ok["content"])["status"] == 200, ok
+    assert [(s.sni, s.path) for s in https_api.seen] == [("localhost", "/now")]
+    assert wrong["is_error"] and wrong["content"] == (
+        f"network_error: GET https://localhost:{https_other.port}/now: the server's certificate was refused: "
+        "Hostname mismatch, certificate is not valid for 'localhost'."), wrong
+    assert https_other.seen == []
+
+
 def test_exoclaws_http_functions_are_linked_into_exactly_the_plugins_that_import_them():
     from sandbox.hostfns import functions_for
     from tests.sandbox_fixtures import wasm_path
