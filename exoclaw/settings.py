@@ -8,6 +8,7 @@ documents every variable; `docs/config.md` explains them.
 import ipaddress
 import os
 import secrets
+import ssl
 from pathlib import Path
 
 import environ
@@ -290,3 +291,13 @@ SURREALDB_SYNC_WRITES = env.bool("SURREALDB_SYNC_WRITES", default=True)
 
 # Sandbox: threads that run Extism plug-in calls (each plug-in is also limited by its grant's max_concurrency).
 SANDBOX_MAX_WORKERS = env.int("SANDBOX_MAX_WORKERS", default=16)
+# Sandbox: the CA certificates (a PEM file) that plug-ins' https requests are verified against,
+# instead of certifi's bundle, for an operator's private CA. Loaded here so that a wrong path or a
+# file without certificates stops the start instead of failing every plug-in's first https request.
+SANDBOX_HTTP_CA_BUNDLE = env.str("SANDBOX_HTTP_CA_BUNDLE", default="") or None
+if SANDBOX_HTTP_CA_BUNDLE:
+    try:
+        ssl.create_default_context(cafile=SANDBOX_HTTP_CA_BUNDLE)
+    except OSError as exc:  # ssl.SSLError too: a file with no PEM certificate in it
+        raise ImproperlyConfigured(f"SANDBOX_HTTP_CA_BUNDLE={SANDBOX_HTTP_CA_BUNDLE}: not a PEM file of CA "
+                                   f"certificates ({exc})") from None

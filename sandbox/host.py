@@ -33,7 +33,7 @@ from .errors import SandboxError, classify
 from .extism_log import extism_log
 from .hostfns import functions_for
 from .manifest import Grant, build_manifest, instance_config
-from .net import CallNet, NetLimits, RateLimiter, Resolver, system_resolver
+from .net import CallNet, HttpPools, NetLimits, RateLimiter, Resolver, system_resolver
 from .workers import CANCEL_RETRY_S, CANCELLED_BEFORE_START, Ticket, Workers
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class _Call:
                                reason="bad_grant") from None
         limits = NetLimits(grant.max_http_response_bytes, grant.http_requests_per_call, grant.http_requests_per_minute)
         return CallNet(self._spec.name, policy, self._secrets.http, limits, time.monotonic() + grant.timeout_ms / 1000,
-                       self._host._limiter, self._host._resolver, instance=instance)
+                       self._host._limiter, self._host._http, self._host._resolver, instance=instance)
 
     def _call(self, instance: extism.Plugin) -> tuple[bytes, float, tuple]:
         """The call's output, how long the call took and its HTTP requests."""
@@ -289,11 +289,14 @@ class _Call:
 
 
 class Host:
-    def __init__(self, max_workers: int = 16, cache_size: int = 64, *, resolver: Resolver = system_resolver):
+    def __init__(self, max_workers: int = 16, cache_size: int = 64, *, resolver: Resolver = system_resolver,
+                 ca_bundle: str | None = None):
         """`resolver(host, port)` gives the addresses of a host name a plug-in's request goes to
-        (the operating system's resolver unless a test gives its own)."""
+        (the operating system's resolver unless a test gives its own); `ca_bundle`, a PEM file of the
+        CA certificates plug-ins' https requests are verified against (certifi's bundle if None)."""
         self._workers = Workers(max_workers)
         self._resolver = resolver
+        self._http = HttpPools(ca_bundle)
         self._limiter = RateLimiter()
         self._pools: OrderedDict[tuple, _Pool] = OrderedDict()
         self._cache_size = cache_size

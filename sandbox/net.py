@@ -6,7 +6,8 @@ and every address checked (no wildcard reaches a loopback, private or metadata a
 connection goes to the checked address, with the name in the Host header and TLS SNI, so DNS cannot
 change between check and connect; the grant's secrets are added for the hosts they belong to;
 the request is held to the call's remaining time and the response to the grant's byte limit; and
-the request, or why it was refused, is recorded on the call. The transport is the standard library's http.client, with a small pool of kept-alive connections.
+the request, or why it was refused, is recorded on the call. The transport is the standard library's
+http.client, with a small pool of kept-alive connections per host.
 """
 
 import http.client
@@ -98,17 +99,21 @@ class _Connection(http.client.HTTPConnection):
         return not poller.poll(0)
 
 
-class _Pool:
-    """Idle keep-alive connections shared by all calls, by (scheme, server name, address, port): a
+class HttpPools:
+    """Idle keep-alive connections for one host's calls, by (scheme, server name, address, port): a
     connection is only reused for the name its certificate was verified for. The standard library's
     http.client, not httpx: a plug-in's request needs none of httpx's models or httpcore's machinery,
     and they cost more than the request itself on loopback (measured per GET on a kept-alive
-    connection: httpx about 450 µs, httpcore 190 µs, http.client 90 µs)."""
+    connection: httpx about 450 µs, httpcore 190 µs, http.client 90 µs).
+
+    `ca_bundle`: a PEM file of the CA certificates https servers are verified against, instead of
+    certifi's bundle (an operator's private CA)."""
 
     MAX_KEYS = 64
     MAX_IDLE_PER_KEY = 8
 
-    def __init__(self):
+    def __init__(self, ca_bundle: str | None = None):
+        self._ca_bundle = ca_bundle
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
         self._idle: OrderedDict[tuple, list[_Connection]] = OrderedDict()
@@ -116,7 +121,8 @@ class _Pool:
     def tls(self) -> ssl.SSLContext:
         with self._lock:
             if self._ssl is None:
-                self._ssl = ssl.create_default_context(cafile=certifi.where())
+                # Made at the first https request: loading the CA bundle costs every host that makes none.
+                self._ssl = ssl.create_default_context(cafile=self._ca_bundle or certifi.where())
             return self._ssl
 
     def take(self, key: tuple) -> _Connection | None:
@@ -146,8 +152,6 @@ class _Pool:
             old.close()
 
 
-pool = _Pool()
-
 
 @dataclass
 class NetLimits:
@@ -167,6 +171,7 @@ class CallNet:
     limits: NetLimits
     deadline: float  # time.monotonic()
     limiter: RateLimiter
+    pools: HttpPools
     resolver: Resolver = system_resolver
     records: list[dict] = field(default_factory=list)
     failure: SandboxError | None = None
@@ -307,13 +312,13 @@ class CallNet:
 
     def _exchange(self, method, name_target: Target, target: Target, headers, body, addresses, remaining):
         """Send to the first checked address that accepts a connection; status, headers, body."""
-        tls = pool.tls() if target.scheme == "https" else None
+        tls = self.pools.tls() if target.scheme == "https" else None
         path = target.path + (f"?{target.query}" if target.query else "")
         headers = {**headers, "Host": target.netloc}
         last_error = None
         for address in addresses:
             key = (target.scheme, target.host, str(address), target.port)
-            connection = pool.take(key)
+            connection = self.pools.take(key)
             if connection is None:
                 connection = _Connection(str(address), target.port, timeout=max(remaining, 0.001), tls=tls,
                                          server_name=target.host)
@@ -322,7 +327,12 @@ class CallNet:
                 except TimeoutError:
                     connection.close()
                     raise self._timed_out(method, name_target) from None
-                except OSError as exc:  # refused, unreachable, or TLS (a certificate not for this name)
+                except ssl.SSLError as exc:
+                    # The address answered but its TLS failed: that is no reason to try another
+                    # address of the name, and "cannot connect" would hide a certificate problem.
+                    connection.close()
+                    raise self._tls_failed(method, name_target, exc) from None
+                except OSError as exc:  # refused, unreachable
                     connection.close()
                     last_error = exc
                     continue
@@ -340,7 +350,7 @@ class CallNet:
                 connection.close()
                 raise
             if done:
-                pool.give(key, connection)
+                self.pools.give(key, connection)
             else:
                 connection.close()
             return status, response_headers, data
@@ -366,6 +376,13 @@ class CallNet:
             joined[key] = f"{joined[key]}, {value}" if key in joined else value
         return response.status, joined, bytes(data), not response.will_close
 
+    def _tls_failed(self, method, target: Target, exc: ssl.SSLError) -> SandboxError:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = f"the server's certificate was refused: {exc.verify_message}"
+        else:
+            why = f"TLS handshake failed ({exc.reason or exc})"
+        return SandboxError("network_error", f"{method} {target.shown}: {why}", reason="tls_failed")
+
     def _timed_out(self, method, target: Target) -> SandboxError:
         return SandboxError("timeout", f"{method} {target.shown}: no response within the call's remaining time")
 
@@ -381,4 +398,4 @@ def _redact_text(text: str, secrets: list[str]) -> str:
     return text
 
 
-__all__ = ["CallNet", "NetLimits", "RateLimiter", "SecretRule", "system_resolver", "shown_url", "pool"]
+__all__ = ["CallNet", "HttpPools", "NetLimits", "RateLimiter", "SecretRule", "system_resolver", "shown_url"]

@@ -15,5 +15,5 @@ def get_host() -> Host:
     global _host
     with _lock:
         if _host is None:
-            _host = Host(max_workers=settings.SANDBOX_MAX_WORKERS)
+            _host = Host(max_workers=settings.SANDBOX_MAX_WORKERS, ca_bundle=settings.SANDBOX_HTTP_CA_BUNDLE)
         return _host

@@ -13,7 +13,7 @@ from sandbox.errors import SandboxError
 from sandbox.host import Host
 from sandbox.manifest import Grant
 from sandbox.net import system_resolver
-from tests.net_fixtures import api, target  # noqa: F401
+from tests.net_fixtures import api, https_api, https_other, target, tls_ca  # noqa: F401
 from tests.sandbox_fixtures import spec
 
 SECRET = "PLUGIN-SECRET-VALUE-xyz"
@@ -265,6 +265,102 @@ def test_sandbox_log_lines_never_carry_a_secret(host, api, caplog):
     assert SECRET not in caplog.text
 
 
+# HTTPS, against loopback servers whose certificates come from a throwaway CA (tls_ca): exoclaw
+# connects to the address it checked, sends the URL's name as SNI and verifies the certificate for
+# that name, against the CAs its host is given (certifi's when none).
+
+@pytest.fixture
+def tls_host(tls_ca):
+    h = Host(max_workers=4, resolver=resolver({"api.example.test": ["127.0.0.1"]}), ca_bundle=str(tls_ca.path))
+    yield h
+    h.shutdown()
+
+
+def test_https_to_a_granted_name_sends_sni_and_verifies_the_certificate_for_it(tls_host, https_api):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}",))
+    seen, out = fetch(tls_host, grant, https_api.url("/ok?x=1", host="localhost"))
+    assert seen["status"] == 200 and json.loads(seen["body"])["host"] == f"localhost:{https_api.port}"
+    assert [(s.sni, s.local, s.path) for s in https_api.seen] == [("localhost", "127.0.0.1", "/ok")]
+    assert [(r["host"], r["path"], r["status"], r["refused"]) for r in out.http] == [
+        (f"localhost:{https_api.port}", "/ok", 200, None)]
+
+
+def test_https_goes_to_the_checked_address_with_the_name_in_sni(tls_host, https_api):
+    # Only the host's resolver knows api.example.test (.test is never delegated): the request
+    # reached the server because exoclaw connected to the address it checked, and the certificate
+    # was verified for the name, not for that address.
+    grant = Grant(allowed_hosts=(f"api.example.test:{https_api.port}",))
+    seen, _ = fetch(tls_host, grant, https_api.url("/ok", host="api.example.test"))
+    assert seen["status"] == 200
+    assert [(s.sni, s.local, s.headers["Host"]) for s in https_api.seen] == [
+        ("api.example.test", "127.0.0.1", f"api.example.test:{https_api.port}")]
+
+
+def test_a_tls_connection_is_reused_only_for_the_name_it_was_verified_for(tls_host, https_api):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}", f"api.example.test:{https_api.port}"))
+    to = https_api.url("/landed", host="api.example.test")
+    seen, out = fetch(tls_host, grant, https_api.url(f"/redirect?to={to}", host="localhost"))
+    assert seen["status"] == 200
+    # Same server, same address, a new name: a new handshake with that name, not the first connection.
+    assert [(s.sni, s.path) for s in https_api.seen] == [("localhost", "/redirect"), ("api.example.test", "/landed")]
+    assert https_api.handshakes == ["localhost", "api.example.test"]
+    fetch(tls_host, grant, https_api.url("/again", host="localhost"))
+    assert https_api.handshakes == ["localhost", "api.example.test"], "a kept-alive connection is reused for its name"
+
+
+def tls_failed(host, grant, url) -> SandboxError:
+    with pytest.raises(SandboxError) as caught:
+        fetch(host, grant, url)
+    assert (caught.value.kind, caught.value.reason) == ("network_error", "tls_failed"), str(caught.value)
+    return caught.value
+
+
+def test_a_certificate_for_another_name_is_refused(tls_host, https_other):
+    grant = Grant(allowed_hosts=(f"localhost:{https_other.port}",))
+    error = tls_failed(tls_host, grant, https_other.url(f"/x?appid={SECRET}", host="localhost"))
+    assert error.message == (f"GET https://localhost:{https_other.port}/x: the server's certificate was refused: "
+                             "Hostname mismatch, certificate is not valid for 'localhost'.")
+    assert https_other.handshakes == ["localhost"] and https_other.seen == []
+    assert [(r["host"], r["status"], r.get("error")) for r in error.http] == [
+        (f"localhost:{https_other.port}", None, "tls_failed")]
+
+
+def test_a_certificate_from_a_ca_the_host_was_not_given_is_refused(https_api):
+    untrusting = Host(max_workers=1)  # certifi's CAs only
+    try:
+        error = tls_failed(untrusting, Grant(allowed_hosts=(f"localhost:{https_api.port}",)),
+                           https_api.url("/x", host="localhost"))
+    finally:
+        untrusting.shutdown()
+    assert error.message == (f"GET https://localhost:{https_api.port}/x: the server's certificate was refused: "
+                             "unable to get local issuer certificate")
+    assert https_api.seen == []
+
+
+def test_https_to_a_server_that_speaks_plain_http_is_a_tls_failure(tls_host, api):
+    error = tls_failed(tls_host, Grant(allowed_hosts=(f"localhost:{api.port}",)), api.url("/x", host="localhost")
+                       .replace("http://", "https://"))
+    assert error.message.startswith(f"GET https://localhost:{api.port}/x: TLS handshake failed (")
+    assert api.seen == []
+
+
+def test_a_redirect_from_https_to_a_port_not_granted_is_refused(tls_host, https_api, target):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}",))
+    error = refused(tls_host, grant, https_api.url(f"/redirect?to={target.url('/stolen', host='localhost')}",
+                                                   host="localhost"), "port_not_granted")
+    assert f"redirect refused (port_not_granted): {target.url('/stolen', host='localhost')}" in error.message
+    assert [s.path for s in https_api.seen] == ["/redirect"] and target.seen == []
+
+
+def test_a_header_secret_reaches_its_host_over_https(tls_host, https_api):
+    grant = Grant(allowed_hosts=(f"localhost:{https_api.port}",), http_secrets=(
+        {"host": f"https://localhost:{https_api.port}", "header": "Authorization", "format": "Bearer {secret}",
+         "secret_env": "WEATHER_KEY"},))
+    seen, out = fetch(tls_host, grant, https_api.url("/weather", host="localhost"), environ={"WEATHER_KEY": SECRET})
+    assert [(s.sni, s.headers["Authorization"]) for s in https_api.seen] == [("localhost", f"Bearer {SECRET}")]
+    assert seen["headers"]["x-echo-authorization"] == "Bearer [redacted]" and SECRET not in out.output.decode()
+
+
 # Through the agent runtime: a run whose tool uses an injected secret keeps it out of the tool
 # result, the stored history and the log, and records the request on the run's tool call.
 
@@ -311,6 +407,50 @@ async def test_a_runs_tool_result_history_and_log_hold_no_injected_secret(connec
     for where, text in (("the tool result", json.dumps(events)), ("the stored history", json.dumps(history)),
                         ("the run's tool calls", json.dumps(run["tool_calls"], default=str)), ("the log", caplog.text)):
         assert SECRET not in text, f"the secret leaked into {where}"
+
+
+def register_https_probe(*ports: int):
+    plugin = Plugin(name="probe", wasm_path=str(spec("http_probe").wasm_path), declared_tools=[
+        {"name": "fetch", "description": "An Extism HTTP request, made as given.", "input_schema": {"type": "object"}}])
+    plugin.full_clean()
+    plugin.save()
+    grant = CapabilityGrant(plugin=plugin, allowed_hosts=[f"localhost:{port}" for port in ports])
+    grant.full_clean()
+    grant.save()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fresh_layer", "process_store")
+async def test_the_operators_ca_bundle_setting_is_trusted_and_a_wrong_certificate_is_a_tool_error(
+        connect, https_api, https_other, tls_ca, settings, monkeypatch):
+    from channels.db import database_sync_to_async
+
+    from sandbox import process_host
+
+    settings.SANDBOX_HTTP_CA_BUNDLE = str(tls_ca.path)
+    monkeypatch.setattr(process_host, "_host", None)  # the process's host, made from the settings above
+    try:
+        await database_sync_to_async(register_https_probe)(https_api.port, https_other.port)
+        await make_agent("helper", tools=["probe"])
+        client = await connect()
+        results = []
+        for server in (https_api, https_other):
+            request = {"method": "GET", "url": server.url(f"/now?appid={SECRET}", host="localhost")}
+            sent = await client.result("chat.send", {"text": f"/tool probe.fetch {json.dumps(request)}",
+                                                     "agent": "helper"})
+            events = await client.finished(sent["run_id"])
+            results.append(next(e for e in events if e["type"] == "tool_result"))
+    finally:
+        if process_host._host is not None:
+            process_host._host.shutdown()
+    ok, wrong = results
+    assert not ok["is_error"] and json.loads(ok["content"])["status"] == 200, ok
+    assert [(s.sni, s.path) for s in https_api.seen] == [("localhost", "/now")]
+    assert wrong["is_error"] and wrong["content"] == (
+        f"network_error: GET https://localhost:{https_other.port}/now: the server's certificate was refused: "
+        "Hostname mismatch, certificate is not valid for 'localhost'."), wrong
+    assert https_other.seen == []
 
 
 def test_exoclaws_http_functions_are_linked_into_exactly_the_plugins_that_import_them():

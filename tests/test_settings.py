@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.net_fixtures import tls_ca  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The production variables docs/config.md lists (with example values).
@@ -71,3 +75,18 @@ def test_check_deploy_fails_without_them(tmp_path):
     result = check_deploy(tmp_path, DEBUG="false")
     assert result.returncode != 0
     assert "security.W008" in result.stderr and "security.W004" in result.stderr
+
+
+def test_a_sandbox_ca_bundle_of_ca_certificates_is_accepted(tmp_path, tls_ca):
+    result = check_deploy(tmp_path, SANDBOX_HTTP_CA_BUNDLE=str(tls_ca.path), **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"], ids=["missing", "not-pem"])
+def test_a_sandbox_ca_bundle_that_is_not_a_pem_file_stops_the_start(tmp_path, content):
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    result = check_deploy(tmp_path, SANDBOX_HTTP_CA_BUNDLE=str(bundle), **PRODUCTION)
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: SANDBOX_HTTP_CA_BUNDLE={bundle}: not a PEM file of CA certificates" in result.stderr

@@ -3,6 +3,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from common.commands import CommandWithExample
@@ -78,7 +79,7 @@ class Command(CommandWithExample):
         config = self._config(options["config"])
         self.declared_tools: list[dict] = []
         spec, grant, tools = self._target(options, config)
-        host = Host(max_workers=1)
+        host = Host(max_workers=1, ca_bundle=settings.SANDBOX_HTTP_CA_BUNDLE)
         try:
             if options["describe"]:
                 # A registered plain plugin has no describe export: its declared tools say what it offers.
