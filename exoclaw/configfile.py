@@ -200,7 +200,8 @@ class Lines:
     def __init__(self, text: str):
         self.text_lines = text.splitlines()
         self.tables: dict[tuple, tuple[int, int]] = {}
-        counts: dict[str, int] = {}
+        counts: dict[tuple, int] = {}
+        latest: dict[str, tuple] = {}
         current: tuple | None = None
         start = 0
         in_multiline = False
@@ -213,24 +214,30 @@ class Lines:
                 continue
             if current is not None:
                 self.tables[current] = (start, n - 1)
-            current, start = self._table_key(m.group(1) == "[[", m.group(2).split("."), counts), n
+            current, start = self._table_key(m.group(1) == "[[", m.group(2).split("."), counts, latest), n
         if current is not None:
             self.tables[current] = (start, len(self.text_lines))
 
     @staticmethod
-    def _table_key(is_array: bool, parts: list[str], counts: dict) -> tuple:
-        name = ".".join(parts)
+    def _table_key(is_array: bool, parts: list[str], counts: dict, latest: dict) -> tuple:
+        """A header's location: `[[plugins]]` is ("plugins", i); a header inside it belongs to the latest
+        table of its parent, so a nested array counts afresh inside each: `[[plugins.grant.http_secrets]]`
+        is ("plugins", i, "grant", "http_secrets", k), or ("plugins", i, "grant", j, "http_secrets", k)
+        under `[[plugins.grant]]`."""
+        *outer, name = parts
+        parent = ()
+        for cut in range(len(outer), 0, -1):
+            if ".".join(outer[:cut]) in latest:
+                parent = (*latest[".".join(outer[:cut])], *outer[cut:])
+                break
+        key = (*(parent or outer), name)
         if is_array:
-            counts[name] = counts.get(name, -1) + 1
-        # A nested array (plugins.grant) counts afresh inside each plugins table.
-        if len(parts) == 2 and is_array:
-            parent = counts.get(parts[0], 0)
-            sub = f"{parts[0]}[{parent}].{parts[1]}"
-            counts[sub] = counts.get(sub, -1) + 1
-            return (parts[0], parent, parts[1], counts[sub])
-        if len(parts) == 1:
-            return (parts[0], counts.get(name, 0))
-        return (parts[0], counts.get(parts[0], 0), *parts[1:])
+            counts[key] = counts.get(key, -1) + 1
+            key = (*key, counts[key])
+        elif not outer:
+            key = (name, 0)
+        latest[".".join(parts)] = key
+        return key
 
     def find(self, *loc) -> int | None:
         if len(loc) == 1:
