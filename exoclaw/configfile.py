@@ -20,7 +20,7 @@ from agents.models import Agent
 from common.routefields import MATCH_FIELDS
 from mcp_remote.models import McpServer
 from routing.models import Binding
-from sandbox.models import CapabilityGrant, Plugin
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin
 from webhooks.models import ChannelEndpoint
 
 from .tomlwrite import dumps
@@ -33,9 +33,10 @@ AGENT_KEYS = (
 PLUGIN_KEYS = ("name", "version", "description", "wasm", "sha256", "wasi", "config", "declared_tools", "enabled")
 GRANT_KEYS = (
     "agent", "allowed_hosts", "allowed_paths", "memory_mb", "timeout_ms", "max_http_response_bytes",
-    "max_output_bytes", "max_concurrency", "config", "secret_env", "http_secrets", "http_requests_per_call",
-    "http_requests_per_minute",
+    "max_output_bytes", "max_concurrency", "config", "secret_env", "http_requests_per_call", "http_requests_per_minute",
 )
+# A grant's `[[plugins.grant.http_secrets]]` tables, each an HttpSecret row.
+HTTP_SECRET_KEYS = ("host", "header", "query", "format", "secret_env")
 BINDING_KEYS = ("agent", *MATCH_FIELDS, "note", "enabled")
 CHANNEL_KEYS = (
     "name", "adapter", "auth", "secret_env", "account", "api_base_url", "token_env", "max_body_bytes",
@@ -142,13 +143,16 @@ TYPES = {
     "agents": {k: _python_type(Agent, k) for k in AGENT_KEYS},
     "plugins": {k: _python_type(Plugin, k) for k in PLUGIN_KEYS if k != "wasm"}
     | {"wasm": (str,), "grant": (dict, list)},
-    "grant": {k: _python_type(CapabilityGrant, k) for k in GRANT_KEYS if k != "agent"} | {"agent": (str,)},
+    "grant": {k: _python_type(CapabilityGrant, k) for k in GRANT_KEYS if k != "agent"}
+    | {"agent": (str,), "http_secrets": (list,)},
+    "http_secrets": {k: _python_type(HttpSecret, k) for k in HTTP_SECRET_KEYS},
     "bindings": {k: _python_type(Binding, k) for k in BINDING_KEYS if k != "agent"} | {"agent": (str,)},
     "channels": {k: _python_type(ChannelEndpoint, k) for k in CHANNEL_KEYS if k != "adapter"} | {"adapter": (str,)},
     "mcp_servers": {k: _python_type(McpServer, k) for k in MCP_SERVER_KEYS},
 }
 REQUIRED = {
-    "agents": ("name",), "plugins": ("name", "wasm"), "grant": (), "bindings": ("agent",),
+    "agents": ("name",), "plugins": ("name", "wasm"), "grant": (), "http_secrets": ("host", "secret_env"),
+    "bindings": ("agent",),
     "channels": ("name", "adapter", "secret_env"), "mcp_servers": ("name", "url"),
 }
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "an array",
@@ -167,13 +171,23 @@ def check_shape(config: Config) -> list[str]:
                 problems += _check_table(config, name, table, (name, i))
                 grant = table.get("grant") if name == "plugins" else None
                 if isinstance(grant, dict):
-                    problems += _check_table(config, "grant", grant, (name, i, "grant"))
+                    problems += _check_grant(config, grant, (name, i, "grant"))
                 elif isinstance(grant, list):
                     for j, g in enumerate(grant):
                         if isinstance(g, dict):
-                            problems += _check_table(config, "grant", g, (name, i, "grant", j))
+                            problems += _check_grant(config, g, (name, i, "grant", j))
                         else:
                             problems.append(f"{config.where(name, i, 'grant', j)}: must be a table")
+    return problems
+
+
+def _check_grant(config: Config, grant: dict, loc: tuple) -> list[str]:
+    problems = _check_table(config, "grant", grant, loc)
+    for k, secret in enumerate(grant.get("http_secrets") if isinstance(grant.get("http_secrets"), list) else []):
+        if isinstance(secret, dict):
+            problems += _check_table(config, "http_secrets", secret, (*loc, "http_secrets", k))
+        else:
+            problems.append(f"{config.where(*loc, 'http_secrets', k)}: must be a table")
     return problems
 
 
@@ -200,7 +214,8 @@ class Lines:
     def __init__(self, text: str):
         self.text_lines = text.splitlines()
         self.tables: dict[tuple, tuple[int, int]] = {}
-        counts: dict[str, int] = {}
+        counts: dict[tuple, int] = {}
+        latest: dict[str, tuple] = {}
         current: tuple | None = None
         start = 0
         in_multiline = False
@@ -213,24 +228,30 @@ class Lines:
                 continue
             if current is not None:
                 self.tables[current] = (start, n - 1)
-            current, start = self._table_key(m.group(1) == "[[", m.group(2).split("."), counts), n
+            current, start = self._table_key(m.group(1) == "[[", m.group(2).split("."), counts, latest), n
         if current is not None:
             self.tables[current] = (start, len(self.text_lines))
 
     @staticmethod
-    def _table_key(is_array: bool, parts: list[str], counts: dict) -> tuple:
-        name = ".".join(parts)
+    def _table_key(is_array: bool, parts: list[str], counts: dict, latest: dict) -> tuple:
+        """A header's location: `[[plugins]]` is ("plugins", i); a header inside it belongs to the latest
+        table of its parent, so a nested array counts afresh inside each: `[[plugins.grant.http_secrets]]`
+        is ("plugins", i, "grant", "http_secrets", k), or ("plugins", i, "grant", j, "http_secrets", k)
+        under `[[plugins.grant]]`."""
+        *outer, name = parts
+        parent = ()
+        for cut in range(len(outer), 0, -1):
+            if ".".join(outer[:cut]) in latest:
+                parent = (*latest[".".join(outer[:cut])], *outer[cut:])
+                break
+        key = (*(parent or outer), name)
         if is_array:
-            counts[name] = counts.get(name, -1) + 1
-        # A nested array (plugins.grant) counts afresh inside each plugins table.
-        if len(parts) == 2 and is_array:
-            parent = counts.get(parts[0], 0)
-            sub = f"{parts[0]}[{parent}].{parts[1]}"
-            counts[sub] = counts.get(sub, -1) + 1
-            return (parts[0], parent, parts[1], counts[sub])
-        if len(parts) == 1:
-            return (parts[0], counts.get(name, 0))
-        return (parts[0], counts.get(parts[0], 0), *parts[1:])
+            counts[key] = counts.get(key, -1) + 1
+            key = (*key, counts[key])
+        elif not outer:
+            key = (name, 0)
+        latest[".".join(parts)] = key
+        return key
 
     def find(self, *loc) -> int | None:
         if len(loc) == 1:
@@ -300,20 +321,27 @@ def _snapshot(obj) -> dict:
             if f.name not in ("created", "updated")}
 
 
-def _save(config, obj, before, loc, kind, summary, problems) -> bool:
-    """Validate `obj` and save it if it is new (`before` is None) or differs from `before`; report
-    problems at `loc`. True if the row is usable."""
+def _valid(config, obj, loc, problems, exclude=None) -> bool:
+    """Run `obj`'s own validation; report its problems at `loc`."""
     try:
-        obj.full_clean()
+        obj.full_clean(exclude=exclude)
     except ValidationError as e:
         for name, messages in e.message_dict.items():
             where = config.where(*loc) if name == NON_FIELD_ERRORS else config.where(*loc, FILE_KEY.get(name, name))
             problems.extend(f"{where}: {m}" for m in messages)
         return False
+    return True
+
+
+def _save(config, obj, before, loc, kind, summary, problems, rows_changed=False) -> bool:
+    """Validate `obj` and save it if it is new (`before` is None), differs from `before`, or rows of
+    its own (`rows_changed`) do; report problems at `loc`. True if the row is usable."""
+    if not _valid(config, obj, loc, problems):
+        return False
     if before is None:
         obj.save()
         summary.add(kind, "created")
-    elif _snapshot(obj) != before:
+    elif _snapshot(obj) != before or rows_changed:
         obj.save()
         summary.add(kind, "updated")
     else:
@@ -373,9 +401,19 @@ def _apply_grant(config, loc, plugin, table, summary, problems):
     obj, before = _existing(
         CapabilityGrant.objects.filter(plugin=plugin, agent=agent), CapabilityGrant(plugin=plugin, agent=agent)
     )
-    for k, v in (_defaults(CapabilityGrant, GRANT_KEYS[1:]) | {k: v for k, v in table.items() if k != "agent"}).items():
+    values = {k: v for k, v in table.items() if k not in ("agent", "http_secrets")}
+    for k, v in (_defaults(CapabilityGrant, GRANT_KEYS[1:]) | values).items():
         setattr(obj, k, v)
-    _save(config, obj, before, loc, "grants", summary, problems)
+    # The file gives a grant's HTTP secrets whole: they replace the stored ones.
+    secrets = [HttpSecret(**s) for s in table.get("http_secrets", [])]
+    valid = [_valid(config, s, (*loc, "http_secrets", k), problems, exclude=["grant"]) for k, s in enumerate(secrets)]
+    stored = [s.as_table() for s in obj.http_secrets.all()] if before is not None else []
+    changed = [s.as_table() for s in secrets] != stored
+    if _save(config, obj, before, loc, "grants", summary, problems, rows_changed=changed) and all(valid) and changed:
+        obj.http_secrets.all().delete()
+        for secret in secrets:
+            secret.grant = obj
+        HttpSecret.objects.bulk_create(secrets)
 
 
 def _apply_binding(config, i, table, summary, problems):
@@ -422,7 +460,7 @@ def collect(base_dir: Path | None = None) -> dict:
     relative to it."""
     agents = [_non_default(a, AGENT_KEYS, keep=("name", "provider")) for a in Agent.objects.order_by("name")]
     plugins = []
-    for p in Plugin.objects.order_by("name").prefetch_related("grants__agent"):
+    for p in Plugin.objects.order_by("name").prefetch_related("grants__agent", "grants__http_secrets"):
         table = _non_default(p, [k for k in PLUGIN_KEYS if k != "wasm"], keep=("name", "sha256"))
         table = {"name": table.pop("name"), "wasm": _wasm_path(p, base_dir), **table}
         grants = [_grant_table(g) for g in sorted(p.grants.all(), key=lambda g: (g.agent is not None, str(g.agent)))]
@@ -459,7 +497,8 @@ def _non_default(obj, keys, keep=()) -> dict:
 
 def _grant_table(g) -> dict:
     table = {"agent": g.agent.name} if g.agent else {}
-    return table | _non_default(g, GRANT_KEYS[1:])
+    secrets = [s.as_table() for s in g.http_secrets.all()]
+    return table | _non_default(g, GRANT_KEYS[1:]) | ({"http_secrets": secrets} if secrets else {})
 
 
 def _wasm_path(plugin, base_dir) -> str:

@@ -3,9 +3,10 @@ import os
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from .models import CapabilityGrant, Plugin
+from .models import CapabilityGrant, HttpSecret, Plugin
 
 
 class GrantFormSet(BaseInlineFormSet):
@@ -37,7 +38,6 @@ GRANT_FIELDS = [
     ("http_requests_per_call", "http_requests_per_minute"),
     "config",
     "secret_env",
-    "http_secrets",
     "secret_status",
 ]
 
@@ -56,11 +56,10 @@ class GrantSecrets:
             for key, env_name in sorted(grant.secret_env.items())
         )
         http = (
-            (f"HTTP to {s.get('host')}", s.get("secret_env"), status(s.get("secret_env") or ""),
-             f"added by exoclaw as {'header ' + s['header'] if s.get('header') else 'query ' + str(s.get('query'))}; "
-             "the plugin never sees it")
-            for s in (grant.http_secrets if isinstance(grant.http_secrets, list) else [])
-            if isinstance(s, dict)
+            (f"HTTP to {s.host}", s.secret_env, status(s.secret_env),
+             f"added by exoclaw as {f'header {s.header}' if s.header else f'query {s.query}'}; the plugin never sees it")
+            # An unsaved grant has no secrets yet (and cannot be asked for them).
+            for s in (grant.http_secrets.all() if grant.pk else ())
         )
         rows = [*config, *http]
         if not rows:
@@ -69,10 +68,32 @@ class GrantSecrets:
 
 
 class CapabilityGrantInline(GrantSecrets, admin.StackedInline):
+    """A plugin's grants on its page. Their HTTP secrets are listed here and edited on the grant's own
+    page, as the admin cannot nest one inline in another."""
+
     model = CapabilityGrant
     formset = GrantFormSet
     extra = 0
-    fields = GRANT_FIELDS
+    fields = [*GRANT_FIELDS, "http_secrets_link"]
+    readonly_fields = [*GrantSecrets.readonly_fields, "http_secrets_link"]
+    show_change_link = True
+
+    def get_queryset(self, request):
+        # secret_status lists each grant's HTTP secrets: one query for all of them.
+        return super().get_queryset(request).prefetch_related("http_secrets")
+
+    @admin.display(description="HTTP secrets")
+    def http_secrets_link(self, grant):
+        if not grant.pk:
+            return "Save the grant first, then add HTTP secrets on its own page."
+        url = reverse("admin:sandbox_capabilitygrant_change", args=[grant.pk]) + "#http_secrets-group"
+        return format_html('<a href="{}">Add or edit this grant\'s HTTP secrets on its own page</a>', url)
+
+
+class HttpSecretInline(admin.TabularInline):
+    model = HttpSecret
+    extra = 0
+    fields = ["host", "header", "query", "format", "secret_env"]
 
 
 @admin.register(CapabilityGrant)
@@ -84,6 +105,7 @@ class CapabilityGrantAdmin(GrantSecrets, admin.ModelAdmin):
     search_fields = ["plugin__name", "agent__name", "allowed_hosts", "allowed_paths"]
     list_select_related = ["plugin", "agent"]
     fields = ["plugin", *GRANT_FIELDS]
+    inlines = [HttpSecretInline]
 
     @admin.display(description="hosts")
     def host_list(self, grant):

@@ -7,7 +7,7 @@ import re
 from common.doctor import HIGH, LOW, MEDIUM, Finding
 
 from .models import CapabilityGrant, Plugin
-from .netrules import HostRule, SecretRule, is_special
+from .netrules import HostRule, is_special
 
 # Names that are never on the public internet: this machine, the local network, cloud metadata services.
 PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
@@ -32,6 +32,7 @@ def findings() -> list[Finding]:
         if isinstance(plugin.config, dict) and (keys := _secret_keys(plugin.config)):
             found.append(_config_secret(f"plugin {plugin.name}'s config", keys))
     grants = CapabilityGrant.objects.filter(plugin__enabled=True).select_related("plugin", "agent")
+    grants = grants.prefetch_related("http_secrets")
     for grant in grants.order_by("plugin__name", "agent__name"):
         found += grant_findings(grant)
     return found
@@ -103,12 +104,7 @@ def _secrets(grant: CapabilityGrant, who: str, rules: list[HostRule], wildcards:
             "(http_secrets: exoclaw adds it to the requests to that host, the plugin never sees it); else keep "
             "allowed_hosts to that service and the secret to the agents that need it",
         ))
-    http_envs = []
-    for entry in grant.http_secrets if isinstance(grant.http_secrets, list) else []:
-        try:
-            http_envs.append(SecretRule.parse(entry).secret_env)
-        except ValueError:
-            continue
+    http_envs = [s.secret_env for s in grant.http_secrets.all()]
     unset = sorted({var for var in [*secret_env.values(), *http_envs] if not os.environ.get(var)})
     if unset:
         found.append(Finding(

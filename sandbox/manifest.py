@@ -67,7 +67,8 @@ class Grant:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     config: Mapping[str, object] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)
-    # Secrets exoclaw adds to requests to their host; the plug-in never sees them (netrules.SecretRule).
+    # Secrets exoclaw adds to requests to their host, as tables SecretRule.parse reads (HttpSecret.as_table
+    # gives them); the plug-in never sees them.
     http_secrets: tuple = ()
     http_requests_per_call: int = DEFAULT_HTTP_REQUESTS_PER_CALL
     http_requests_per_minute: int = DEFAULT_HTTP_REQUESTS_PER_MINUTE
@@ -92,7 +93,8 @@ DENY_ALL = Grant()
 
 
 def grant_from_fields(row) -> Grant:
-    """Build a Grant from anything with CapabilityGrant's fields (a model instance, say)."""
+    """Build a Grant from anything with CapabilityGrant's fields (a model instance, say), its
+    http_secrets rows loaded (prefetch_related), as this may run on the event loop."""
     return Grant(
         allowed_hosts=tuple(row.allowed_hosts),
         allowed_paths=tuple(
@@ -106,15 +108,15 @@ def grant_from_fields(row) -> Grant:
         max_concurrency=row.max_concurrency,
         config=dict(row.config),
         secret_env=dict(row.secret_env),
-        http_secrets=tuple(getattr(row, "http_secrets", ()) or ()),
+        http_secrets=tuple(s.as_table() for s in row.http_secrets.all()),
         http_requests_per_call=getattr(row, "http_requests_per_call", DEFAULT_HTTP_REQUESTS_PER_CALL),
         http_requests_per_minute=getattr(row, "http_requests_per_minute", DEFAULT_HTTP_REQUESTS_PER_MINUTE),
     )
 
 
 def effective_grant(rows: Iterable, agent: str | None) -> Grant:
-    """The grant for the agent named `agent` among a plug-in's grant rows (their `agent` loaded): its
-    own, else the plug-in's default, else deny-all. `agent` None: the default."""
+    """The grant for the agent named `agent` among a plug-in's grant rows (their `agent` and
+    `http_secrets` loaded): its own, else the plug-in's default, else deny-all. `agent` None: the default."""
     rows = list(rows)
     if agent is not None:
         for row in rows:

@@ -15,7 +15,7 @@ from .manifest import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_MS,
 )
-from .netrules import HostRule, SecretRule
+from .netrules import SECRET_FORMAT, HostRule, SecretRule
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -174,13 +174,6 @@ class CapabilityGrant(models.Model):
         help_text='Secret config values, read from the environment at call time: {"api_key": "WEATHER_API_KEY"}. '
         "Only variable names are stored; values are never shown.",
     )
-    http_secrets = models.JSONField(
-        default=list,
-        blank=True,
-        help_text='Secrets exoclaw adds to the plugin\'s requests to one host; the plugin never sees them: '
-        '[{"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}", '
-        '"secret_env": "EXAMPLE_API_KEY"}] or with "query": "appid" instead of "header".',
-    )
     http_requests_per_call = models.PositiveIntegerField(
         default=DEFAULT_HTTP_REQUESTS_PER_CALL,
         help_text="Most HTTP requests one call may make (each redirect hop counts); 0: no limit.",
@@ -226,17 +219,6 @@ class CapabilityGrant(models.Model):
                     problems.append(str(exc))
             if problems:
                 errors["allowed_hosts"] = "; ".join(problems)
-        if not isinstance(self.http_secrets, list):
-            errors["http_secrets"] = "Give a list of secrets, each with host, header or query, format and secret_env."
-        else:
-            problems = []
-            for i, secret in enumerate(self.http_secrets):
-                try:
-                    SecretRule.parse(secret)
-                except ValueError as exc:
-                    problems.append(f"secret {i + 1}: {exc}")
-            if problems:
-                errors["http_secrets"] = "; ".join(problems)
         if not isinstance(self.allowed_paths, list) or not all(_valid_path_grant(p) for p in self.allowed_paths):
             errors["allowed_paths"] = (
                 'Give a list like [{"host": "/srv/data", "guest": "/data", "read_only": true}]; host and guest '
@@ -254,6 +236,58 @@ class CapabilityGrant(models.Model):
             errors["secret_env"] = 'Map config keys to environment variable names: {"api_key": "WEATHER_API_KEY"}.'
         if errors:
             raise ValidationError(errors)
+
+
+class HttpSecret(models.Model):
+    """A secret exoclaw adds to a grant's requests to one host, as a header or a query parameter; the
+    plugin never sees it. Only the environment variable's name is stored."""
+
+    grant = models.ForeignKey(CapabilityGrant, on_delete=models.CASCADE, related_name="http_secrets")
+    host = models.CharField(
+        max_length=300,
+        help_text="The one host the secret belongs to, written like an allowed_hosts entry without a wildcard: "
+        "https://api.example.com.",
+    )
+    header = models.CharField(max_length=100, blank=True, help_text="Send the secret in this header (Authorization)…")
+    query = models.CharField(
+        max_length=100, blank=True, help_text="…or as this query parameter (appid). Exactly one of the two."
+    )
+    format = models.CharField(
+        max_length=500,
+        default=SECRET_FORMAT,
+        help_text="The value sent, with {secret} where the secret goes: Bearer {secret}.",
+    )
+    secret_env = models.CharField(
+        "environment variable",
+        max_length=128,
+        help_text="Name of the environment variable holding the secret, never the secret itself.",
+    )
+
+    class Meta:
+        verbose_name = "HTTP secret"
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.secret_env} for {self.host}"
+
+    def as_table(self) -> dict:
+        """The secret as SecretRule.parse reads it and the config file writes it: header or query, and
+        format only when it is not the default."""
+        table = {"host": self.host}
+        if self.header:
+            table["header"] = self.header
+        if self.query:
+            table["query"] = self.query
+        if self.format != SECRET_FORMAT:
+            table["format"] = self.format
+        return table | {"secret_env": self.secret_env}
+
+    def clean(self):
+        # SecretRule is what the sandbox applies, so it alone decides what is valid.
+        try:
+            SecretRule.parse(self.as_table())
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 def _valid_path_grant(p) -> bool:

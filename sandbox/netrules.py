@@ -27,6 +27,8 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from common.netcheck import address_kind, embedded_ipv4
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# An HTTP secret's value as sent when no format is given: the secret alone.
+SECRET_FORMAT = "{secret}"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # The last label of a host that URL parsers read as an IPv4 number (decimal, octal or hex).
@@ -364,7 +366,7 @@ class SecretRule:
     secret_env: str
     header: str = ""
     query: str = ""
-    format: str = "{secret}"
+    format: str = SECRET_FORMAT
 
     FIELDS = ("host", "header", "query", "format", "secret_env")
 
@@ -386,7 +388,7 @@ class SecretRule:
             raise ValueError(f"header {header!r} is not a header name")
         if query and not re.fullmatch(r"[A-Za-z0-9._~-]+", query):
             raise ValueError(f"query {query!r} is not a plain parameter name")
-        fmt = data.get("format", "{secret}") or "{secret}"
+        fmt = data.get("format", SECRET_FORMAT) or SECRET_FORMAT
         if not isinstance(fmt, str) or fmt.count("{secret}") != 1 or any(c in fmt for c in "\r\n"):
             raise ValueError("format must contain {secret} once, e.g. \"Bearer {secret}\"")
         env = data.get("secret_env")

@@ -22,7 +22,7 @@ def grant_summary(g: CapabilityGrant) -> dict:
         "max_concurrency": g.max_concurrency,
         "config_keys": sorted(g.config),
         "secret_keys": sorted(g.secret_env),
-        "http_secret_hosts": sorted({s.get("host", "") for s in g.http_secrets if isinstance(s, dict)}),
+        "http_secret_hosts": sorted({s.host for s in g.http_secrets.all()}),
         "http_requests_per_call": g.http_requests_per_call,
         "http_requests_per_minute": g.http_requests_per_minute,
     }
@@ -30,7 +30,7 @@ def grant_summary(g: CapabilityGrant) -> dict:
 
 @database_sync_to_async
 def _plugins() -> list[dict]:
-    plugins = Plugin.objects.order_by("name").prefetch_related("grants__agent")
+    plugins = Plugin.objects.order_by("name").prefetch_related("grants__agent", "grants__http_secrets")
     return [
         {
             "name": p.name,

@@ -80,7 +80,8 @@ class _Target:
 def _load_plugin(plugin_name: str):
     from .models import Plugin
 
-    plugin = Plugin.objects.filter(name=plugin_name, enabled=True).prefetch_related("grants__agent").first()
+    plugins = Plugin.objects.filter(name=plugin_name, enabled=True)
+    plugin = plugins.prefetch_related("grants__agent", "grants__http_secrets").first()
     if plugin is None:
         raise SandboxError("not_found", f"no enabled plugin named {plugin_name!r}")
     return plugin

@@ -11,7 +11,7 @@ from agents.models import Agent
 from exoclaw.configfile import ConfigError, apply, read
 from routing.models import Binding
 from routing.resolver import resolve_route
-from sandbox.models import CapabilityGrant, Plugin, sha256_of
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin, sha256_of
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def project(tmp_path):
 def rows() -> dict:
     """Every row the config file governs, as stored."""
     return {model.__name__: list(model.objects.order_by("id").values())
-            for model in (Agent, Plugin, CapabilityGrant, Binding)}
+            for model in (Agent, Plugin, CapabilityGrant, HttpSecret, Binding)}
 
 
 def snapshot() -> dict:
@@ -50,7 +50,9 @@ def by_name() -> dict:
     """The rows without ids or timestamps, foreign keys as names, in a stable order."""
     agents = dict(Agent.objects.values_list("id", "name"))
     plugins = dict(Plugin.objects.values_list("id", "name"))
-    names = {"agent_id": agents, "plugin_id": plugins}
+    grants = {g.id: (g.plugin.name, g.agent and g.agent.name)
+              for g in CapabilityGrant.objects.select_related("plugin", "agent")}
+    names = {"agent_id": agents, "plugin_id": plugins, "grant_id": grants}
     out = {}
     for name, table in snapshot().items():
         out[name] = sorted(
@@ -132,15 +134,15 @@ def test_loading_twice_changes_nothing(project):
 
 def test_load_dump_load_round_trips_to_identical_rows(project):
     load(project / "exoclaw" / "examples" / "exoclaw.toml")
-    CapabilityGrant.objects.create(
+    grant = CapabilityGrant.objects.create(
         plugin=Plugin.objects.get(name="echo"), agent=Agent.objects.get(name="assistant"),
         allowed_hosts=["api.example.com"], allowed_paths=[{"host": "/srv", "guest": "/data", "read_only": True}],
         secret_env={"api_key": "EXAMPLE_KEY"}, config={"n": 1.5, "deep": {"list": [1, "two"]}},
-        http_secrets=[{"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}",
-                       "secret_env": "EXAMPLE_API_KEY"},
-                      {"host": "api.weather.example", "query": "appid", "secret_env": "WEATHER_KEY"}],
         http_requests_per_call=3, http_requests_per_minute=30,
     )
+    HttpSecret.objects.create(grant=grant, host="https://api.example.com", header="Authorization",
+                              format="Bearer {secret}", secret_env="EXAMPLE_API_KEY")
+    HttpSecret.objects.create(grant=grant, host="api.weather.example", query="appid", secret_env="WEATHER_KEY")
     Binding.objects.create(agent=Agent.objects.get(name="local"), guild="g1", team="t1", enabled=False)
     dumped = project / "exoclaw" / "examples" / "dumped.toml"
     call_command("dumpconfig", "-o", str(dumped), stderr=io.StringIO())
@@ -408,8 +410,50 @@ secret_env = "EXAMPLE_API_KEY"
 """
     load(write(project, text))
     grant = CapabilityGrant.objects.get()
-    assert grant.http_secrets == [{"host": "https://api.example.com", "header": "Authorization",
-                                   "format": "Bearer {secret}", "secret_env": "EXAMPLE_API_KEY"}]
+    assert [s.as_table() for s in grant.http_secrets.all()] == [
+        {"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}",
+         "secret_env": "EXAMPLE_API_KEY"}]
     assert grant.http_requests_per_minute == 10
-    path = write(project, text.replace('format = "Bearer {secret}"', 'query = "key"'), "bad.toml")
-    assert "plugins[0].grant.http_secrets: secret 1: give either header (e.g. Authorization) or query" in refused(path)
+    assert "grants: 0 created, 0 updated, 1 unchanged" in load(project / "exoclaw.toml")
+    bad = write(project, text.replace('format = "Bearer {secret}"', 'query = "key"'), "bad.toml")
+    assert f"{bad}:9: plugins[0].grant.http_secrets[0]: give either header (e.g. Authorization) or query" in refused(bad)
+    bad = write(project, text.replace('format = "Bearer {secret}"', 'token = "abc"'), "bad.toml")
+    assert f"{bad}:12: plugins[0].grant.http_secrets[0].token: unknown key" in refused(bad)
+
+    # The file's secrets replace the grant's: another one, then none.
+    query = text.replace('header = "Authorization"\nformat = "Bearer {secret}"', 'query = "appid"')
+    assert "grants: 0 created, 1 updated, 0 unchanged" in load(write(project, query))
+    assert [s.as_table() for s in grant.http_secrets.all()] == [
+        {"host": "https://api.example.com", "query": "appid", "secret_env": "EXAMPLE_API_KEY"}]
+    assert "grants: 0 created, 1 updated, 0 unchanged" in load(write(project, text[:text.index("[[plugins.grant.")]))
+    assert not HttpSecret.objects.exists()
+
+
+def test_a_secrets_mistake_is_found_under_the_right_one_of_several_grants(project):
+    Agent.objects.create(name="helper", provider="echo")
+    text = """[[plugins]]
+name = "echo"
+wasm = "sandbox/plugins/echo.wasm"
+
+[[plugins.grant]]
+allowed_hosts = ["https://api.example.com"]
+
+[[plugins.grant.http_secrets]]
+host = "https://api.example.com"
+query = "key"
+secret_env = "EXAMPLE_API_KEY"
+
+[[plugins.grant]]
+agent = "helper"
+
+[[plugins.grant.http_secrets]]
+host = "https://api.example.com"
+query = "key"
+secret_env = "EXAMPLE_API_KEY"
+
+[[plugins.grant.http_secrets]]
+host = "https://api.example.com"
+query = "key"
+"""
+    path = write(project, text)
+    assert f"{path}:21: plugins[0].grant[1].http_secrets[1]: missing 'secret_env'" in refused(path)

@@ -20,7 +20,7 @@ from exoclaw.doctor import Deployment, settings_findings, token_findings
 from exoclaw.models import ApiToken, hash_token
 from sandbox.doctor import findings as sandbox_findings
 from sandbox.doctor import is_private_host
-from sandbox.models import CapabilityGrant, Plugin
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin
 from tests.sandbox_fixtures import ROOT, wasm_path
 from webhooks.doctor import findings as webhook_findings
 from webhooks.models import ChannelEndpoint
@@ -179,9 +179,9 @@ def test_secrets_given_to_a_plugin_are_reported_higher_the_further_it_can_send_t
 @pytest.mark.django_db
 def test_an_http_secret_stays_out_of_the_sandbox_but_must_be_set(monkeypatch):
     monkeypatch.delenv("WEATHER_API_KEY", raising=False)
-    CapabilityGrant.objects.create(plugin=plugin(), allowed_hosts=["https://api.weather.example"], http_secrets=[
-        {"host": "https://api.weather.example", "header": "Authorization", "format": "Bearer {secret}",
-         "secret_env": "WEATHER_API_KEY"}])
+    grant = CapabilityGrant.objects.create(plugin=plugin(), allowed_hosts=["https://api.weather.example"])
+    HttpSecret.objects.create(grant=grant, host="https://api.weather.example", header="Authorization",
+                              format="Bearer {secret}", secret_env="WEATHER_API_KEY")
     assert found(sandbox_findings()) == {"grant-secret-unset": "medium"}
     monkeypatch.setenv("WEATHER_API_KEY", "s3cret")
     assert sandbox_findings() == []

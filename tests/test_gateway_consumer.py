@@ -18,7 +18,7 @@ from exoclaw.gateway.registry import Param
 from exoclaw.gateway.stats import run_finished, run_started
 from routing.models import Binding
 from routing.resolver import clear_cache
-from sandbox.models import CapabilityGrant, Plugin
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin
 from tests.gateway_support import (
     call,
     communicator,
@@ -121,13 +121,14 @@ def make_world():
         description="Forecasts",
         tools=[{"name": "forecast", "description": "d", "input_schema": {"type": "object"}}],
     )
-    CapabilityGrant.objects.create(
+    grant = CapabilityGrant.objects.create(
         plugin=weather,
         allowed_hosts=["api.weather.example"],
         allowed_paths=[{"host": "/srv/data", "guest": "/data", "read_only": True}],
         config={"units": "metric-secretish"},
         secret_env={"api_key": "WEATHER_API_KEY"},
     )
+    HttpSecret.objects.create(grant=grant, host="https://api.weather.example", query="appid", secret_env="WEATHER_HTTP_KEY")
     CapabilityGrant.objects.create(plugin=weather, agent=demo, timeout_ms=100)
 
 
@@ -150,9 +151,10 @@ async def test_plugin_list_shows_tools_and_grants_but_no_config_or_secret_values
     assert default["hosts"] == ["api.weather.example"]
     assert default["paths"] == [{"host": "/srv/data", "guest": "/data", "read_only": True}]
     assert default["secret_keys"] == ["api_key"] and default["config_keys"] == ["units"]
+    assert default["http_secret_hosts"] == ["https://api.weather.example"] and for_demo["http_secret_hosts"] == []
     assert {"memory_mb", "timeout_ms", "max_concurrency", "max_http_response_bytes"} <= set(default)
     text = json.dumps(weather)
-    assert "metric-secretish" not in text and "WEATHER_API_KEY" not in text
+    assert "metric-secretish" not in text and "WEATHER_API_KEY" not in text and "WEATHER_HTTP_KEY" not in text
 
 
 async def test_routing_resolve_returns_agent_binding_reason_and_session_key(admin):

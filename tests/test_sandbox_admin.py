@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from agents.models import Agent
-from sandbox.models import CapabilityGrant, Plugin
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin
 from tests.sandbox_fixtures import spec, wasm_path
 
 
@@ -43,7 +43,6 @@ def plugin_form(name="calc", grants=(), **fields):
             "max_output_bytes": "1048576",
             "config": "{}",
             "secret_env": "{}",
-            "http_secrets": "[]",
             "http_requests_per_call": "20",
             "http_requests_per_minute": "120",
         }
@@ -147,13 +146,20 @@ def test_rediscover_action_updates_tools(admin_client):
     assert plugin.abi == "exoclaw" and plugin.tools[0]["name"] == "calc"
 
 
-def grant_form(plugin, **fields):
-    return {
+def grant_form(plugin, secrets=(), **fields):
+    """The grant page's form, with its HTTP secrets inline (all new)."""
+    data = {
         "plugin": str(plugin.pk), "agent": "", "allowed_hosts": '["api.example.com"]', "allowed_paths": "[]",
         "memory_mb": "32", "timeout_ms": "2000", "max_concurrency": "2", "max_http_response_bytes": "1048576",
-        "max_output_bytes": "1048576", "config": "{}", "secret_env": "{}", "http_secrets": "[]",
-        "http_requests_per_call": "20", "http_requests_per_minute": "120", **fields,
+        "max_output_bytes": "1048576", "config": "{}", "secret_env": "{}",
+        "http_requests_per_call": "20", "http_requests_per_minute": "120",
+        "http_secrets-TOTAL_FORMS": str(len(secrets)), "http_secrets-INITIAL_FORMS": "0",
+        "http_secrets-MIN_NUM_FORMS": "0", "http_secrets-MAX_NUM_FORMS": "1000", **fields,
     }
+    for i, secret in enumerate(secrets):
+        defaults = {"host": "https://api.example.com", "header": "", "query": "", "format": "{secret}", "secret_env": "K"}
+        data.update({f"http_secrets-{i}-{key}": value for key, value in {**defaults, **secret}.items()})
+    return data
 
 
 def test_the_grant_list_shows_every_grant_with_filters_and_search(admin_client):
@@ -190,22 +196,53 @@ def test_the_grant_page_never_shows_secret_values(admin_client, monkeypatch):
     assert "EXOCLAW_TEST_WEATHER_KEY</code> (set)" in page and "value-that-must-not-leak" not in page
 
 
-def test_http_secrets_are_validated_and_shown_as_never_entering_the_plugin(admin_client, monkeypatch):
+BEARER = {"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}",
+          "secret_env": "EXOCLAW_TEST_WEATHER_KEY"}
+
+
+def test_an_http_secret_added_on_the_grant_page_is_saved_and_shown_by_name_never_by_value(admin_client, monkeypatch):
     monkeypatch.setenv("EXOCLAW_TEST_WEATHER_KEY", "value-that-must-not-leak")
     plugin = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")))
-    secret = '[{"host": "https://api.example.com", "header": "Authorization", "format": "Bearer {secret}", ' \
-             '"secret_env": "EXOCLAW_TEST_WEATHER_KEY"}]'
-    response = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, http_secrets=secret))
+    grant = CapabilityGrant.objects.create(plugin=plugin, allowed_hosts=["api.example.com"])
+    change = f"/admin/sandbox/capabilitygrant/{grant.pk}/change/"
+    response = admin_client.post(change, grant_form(plugin, secrets=[BEARER]))
     assert response.status_code == 302, response.content.decode()
-    grant = CapabilityGrant.objects.get(plugin=plugin)
-    page = admin_client.get(f"/admin/sandbox/capabilitygrant/{grant.pk}/change/").content.decode()
-    assert "HTTP to https://api.example.com: <code>EXOCLAW_TEST_WEATHER_KEY</code> (set), added by exoclaw as header " \
-           "Authorization; the plugin never sees it" in page
-    assert "value-that-must-not-leak" not in page
-    grant.delete()
-    both = '[{"host": "api.example.com", "header": "X-Key", "query": "key", "secret_env": "K"}]'
-    bad = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, http_secrets=both)).content.decode()
-    assert "secret 1: give either header (e.g. Authorization) or query (e.g. appid), not both" in bad
-    wildcard = '[{"host": "*.example.com", "query": "key", "secret_env": "K"}]'
-    bad = admin_client.post("/admin/sandbox/capabilitygrant/add/", grant_form(plugin, http_secrets=wildcard)).content.decode()
-    assert "give the one host the secret belongs to (no wildcard)" in bad
+    assert [s.as_table() for s in grant.http_secrets.all()] == [BEARER]
+
+    status = ("HTTP to https://api.example.com: <code>EXOCLAW_TEST_WEATHER_KEY</code> (set), added by exoclaw as header "
+              "Authorization; the plugin never sees it")
+    grant_page = admin_client.get(change).content.decode()
+    assert status in grant_page and 'value="EXOCLAW_TEST_WEATHER_KEY"' in grant_page
+    # The plugin's page lists the grant's secrets and sends the operator to the grant's page to edit them.
+    plugin_page = admin_client.get(f"/admin/sandbox/plugin/{plugin.pk}/change/").content.decode()
+    assert status in plugin_page and f'href="{change}#http_secrets-group"' in plugin_page
+    assert 'name="grants-0-http_secrets' not in plugin_page
+    for url in (change, "/admin/sandbox/capabilitygrant/", f"/admin/sandbox/plugin/{plugin.pk}/change/",
+                "/admin/sandbox/plugin/", "/admin/sandbox/capabilitygrant/add/", "/admin/sandbox/plugin/add/"):
+        page = admin_client.get(url)
+        assert page.status_code == 200 and "value-that-must-not-leak" not in page.content.decode(), url
+
+
+def test_a_new_grant_on_the_plugin_page_says_where_its_http_secrets_are_added(admin_client):
+    page = admin_client.get("/admin/sandbox/plugin/add/").content.decode()
+    assert "Save the grant first, then add HTTP secrets on its own page." in page
+
+
+@pytest.mark.parametrize("secret, message", [
+    ({"header": "X-Key", "query": "key"}, "give either header (e.g. Authorization) or query (e.g. appid), not both"),
+    ({}, "give either header (e.g. Authorization) or query (e.g. appid), not both and not neither"),
+    ({"host": "*.example.com", "query": "key"}, "give the one host the secret belongs to (no wildcard)"),
+    ({"host": "https://api.example.com/v1", "query": "key"}, "without a path"),
+    ({"header": "X Key"}, "is not a header name"),
+    ({"query": "a&b"}, "is not a plain parameter name"),
+    ({"header": "Authorization", "format": "Bearer"}, "format must contain {secret} once"),
+    ({"query": "key", "secret_env": "sk-live-123"}, "secret_env: give the name of an environment variable, not its value"),
+    ({"query": "key", "secret_env": ""}, "This field is required."),
+])
+def test_an_http_secret_the_sandbox_would_refuse_is_refused_with_its_reason(admin_client, secret, message):
+    plugin = Plugin.objects.create(name="calc", wasm_path=str(wasm_path("calc")))
+    grant = CapabilityGrant.objects.create(plugin=plugin)
+    response = admin_client.post(f"/admin/sandbox/capabilitygrant/{grant.pk}/change/", grant_form(plugin, secrets=[secret]))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not HttpSecret.objects.exists()

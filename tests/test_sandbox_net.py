@@ -365,7 +365,7 @@ def test_a_header_secret_reaches_its_host_over_https(tls_host, https_api):
 # result, the stored history and the log, and records the request on the run's tool call.
 
 from agents.store import get_store  # noqa: E402
-from sandbox.models import CapabilityGrant, Plugin  # noqa: E402
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin  # noqa: E402
 from tests.runtime_fixtures import connect, make_agent  # noqa: E402,F401
 
 
@@ -374,11 +374,13 @@ def register_http_probe(api_port: int):
         {"name": "fetch", "description": "An Extism HTTP request, made as given.", "input_schema": {"type": "object"}}])
     plugin.full_clean()
     plugin.save()
-    grant = CapabilityGrant(plugin=plugin, allowed_hosts=[f"127.0.0.1:{api_port}"], http_secrets=[
-        {"host": f"127.0.0.1:{api_port}", "header": "Authorization", "format": "Bearer {secret}",
-         "secret_env": "EXOCLAW_TEST_WEATHER_KEY"}])
+    grant = CapabilityGrant(plugin=plugin, allowed_hosts=[f"127.0.0.1:{api_port}"])
     grant.full_clean()
     grant.save()
+    secret = HttpSecret(grant=grant, host=f"127.0.0.1:{api_port}", header="Authorization", format="Bearer {secret}",
+                        secret_env="EXOCLAW_TEST_WEATHER_KEY")
+    secret.full_clean()
+    secret.save()
 
 
 @pytest.mark.asyncio

@@ -18,7 +18,7 @@ class Row:
         self.agent = None if agent is None else SimpleNamespace(name=agent)
         defaults = dict(
             allowed_hosts=[], allowed_paths=[], memory_mb=16, timeout_ms=5000, max_http_response_bytes=1024,
-            max_output_bytes=2048, max_concurrency=4, config={}, secret_env={},
+            max_output_bytes=2048, max_concurrency=4, config={}, secret_env={}, http_secrets=SimpleNamespace(all=tuple),
         )
         for name, value in {**defaults, **fields}.items():
             setattr(self, name, value)

@@ -11,7 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from agents.models import Agent
-from sandbox.models import CapabilityGrant, Plugin
+from sandbox.models import CapabilityGrant, HttpSecret, Plugin
+from tests.net_fixtures import api  # noqa: F401
 from tests.sandbox_fixtures import ROOT, loopback_http, wasm_path  # noqa: F401
 
 
@@ -117,6 +118,17 @@ def test_a_registered_plugin_runs_under_its_stored_grant(registered, loopback_ht
     with pytest.raises(SystemExit) as exited:
         run_in_process("http_get", "--tool", "fetch", "--args", json.dumps({"url": url}), "--agent", "narrow")
     assert exited.value.code == 1
+
+
+def test_a_registered_plugin_sends_its_stored_http_secret(db, api, monkeypatch):
+    monkeypatch.setenv("EXOCLAW_TEST_API_KEY", "value-from-the-environment")
+    plugin = Plugin(name="http_get", wasm_path=str(wasm_path("http_get")))
+    plugin.full_clean()
+    plugin.save()
+    grant = CapabilityGrant.objects.create(plugin=plugin, allowed_hosts=[f"127.0.0.1:{api.port}"])
+    HttpSecret.objects.create(grant=grant, host=f"127.0.0.1:{api.port}", query="appid", secret_env="EXOCLAW_TEST_API_KEY")
+    run_in_process("http_get", "--tool", "fetch", "--args", json.dumps({"url": api.url("/ok?q=rome")}))
+    assert api.seen[0].query == {"q": ["rome"], "appid": ["value-from-the-environment"]}
 
 
 def test_flags_may_narrow_but_not_widen_a_stored_grant(registered, loopback_http):

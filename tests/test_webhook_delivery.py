@@ -13,8 +13,8 @@ from webhooks.signatures import REPLY_SIGNATURE_HEADER, REPLY_TIMESTAMP_HEADER, 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 def with_adapter(events):
-    """Events loaded as the ingress hands them over: endpoint, adapter and its grants."""
-    return events.select_related("endpoint__adapter").prefetch_related("endpoint__adapter__grants")
+    """Events loaded as the ingress hands them over: endpoint, adapter and its grants with their HTTP secrets."""
+    return events.select_related("endpoint__adapter").prefetch_related("endpoint__adapter__grants__http_secrets")
 
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)

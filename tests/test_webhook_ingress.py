@@ -181,6 +181,25 @@ async def test_endpoints_are_cached_until_a_save_here_or_the_ttl_for_changes_mad
     assert (await get_endpoint("telegram")).account == "renamed_bot"
 
 
+async def test_an_endpoint_comes_with_its_adapters_http_secrets_and_a_changed_secret_clears_the_cache(endpoints):
+    from sandbox.manifest import effective_grant
+    from sandbox.models import CapabilityGrant, HttpSecret
+    from webhooks.endpoints import get_endpoint
+
+    tg = await ChannelEndpoint.objects.select_related("adapter").aget(name="telegram")
+    grant = await CapabilityGrant.objects.acreate(plugin=tg.adapter, allowed_hosts=["https://api.telegram.org"])
+    secret = await HttpSecret.objects.acreate(grant=grant, host="https://api.telegram.org", query="token",
+                                              secret_env="TG_BOT_TOKEN")
+    # Read on the event loop, as webhooks.adapter reads it: a query here would raise SynchronousOnlyOperation.
+    adapter = (await get_endpoint("telegram")).adapter
+    assert effective_grant(adapter.grants.all(), None).http_secrets == (
+        {"host": "https://api.telegram.org", "query": "token", "secret_env": "TG_BOT_TOKEN"},)
+    secret.query = "key"
+    await secret.asave()
+    adapter = (await get_endpoint("telegram")).adapter
+    assert effective_grant(adapter.grants.all(), None).http_secrets[0]["query"] == "key"
+
+
 async def test_a_read_that_overlaps_a_save_does_not_cache_the_row_the_save_replaced(endpoints):
     from webhooks.endpoints import clear_cache, get_endpoint
 

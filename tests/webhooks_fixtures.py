@@ -120,7 +120,7 @@ def adapter_plugin(name: str):
     plugin.clean()
     plugin.save()
     # With its grants loaded, as the webhook code loads adapters: calling it then needs no query.
-    return Plugin.objects.prefetch_related("grants").get(pk=plugin.pk)
+    return Plugin.objects.prefetch_related("grants__http_secrets").get(pk=plugin.pk)
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,9 @@ class AdapterFailed(Exception):
 
 
 async def call(plugin, function: str, payload: bytes):
-    """Run `function` of the adapter `plugin` (its grants prefetched) on `payload`; return its JSON output."""
-    # The callers load `adapter__grants` with the endpoint, so this costs no query (and no thread hop).
+    """Run `function` of the adapter `plugin` (its grants and their HTTP secrets prefetched) on `payload`;
+    return its JSON output."""
+    # The callers load `adapter__grants__http_secrets` with the endpoint, so this costs no query (and no thread hop).
     grant = effective_grant(plugin.grants.all(), None)
     try:
         result = await get_host().call(plugin.spec(), function, payload, grant)

@@ -7,7 +7,7 @@ class WebhooksConfig(AppConfig):
     verbose_name = "Channels (webhooks)"
 
     def ready(self):
-        from sandbox.models import CapabilityGrant, Plugin
+        from sandbox.models import CapabilityGrant, HttpSecret, Plugin
 
         from agents.runtime import service
 
@@ -16,6 +16,6 @@ class WebhooksConfig(AppConfig):
 
         service.serve_platform_channels(serves_channel)
 
-        for model in (ChannelEndpoint, Plugin, CapabilityGrant):
+        for model in (ChannelEndpoint, Plugin, CapabilityGrant, HttpSecret):
             post_save.connect(invalidate, sender=model, dispatch_uid=f"webhooks-endpoints-save-{model.__name__}")
             post_delete.connect(invalidate, sender=model, dispatch_uid=f"webhooks-endpoints-delete-{model.__name__}")

@@ -3,8 +3,8 @@ and an unauthenticated flood should not cost a database query per request.
 
 An entry lives at most `TTL` seconds, so a change made by another process (a second daphne, the
 admin on another host) takes effect within that time; in this process, saving or deleting an
-endpoint, a plugin or a grant clears the cache at once (see `apps.py`). Only enabled endpoints are
-cached, so names that do not exist cannot grow the cache.
+endpoint, a plugin, a grant or a grant's HTTP secret clears the cache at once (see `apps.py`). Only
+enabled endpoints are cached, so names that do not exist cannot grow the cache.
 
 `serves_channel` answers which channels are platforms' (any endpoint, enabled or not, makes its name
 a platform's namespace for the run service), from the endpoints' names read as one cached entry.
@@ -28,21 +28,21 @@ def clear_cache() -> None:
 
 
 def invalidate(**_kwargs) -> None:
-    """Signal receiver: an endpoint, plugin or grant changed."""
+    """Signal receiver: an endpoint, plugin, grant or a grant's HTTP secret changed."""
     clear_cache()
     # Another thread may cache the old row between this save and its commit: clear again then.
     transaction.on_commit(clear_cache)
 
 
 async def get_endpoint(name: str) -> ChannelEndpoint | None:
-    """The enabled endpoint `name` with its adapter and the adapter's grants, or None."""
+    """The enabled endpoint `name` with its adapter and the adapter's grants (with their HTTP secrets), or None."""
     return await _cache.get_or_load(name, lambda: _read(name))
 
 
 async def _read(name: str) -> ChannelEndpoint | None:
     return await (
         ChannelEndpoint.objects.select_related("adapter")
-        .prefetch_related("adapter__grants")
+        .prefetch_related("adapter__grants__http_secrets")
         .filter(name=name, enabled=True, adapter__enabled=True)
         .afirst()
     )

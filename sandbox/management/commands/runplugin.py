@@ -171,7 +171,7 @@ class Command(CommandWithExample):
             raise CommandError(f"no plugin named {name!r} and no file at that path (plugins: {known})", returncode=2)
         if not plugin.enabled:
             self.stderr.write(f"note: plugin {name} is disabled; agents cannot use it")
-        grants = plugin.grants.select_related("agent")
+        grants = plugin.grants.select_related("agent").prefetch_related("http_secrets")
         agent = options["agent"]
         if agent and not any(g.agent_id is not None and g.agent.name == agent for g in grants):
             self.stderr.write(f"note: {name} has no grant for an agent named {agent!r}; using its default grant")
