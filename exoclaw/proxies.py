@@ -58,5 +58,5 @@ def allowed_host(netloc: str) -> bool:
 
 
 def request_client_address(request) -> str:
-    """`real_client_address` for a Django request (the admin's login, /metrics, the HTTP API)."""
+    """`real_client_address` for a Django request (the admin's login, /metrics)."""
     return real_client_address(request.META.get("REMOTE_ADDR") or "unknown", request.META.get("HTTP_X_FORWARDED_FOR"))
