@@ -294,7 +294,8 @@ class Api:
         if forwarded_for:
             self.headers["X-Forwarded-For"] = forwarded_for
 
-    async def request(self, method: str, path: str, body: bytes = b"", **headers) -> Response:
+    async def request(self, method: str, path: str, body: bytes | list[bytes] = b"", **headers) -> Response:
+        """`body` as one ASGI message, or a list of parts as a body that streams in."""
         from asgiref.testing import ApplicationCommunicator
 
         from exoclaw.asgi import application
@@ -304,7 +305,9 @@ class Api:
             "type": "http", "http_version": "1.1", "method": method, "path": path, "query_string": b"",
             "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 7200)})
-        await communicator.send_input({"type": "http.request", "body": body})
+        parts = body if isinstance(body, list) else [body]
+        for i, part in enumerate(parts):
+            await communicator.send_input({"type": "http.request", "body": part, "more_body": i < len(parts) - 1})
         response = Response(communicator, await communicator.receive_output(WAIT))
         return response if response["Content-Type"] == "text/event-stream" else await response.read()
 
@@ -382,6 +385,13 @@ async def test_a_body_over_the_limit_is_413(settings):
     client = api(await make_token())
     response = await post(client, {"model": "helper", "messages": [{"role": "user", "content": "x" * 1000}]})
     assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
+    # Counted as it streams in: parts each under the limit, together over it.
+    body = json.dumps({"model": "helper", "messages": [{"role": "user", "content": "x" * 960}]}).encode()
+    response = await client.request("POST", "/v1/chat/completions", [body[:600], body[600:]])
+    assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
+    settings.OPENAI_COMPAT_MAX_BODY_BYTES = len(body)
+    response = await client.request("POST", "/v1/chat/completions", [body[:600], body[600:]])
+    assert response.status_code == 200, response.content
 
 
 @pytest.mark.asyncio
