@@ -84,11 +84,11 @@ class Api:
         first = None
         async with self.client.stream("POST", self.url, json=body, headers=headers) as response:
             assert response.status_code == 200, await response.aread()
+            # Read to the end, past [DONE], as the OpenAI SDK does: a response read only in part closes
+            # its HTTP/1.1 connection, and the next request would pay for a new one.
             async for line in response.aiter_lines():
-                if not line.startswith("data: "):
+                if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                if line == "data: [DONE]":
-                    break
                 chunk = json.loads(line[6:])
                 assert "error" not in chunk, chunk
                 if first is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):

@@ -11,11 +11,17 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from exoclaw.bodylimit import BodyLimitMiddleware  # noqa: E402
 from exoclaw.urls_ws import channel_routes, websocket_urlpatterns  # noqa: E402
 from mcp_api import asgi as mcp_asgi  # noqa: E402
+from openai_api import asgi as openai_asgi  # noqa: E402
+
+# Served ahead of Django: /mcp is the MCP server (mcp_api, the SDK's Streamable HTTP), /v1 the
+# OpenAI-compatible API (openai_api, which Django's request path would slow down: see its asgi.py).
+AHEAD_OF_DJANGO = (mcp_asgi, openai_asgi)
 
 
 async def http_app(scope, receive, send):
-    """/mcp is the MCP server (mcp_api, the SDK's Streamable HTTP); everything else is Django."""
-    app = mcp_asgi.application if mcp_asgi.serves(scope["path"]) else django_asgi_app
+    """/mcp and /v1 are apps of their own; everything else is Django."""
+    path = scope["path"]
+    app = next((way.application for way in AHEAD_OF_DJANGO if way.serves(path)), django_asgi_app)
     return await app(scope, receive, send)
 
 

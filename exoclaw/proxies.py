@@ -1,13 +1,18 @@
-"""Who the client is when exoclaw sits behind a reverse proxy (TRUSTED_PROXIES).
+"""Who the client is when exoclaw sits behind a reverse proxy (TRUSTED_PROXIES), and whether the
+host it asked for is one of ALLOWED_HOSTS.
 
 Every way in that counts or throttles by client address uses this: the gateway (`exoclaw/gateway/auth.py`),
-the admin's login form and the OpenAI-compatible API. Imports nothing of the gateway.
+the admin's login form, /mcp and the OpenAI-compatible API. Imports nothing of the gateway.
 """
 
 import ipaddress
 from functools import lru_cache
 
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+# What ALLOWED_HOSTS stands for when it is set empty (Django's own choice for DEBUG).
+LOCAL_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 
 
 @lru_cache(maxsize=8)
@@ -38,6 +43,20 @@ def real_client_address(peer: str, forwarded_for: str | None) -> str:
     return hops[0] if hops else peer
 
 
+def scope_client_address(scope: dict) -> str:
+    """`real_client_address` for an ASGI scope (the gateway, /mcp, /v1). Repeated X-Forwarded-For
+    headers count as one list, as Django joins them."""
+    client = scope.get("client")
+    forwarded = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"x-forwarded-for"]
+    return real_client_address(str(client[0]) if client else "unknown", ",".join(forwarded) or None)
+
+
+def allowed_host(netloc: str) -> bool:
+    """Whether `host[:port]` (a Host header, an Origin's) names this server: one of ALLOWED_HOSTS."""
+    domain, _ = split_domain_port(netloc)
+    return validate_host(domain, settings.ALLOWED_HOSTS or LOCAL_HOSTS)
+
+
 def request_client_address(request) -> str:
-    """`real_client_address` for a Django request (the admin's login, /metrics, the HTTP API)."""
+    """`real_client_address` for a Django request (the admin's login, /metrics)."""
     return real_client_address(request.META.get("REMOTE_ADDR") or "unknown", request.META.get("HTTP_X_FORWARDED_FOR"))

@@ -10,6 +10,5 @@ urlpatterns = [
     path("admin/sessions/", include("agents.admin_sessions")),
     path("admin/", admin.site.urls),
     path("hooks/", include("webhooks.urls")),
-    path("v1/", include("openai_api.urls")),
     path("", views.chat, name="chat"),
 ]

@@ -5,12 +5,10 @@ here)."""
 
 from dataclasses import dataclass, field
 
-from django.conf import settings
-from django.http.request import split_domain_port, validate_host
-
-from exoclaw.gateway.auth import Principal, client_address, header, login, origin_allowed
+from exoclaw.gateway.auth import Principal, header, login, origin_allowed
 from exoclaw.gateway.errors import FORBIDDEN, RATE_LIMITED, UNAUTHORIZED, RateLimited, Unauthorized
 from exoclaw.gateway.limits import Limits
+from exoclaw.proxies import allowed_host, scope_client_address
 from exoclaw.tokens import bearer_token
 
 __all__ = ["Principal", "Refused", "authenticate", "sees_plugin"]
@@ -31,8 +29,7 @@ class Refused(Exception):
 
 async def authenticate(scope: dict) -> Principal:
     """The principal behind a request to /mcp, or Refused."""
-    domain, _ = split_domain_port(header(scope, b"host") or "")
-    if not validate_host(domain, settings.ALLOWED_HOSTS or [".localhost", "127.0.0.1", "[::1]"]):
+    if not allowed_host(header(scope, b"host") or ""):
         raise Refused(400, FORBIDDEN.code, "this Host is not one of ALLOWED_HOSTS", "host_not_allowed")
     if not origin_allowed(scope):
         raise Refused(403, FORBIDDEN.code, "this Origin may not use exoclaw", "origin_not_allowed")
@@ -46,7 +43,7 @@ async def authenticate(scope: dict) -> Principal:
         raise Refused(401, UNAUTHORIZED.code, "the Authorization header must be 'Bearer <token>'",
                       "bad_authorization_header", challenge)
     try:
-        principal = await login(raw, client_address(scope), Limits.from_settings())
+        principal = await login(raw, scope_client_address(scope), Limits.from_settings())
     except RateLimited as e:
         raise Refused(429, RATE_LIMITED.code, e.detail, e.reason, {"retry-after": str(e.extra["retry_after"])}) from None
     except Unauthorized as e:

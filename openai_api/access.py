@@ -20,10 +20,10 @@ from django.conf import settings
 
 from agents.runtime import service
 from exoclaw.gateway.limits import TokenBucket, failed_logins
-from exoclaw.proxies import request_client_address
 from exoclaw.tokens import TokenRefused, bearer_token, recent_token
 
 from .errors import ApiError, unauthorized
+from .http import Request
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,10 @@ def presented_token(authorization: str | None) -> str:
     return raw
 
 
-async def caller(request) -> Caller:
+async def caller(request: Request) -> Caller:
     """The token's holder as the run service knows it; raises TokenRefused or ApiError (401, 403 or 429)."""
-    address = request_client_address(request)
-    raw = presented_token(request.headers.get("Authorization"))
+    address = request.client
+    raw = presented_token(request.headers.get("authorization"))
     try:
         row = await recent_token(raw)
     except TokenRefused as e:

@@ -10,10 +10,10 @@ details stay in the server log.
 import contextlib
 import math
 
-from django.http import JsonResponse
-
 from agents.runtime import service
 from exoclaw.tokens import TokenRefused
+
+from .http import JsonAnswer
 
 # How long a client should wait before trying a busy conversation again (its run may take longer;
 # the answer is 429 again then).
@@ -37,11 +37,11 @@ class ApiError(Exception):
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def response(self) -> JsonResponse:
-        response = JsonResponse(self.body(), status=self.status)
+    def response(self, headers: dict[str, str] | None = None) -> JsonAnswer:
+        headers = dict(headers or {})
         if self.retry_after is not None:
-            response["Retry-After"] = str(self.retry_after)
-        return response
+            headers["Retry-After"] = str(self.retry_after)
+        return JsonAnswer(self.body(), self.status, headers)
 
 
 TYPES = {

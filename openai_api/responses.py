@@ -12,7 +12,6 @@ FINISH_REASONS = {
     "max_tool_rounds": "length",
     "refusal": "content_filter",
 }
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DONE = b"data: [DONE]\n\n"
 
 

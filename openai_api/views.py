@@ -3,11 +3,11 @@
 A chat completion is one run (`service.start`, then `service.events`), exactly as the gateway's
 `chat.send`: routing aside (the model names the agent), the session, its history, the busy policy,
 the tools in the sandbox and what is stored are the same. A client that goes away before the run ends
-(closes the stream, or drops the connection while waiting for a whole answer) aborts the run.
+(closes the stream, or drops the connection while waiting for a whole answer) aborts the run: its
+answer's task is cancelled (`asgi.py`), which closes the run's events (`_follow`).
 """
 
 import asyncio
-import contextvars
 import functools
 import logging
 import time
@@ -16,18 +16,17 @@ from contextlib import aclosing
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from agents.lookup import enabled_agent
 from agents.models import Agent
 from agents.runtime import service
+from exoclaw.proxies import allowed_host
 from routing.resolver import Message
 
 from . import responses
 from .access import caller
 from .errors import ApiError, mapped, model_not_found
+from .http import EventStream, JsonAnswer, Request
 from .request import conversation_id, loads, parse_chat
 
 log = logging.getLogger(__name__)
@@ -42,24 +41,24 @@ _aborting: set[asyncio.Task] = set()
 
 
 def endpoint(*methods: str):
-    """An API view: only `methods`, CSRF-exempt (a Bearer token, never a cookie, authenticates), and
-    every error in OpenAI's shape; an unexpected one is a 500 whose details stay in the log."""
+    """An API view: only for a Host in ALLOWED_HOSTS (as Django checks it), only `methods`, and every
+    error in OpenAI's shape; an unexpected one is a 500 whose details stay in the log."""
 
     def decorate(view):
-        @csrf_exempt
         @functools.wraps(view)
-        async def handle(request, *args, **kwargs):
+        async def handle(request: Request, *args):
             try:
+                if not allowed_host(request.host):
+                    log.warning("Invalid Host %r for %s", request.host, request.path)
+                    raise ApiError(400, "The Host header names no host this server answers for (ALLOWED_HOSTS).",
+                                   code="host_not_allowed")
                 if request.method not in methods:
                     raise ApiError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
                                    code="method_not_allowed")
                 with mapped():
-                    return await view(request, *args, **kwargs)
+                    return await view(request, *args)
             except ApiError as e:
-                response = e.response()
-                if e.status == 405:
-                    response["Allow"] = ", ".join(methods)
-                return response
+                return e.response({"Allow": ", ".join(methods)} if e.status == 405 else None)
             except Exception:
                 log.exception("%s %s failed", request.method, request.path)
                 return ApiError(500, "The server failed; its log has the details.").response()
@@ -83,7 +82,7 @@ async def models(request):
     """The enabled agents this token may name, as OpenAI's model list."""
     who = await caller(request)
     data = [_model(name, created) for name, created in await _enabled_agents() if who.may_use(name)]
-    return JsonResponse({"object": "list", "data": data})
+    return JsonAnswer({"object": "list", "data": data})
 
 
 @endpoint("GET")
@@ -92,7 +91,7 @@ async def model(request, model: str):
     agent = await enabled_agent(model)
     if agent is None or not who.may_use(model):
         raise model_not_found(model)
-    return JsonResponse(_model(agent.name, agent.created))
+    return JsonAnswer(_model(agent.name, agent.created))
 
 
 @endpoint("GET", "POST")
@@ -101,29 +100,19 @@ async def unknown_url(request):
                    "POST /v1/chat/completions.", code="unknown_url")
 
 
-def _body(request) -> bytes:
-    limit = settings.OPENAI_COMPAT_MAX_BODY_BYTES
-    too_large = ApiError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise too_large
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        raise too_large from None
-    if len(body) > limit:
-        raise too_large
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if body is None:
+        raise ApiError(413, f"The request body is larger than {settings.OPENAI_COMPAT_MAX_BODY_BYTES} bytes.",
+                       code="request_too_large")
     return body
 
 
 @endpoint("POST")
 async def chat_completions(request):
     who = await caller(request)
-    chat = parse_chat(loads(_body(request)))
-    conversation = conversation_id(request.headers.get(CONVERSATION_HEADER))
+    chat = parse_chat(loads(await _body(request)))
+    conversation = conversation_id(request.headers.get(CONVERSATION_HEADER.lower()))
     if await enabled_agent(chat.model) is None:
         raise model_not_found(chat.model)
     if conversation:
@@ -157,10 +146,8 @@ async def _follow(origin: service.Origin, started: service.Started):
 
 
 def _abort_soon(origin: service.Origin, run_id: str) -> None:
-    # A task of its own: the request's task is being cancelled or closed, and the abort must not be;
-    # and a context of its own: the request's thread executor goes with the request.
-    task = asyncio.get_running_loop().create_task(_abort(origin, run_id), name=f"openai-abort-{run_id}",
-                                                  context=contextvars.Context())
+    # A task of its own: the request's task is being cancelled or closed, and the abort must not be.
+    task = asyncio.get_running_loop().create_task(_abort(origin, run_id), name=f"openai-abort-{run_id}")
     _aborting.add(task)
     task.add_done_callback(_aborting.discard)
 
@@ -173,15 +160,15 @@ async def _abort(origin: service.Origin, run_id: str) -> None:
         log.exception("aborting run %s after its API client went away failed", run_id)
 
 
-async def _whole(events, run_id: str, model: str, created: int, headers: dict) -> JsonResponse:
+async def _whole(events, run_id: str, model: str, created: int, headers: dict) -> JsonAnswer:
     text = []
     async with aclosing(events):
         async for event in events:
             if event["type"] == "delta":
                 text.append(event["text"])
             elif event["type"] == "done":
-                return JsonResponse(responses.completion(run_id, model, created, "".join(text), event),
-                                    headers=headers)
+                return JsonAnswer(responses.completion(run_id, model, created, "".join(text), event),
+                                  headers=headers)
             elif event["type"] == "error":
                 status, code, message = responses.run_failed(event)
                 raise ApiError(status, message, code=code)
@@ -208,19 +195,3 @@ async def _sse(events, run_id: str, model: str, created: int, include_usage: boo
                 yield responses.sse(ApiError(status, message, code=code).body())
                 return
         yield responses.DONE
-
-
-class EventStream(StreamingHttpResponse):
-    """Server-Sent Events from an async generator that is closed as soon as the response stops being
-    sent: Django's ASGI handler cancels the response when the client disconnects and closes the
-    iterator it consumes (this one), which closes the generator at once, whatever it was waiting for,
-    rather than whenever it is garbage-collected."""
-
-    def __init__(self, parts, headers: dict):
-        super().__init__(parts, content_type="text/event-stream", headers={**responses.SSE_HEADERS, **headers})
-        self._parts = parts
-
-    async def __aiter__(self):
-        async with aclosing(self._parts) as parts:
-            async for part in parts:
-                yield part

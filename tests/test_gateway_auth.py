@@ -346,6 +346,15 @@ async def test_behind_a_trusted_proxy_five_bad_tokens_from_one_client_do_not_thr
         await other.disconnect()
 
 
+async def test_repeated_forwarded_for_headers_are_one_list_so_the_proxys_own_line_counts():
+    from exoclaw.proxies import scope_client_address
+
+    # A proxy that adds a line of its own after the one the client wrote: the client's is not taken.
+    scope = {"client": PROXY, "headers": [(b"x-forwarded-for", b"198.51.100.40"), (b"x-forwarded-for", b"198.51.100.41")]}
+    with override_settings(TRUSTED_PROXIES=["10.0.0.0/24"]):
+        assert scope_client_address(scope) == "198.51.100.41"
+
+
 async def test_forwarded_headers_from_anyone_but_a_trusted_proxy_are_ignored():
     with override_settings(TRUSTED_PROXIES=["10.0.0.0/24"], GATEWAY_AUTH_FAILURES=2):
         for spoofed in ("198.51.100.20", "198.51.100.21", "198.51.100.22"):

@@ -250,31 +250,73 @@ def test_an_error_answers_in_openais_shape_over_plain_http(live):
     assert lines[-1] == "data: [DONE]"
 
 
-# --- In this process: the same views through Django's async client, for what the live server's
-# settings and shared login throttle should not be bent for (the real run service, store, sandbox).
+# --- In this process: the same app (exoclaw.asgi, which mounts /v1 ahead of Django) driven over
+# ASGI, for what the live server's settings and shared login throttle should not be bent for (the real
+# run service, store, sandbox).
 
 USER = {"role": "user", "content": "hi"}
+# How long a test waits for the app's next message before failing.
+WAIT = 30
+
+
+class Response:
+    """What the app answered: its status and headers, and its body whole (`content`) or, for an event
+    stream, its parts as they come (`streaming_content`)."""
+
+    def __init__(self, communicator, start: dict):
+        self.communicator = communicator
+        self.status_code = start["status"]
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name.lower()]
+
+    @property
+    async def streaming_content(self):
+        while True:
+            message = await self.communicator.receive_output(WAIT)
+            if message["body"]:
+                yield message["body"]
+            if not message.get("more_body"):
+                return
+
+    async def read(self) -> "Response":
+        self.content = b"".join([part async for part in self.streaming_content])
+        return self
 
 
 class Api:
-    """Django's async client sending the token (and `forwarded_for`, as a proxy in TRUSTED_PROXIES
-    would) with every request. (Headers given to AsyncClient() itself reach an ASGI request under
-    their WSGI names in this Django, so they go with each call.)"""
+    """A client sending the token (and `forwarded_for`, as a proxy in TRUSTED_PROXIES would) with every
+    request, from 127.0.0.1 to 127.0.0.1:7200."""
 
     def __init__(self, token: str | None, forwarded_for: str | None = None, **headers):
-        from django.test import AsyncClient
-
-        self.client = AsyncClient()
-        self.headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **headers}
+        self.headers = {"Host": "127.0.0.1:7200", **({"Authorization": f"Bearer {token}"} if token else {}), **headers}
         if forwarded_for:
             self.headers["X-Forwarded-For"] = forwarded_for
 
-    async def get(self, path: str):
-        return await self.client.get(path, headers=self.headers)
+    async def request(self, method: str, path: str, body: bytes | list[bytes] = b"", **headers) -> Response:
+        """`body` as one ASGI message, or a list of parts as a body that streams in."""
+        from asgiref.testing import ApplicationCommunicator
 
-    async def post(self, path: str, data, **headers):
-        return await self.client.post(path, data=data, content_type="application/json",
-                                      headers={**self.headers, **headers})
+        from exoclaw.asgi import application
+
+        sent = {**self.headers, **headers}
+        communicator = ApplicationCommunicator(application, {
+            "type": "http", "http_version": "1.1", "method": method, "path": path, "query_string": b"",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 7200)})
+        parts = body if isinstance(body, list) else [body]
+        for i, part in enumerate(parts):
+            await communicator.send_input({"type": "http.request", "body": part, "more_body": i < len(parts) - 1})
+        response = Response(communicator, await communicator.receive_output(WAIT))
+        return response if response["Content-Type"] == "text/event-stream" else await response.read()
+
+    async def get(self, path: str, **headers) -> Response:
+        return await self.request("GET", path, **headers)
+
+    async def post(self, path: str, data, **headers) -> Response:
+        return await self.request("POST", path, data.encode() if isinstance(data, str) else data,
+                                  **{"Content-Type": "application/json", **headers})
 
 
 def api(token: str | None, forwarded_for: str | None = None, **headers) -> Api:
@@ -287,6 +329,7 @@ async def post(client: Api, body, **headers):
 
 def error_of(response) -> dict:
     assert response["Content-Type"] == "application/json", response.content[:200]
+    assert response["X-Content-Type-Options"] == "nosniff"
     body = json.loads(response.content)
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
     return body["error"]
@@ -342,6 +385,13 @@ async def test_a_body_over_the_limit_is_413(settings):
     client = api(await make_token())
     response = await post(client, {"model": "helper", "messages": [{"role": "user", "content": "x" * 1000}]})
     assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
+    # Counted as it streams in: parts each under the limit, together over it.
+    body = json.dumps({"model": "helper", "messages": [{"role": "user", "content": "x" * 960}]}).encode()
+    response = await client.request("POST", "/v1/chat/completions", [body[:600], body[600:]])
+    assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
+    settings.OPENAI_COMPAT_MAX_BODY_BYTES = len(body)
+    response = await client.request("POST", "/v1/chat/completions", [body[:600], body[600:]])
+    assert response.status_code == 200, response.content
 
 
 @pytest.mark.asyncio
@@ -352,8 +402,22 @@ async def test_wrong_methods_and_unknown_urls_answer_in_openais_shape():
     client = api(await make_token())
     response = await client.get("/v1/chat/completions")
     assert (response.status_code, response["Allow"], error_of(response)["code"]) == (405, "POST", "method_not_allowed")
-    response = await client.get("/v1/embeddings")
-    assert (response.status_code, error_of(response)["code"]) == (404, "unknown_url")
+    for path in ("/v1/embeddings", "/v1/models/", "/v1/models/demo/x", "/v1"):
+        response = await client.get(path)
+        assert (response.status_code, error_of(response)["code"]) == (404, "unknown_url"), path
+    response = await client.request("DELETE", "/v1/nothing")
+    assert (response.status_code, response["Allow"]) == (405, "GET, POST")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_host_outside_allowed_hosts_is_400_before_anything_else():
+    from tests.runtime_fixtures import make_token
+
+    response = await api(await make_token(), Host="evil.example").get("/v1/models")
+    assert (response.status_code, error_of(response)["code"]) == (400, "host_not_allowed")
+    response = await api(None, Host="evil.example").get("/v1/embeddings")
+    assert (response.status_code, error_of(response)["code"]) == (400, "host_not_allowed")
 
 
 @pytest.mark.asyncio

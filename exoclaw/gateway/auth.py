@@ -14,12 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+from django.http.request import split_domain_port
 
 from exoclaw import tokens
 from exoclaw.bind import is_loopback_host, parse_bind
 from exoclaw.models import ApiToken
-from exoclaw.proxies import real_client_address, trusted_proxy
+from exoclaw.proxies import allowed_host, scope_client_address, trusted_proxy
 
 from .errors import RateLimited, Unauthorized
 from .limits import Limits, failed_logins
@@ -89,12 +89,6 @@ def header(scope: dict, name: bytes) -> str | None:
     return None
 
 
-def client_address(scope: dict) -> str:
-    client = scope.get("client")
-    peer = str(client[0]) if client else "unknown"
-    return real_client_address(peer, header(scope, b"x-forwarded-for"))
-
-
 def presented_token(scope: dict) -> str | None:
     """The token the handshake carries, if any. Raises Unauthorized for an Authorization header we
     cannot use, so that a client that meant to authenticate is not silently treated as anonymous."""
@@ -148,8 +142,7 @@ def own_page(scope: dict) -> bool:
     origin = origin_of(scope)
     if not origin or origin != served_origin(scope):
         return False
-    domain, _ = split_domain_port(urlsplit(origin).netloc)
-    return validate_host(domain, settings.ALLOWED_HOSTS or [".localhost", "127.0.0.1", "[::1]"])
+    return allowed_host(urlsplit(origin).netloc)
 
 
 def origin_allowed(scope: dict) -> bool:
@@ -259,5 +252,5 @@ async def authenticate_handshake(scope: dict, limits: Limits) -> Principal | Non
     refused token."""
     raw = presented_token(scope)
     if raw is not None:
-        return await login(raw, client_address(scope), limits)
+        return await login(raw, scope_client_address(scope), limits)
     return await staff_principal(scope.get("user")) or (LOOPBACK if loopback_exempt(scope) else None)

@@ -7,9 +7,10 @@ import uuid
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from common import metrics
+from exoclaw.proxies import scope_client_address
 
 from . import methods  # noqa: F401  (registers ping, auth and status)
-from .auth import authenticate_handshake, client_address, origin_allowed
+from .auth import authenticate_handshake, origin_allowed
 from .context import Context
 from .errors import RateLimited, RpcError, Unauthorized
 from .frames import handle_frame
@@ -47,7 +48,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.ctx = Context(
             connection_id=uuid.uuid4().hex,
             channel_name=self.channel_name,
-            client=client_address(self.scope),
+            client=scope_client_address(self.scope),
             max_runs=self.limits.max_runs,
             send_text=self._send_text,
             group_add=self._group_add,
