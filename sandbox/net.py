@@ -104,7 +104,7 @@ class HttpPools:
     connection is only reused for the name its certificate was verified for. The standard library's
     http.client, not httpx: a plug-in's request needs none of httpx's models or httpcore's machinery,
     and they cost more than the request itself on loopback (measured per GET on a kept-alive
-    connection: httpx about 450 µs, httpcore 190 µs, http.client 90 µs).
+    connection, outside a plug-in: httpx's client about 400 µs, httpcore 260 µs, http.client 175 µs).
 
     `ca_bundle`: a PEM file of the CA certificates https servers are verified against, instead of
     certifi's bundle (an operator's private CA)."""
