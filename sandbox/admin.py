@@ -1,5 +1,6 @@
 import os
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
@@ -94,6 +95,14 @@ class HttpSecretInline(admin.TabularInline):
     model = HttpSecret
     extra = 0
     fields = ["host", "header", "query", "format", "secret_env"]
+    # Plain inputs sized to what they hold: the admin's own text inputs are 20em each, and five of them
+    # push the delete box off the page.
+    sizes = {"host": 24, "header": 13, "query": 9, "format": 14, "secret_env": 16}
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in self.sizes:
+            kwargs["widget"] = forms.TextInput(attrs={"size": self.sizes[db_field.name]})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 @admin.register(CapabilityGrant)

@@ -175,10 +175,12 @@ class CapabilityGrant(models.Model):
         "Only variable names are stored; values are never shown.",
     )
     http_requests_per_call = models.PositiveIntegerField(
+        "HTTP requests per call",
         default=DEFAULT_HTTP_REQUESTS_PER_CALL,
         help_text="Most HTTP requests one call may make (each redirect hop counts); 0: no limit.",
     )
     http_requests_per_minute = models.PositiveIntegerField(
+        "HTTP requests per minute",
         default=DEFAULT_HTTP_REQUESTS_PER_MINUTE,
         help_text="Most HTTP requests the plugin may make in any minute, all its calls together; 0: no limit.",
     )
