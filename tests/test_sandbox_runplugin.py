@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 
 from agents.models import Agent
 from sandbox.models import CapabilityGrant, HttpSecret, Plugin
-from tests.net_fixtures import api  # noqa: F401
+from tests.net_fixtures import api, https_api, tls_ca  # noqa: F401
 from tests.sandbox_fixtures import ROOT, loopback_http, wasm_path  # noqa: F401
 
 
@@ -75,6 +75,18 @@ def test_a_path_runs_under_the_flags_alone(loopback_http):
     assert allowed.returncode == 0, allowed.stderr
     assert f"http GET 127.0.0.1:{loopback_http}/flags: 200, 53 bytes," in allowed.stderr
     assert json.loads(allowed.stdout) == {"path": "/flags", "greeting": "hello from loopback"}
+
+
+def test_https_trusts_the_ca_bundle_setting(https_api, tls_ca, settings):
+    args = [str(wasm_path("http_get")), "--tool", "fetch", "--args",
+            json.dumps({"url": https_api.url("/private-ca", host="localhost")}), "--allow-host", f"localhost:{https_api.port}"]
+    with pytest.raises(SystemExit):
+        run_in_process(*args)  # certifi's bundle does not know the test CA
+    assert https_api.seen == []
+    settings.SANDBOX_HTTP_CA_BUNDLE = str(tls_ca.path)
+    out, _ = run_in_process(*args)
+    assert [s.path for s in https_api.seen] == ["/private-ca"]
+    assert json.loads(out)["server"] == "https-api"
 
 
 def test_wasi_paths_from_flags(tmp_path):
