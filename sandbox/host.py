@@ -507,7 +507,9 @@ class Host:
         return stopped
 
     def shutdown(self):
-        """Calls not started yet end as cancelled; running calls finish on their own; idle copies are dropped."""
+        """Calls not started yet end as cancelled; running calls finish on their own; idle copies and
+        idle HTTP connections are dropped."""
         self._workers.shutdown()
         with self._lock:
             self._pools.clear()
+        self._http.close()

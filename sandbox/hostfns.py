@@ -11,16 +11,19 @@ host raises `CallNet.failure` whatever the plug-in does afterwards.
 
 import json
 import logging
+import re
 
 import extism
 from extism import ValType
 
 from .errors import SandboxError
-from .net import CallNet
+from .net import CallNet, header_value_ok
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "extism:host/env"
+# A header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _net(plugin) -> CallNet | None:
@@ -46,10 +49,10 @@ def _parse_request(plugin, request_offset, body_offset) -> tuple[str, str, dict,
         raise SandboxError("host_denied", "HTTP request refused (bad_request): the request is not a JSON object",
                            reason="bad_request")
     headers = request.get("headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()) \
-            or any(c in k + v for k, v in headers.items() for c in "\r\n\0"):
-        raise SandboxError("host_denied", "HTTP request refused (bad_request): headers must be an object of strings",
-                           reason="bad_request")
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) and _TOKEN.fullmatch(k)
+                                                and header_value_ok(v) for k, v in headers.items()):
+        raise SandboxError("host_denied", "HTTP request refused (bad_request): headers must be an object of strings, "
+                           "names HTTP tokens, values Latin-1 without line breaks", reason="bad_request")
     body = plugin.input_bytes(body_offset) if body_offset.value else None
     return request.get("method") or "GET", request.get("url"), headers, body
 

@@ -10,9 +10,10 @@ the request, or why it was refused, is recorded on the call. The transport is th
 http.client, with a small pool of kept-alive connections per host.
 """
 
+import functools
 import http.client
+import io
 import ipaddress
-import logging
 import select
 import socket
 import ssl
@@ -29,8 +30,6 @@ from common.redact import REDACTED, forms, redact_bytes
 
 from .errors import SandboxError
 from .netrules import Policy, Refused, SecretRule, Target, parse_url, shown_url
-
-log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -75,6 +74,51 @@ class RateLimiter:
             return True
 
 
+class _UntilDeadline(io.RawIOBase):
+    """A socket read against one deadline. http.client reads through a buffer that calls recv until
+    it has what it asked for, so a socket timeout alone bounds each recv, not the response: a server
+    that sends a byte at a time would hold the call for as long as it liked."""
+
+    def __init__(self, sock, socket_file, deadline: float):
+        self._sock = sock
+        # The socket's own file, unread: held only so that the socket stays open while the response is
+        # read (a socket closes for real when its last file does; http.client closes the connection's
+        # socket as soon as it sees the response will close it).
+        self._socket_file = socket_file
+        self._deadline = deadline
+
+    def close(self):
+        super().close()
+        self._socket_file.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the call's time ran out")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class _Response(http.client.HTTPResponse):
+    """A response read within the call's deadline, whose interim (1xx) answers are skipped."""
+
+    def __init__(self, sock, *args, deadline: float, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_UntilDeadline(sock, self.fp, deadline))
+
+    def _read_status(self):
+        # http.client skips `100 Continue` (in begin()) but would take any other 1xx (102, 103 Early
+        # Hints) for the answer, and leave the real one on the connection for its next request.
+        while True:
+            version, status, reason = super()._read_status()
+            if status == http.client.CONTINUE or not 100 <= status < 200:
+                return version, status, reason
+            http.client.parse_headers(self.fp)
+
+
 class _Connection(http.client.HTTPConnection):
     """A connection to one checked address; over TLS, the certificate is verified for the URL's host
     name, which also goes out as SNI (the address is only where the bytes go)."""
@@ -100,8 +144,9 @@ class _Connection(http.client.HTTPConnection):
 
 
 class HttpPools:
-    """Idle keep-alive connections for one host's calls, by (scheme, server name, address, port): a
-    connection is only reused for the name its certificate was verified for. The standard library's
+    """Idle keep-alive connections for one host's calls, by (plug-in, scheme, server name, address,
+    port): a connection is only reused for the name its certificate was verified for, and only by the
+    plug-in that opened it (whatever a server might leave on a connection reaches no other grant). The standard library's
     http.client, not httpx: a plug-in's request needs none of httpx's models or httpcore's machinery,
     and they cost more than the request itself on loopback (measured per GET on a kept-alive
     connection, outside a plug-in: httpx's client about 400 µs, httpcore 260 µs, http.client 175 µs).
@@ -137,11 +182,12 @@ class HttpPools:
             connection.close()
 
     def give(self, key: tuple, connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
-        closing = []
+        now = connection.idle_since = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault(key, [])
             self._idle.move_to_end(key)
+            closing = [c for c in idle if now - c.idle_since > KEEPALIVE_SECONDS]
+            idle[:] = [c for c in idle if c not in closing]
             if len(idle) < self.MAX_IDLE_PER_KEY:
                 idle.append(connection)
             else:
@@ -150,6 +196,14 @@ class HttpPools:
                 closing += self._idle.popitem(last=False)[1]
         for old in closing:
             old.close()
+
+    def close(self) -> None:
+        """Close every idle connection (the host is shutting down)."""
+        with self._lock:
+            closing = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for connection in closing:
+            connection.close()
 
 
 
@@ -303,8 +357,13 @@ class CallNet:
                 raise SandboxError("not_found", f"the HTTP secret for {secret.rule} needs the environment variable "
                                    f"{secret.secret_env}, which is not set")
             if secret.header:
+                sent = secret.value(value)
+                if not header_value_ok(sent):
+                    raise SandboxError("network_error", f"the HTTP secret for {secret.rule} (from {secret.secret_env}) "
+                                       "cannot go in a header: it holds a line break, a control character or a "
+                                       "character outside Latin-1", reason="bad_secret")
                 headers = {k: v for k, v in headers.items() if k.lower() != secret.header.lower()}
-                headers[secret.header] = secret.value(value)
+                headers[secret.header] = sent
             else:
                 pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != secret.query]
                 query = urlencode([*pairs, (secret.query, secret.value(value))], quote_via=quote)
@@ -317,7 +376,7 @@ class CallNet:
         headers = {**headers, "Host": target.netloc}
         last_error = None
         for address in addresses:
-            key = (target.scheme, target.host, str(address), target.port)
+            key = (self.plugin, target.scheme, target.host, str(address), target.port)
             connection = self.pools.take(key)
             if connection is None:
                 connection = _Connection(str(address), target.port, timeout=max(remaining, 0.001), tls=tls,
@@ -341,8 +400,13 @@ class CallNet:
             except TimeoutError:
                 connection.close()
                 raise self._timed_out(method, name_target) from None
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                # ValueError: a header http.client will not send (a line break in it, say).
+            except ValueError:
+                # A header http.client will not send. Its message quotes the header as Python bytes,
+                # which no redaction of the raw secret would match: it is not passed on.
+                connection.close()
+                raise SandboxError("host_denied", f"HTTP request refused (bad_request): {method} {name_target.shown}: "
+                                   "a header HTTP cannot carry", reason="bad_request") from None
+            except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 raise SandboxError("network_error", f"{method} {name_target.shown}: {type(exc).__name__}: "
                                    f"{_redact_text(str(exc), self.secret_values)}", reason="failed") from None
@@ -360,7 +424,10 @@ class CallNet:
     def _over(self, connection: _Connection, method, name_target: Target, path, headers, body):
         """One request and its whole response on `connection`: status, headers (lower-cased names, repeats
         joined), body, and whether the connection may be used again."""
+        # Sending is held to the time left as a whole (a socket timeout bounds all of sendall); reading,
+        # to the deadline by the response class.
         connection.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
+        connection.response_class = functools.partial(_Response, deadline=self.deadline)
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         data = bytearray()
@@ -368,8 +435,6 @@ class CallNet:
             data += chunk
             if len(data) > self.limits.max_response_bytes:
                 raise self._too_large(method, name_target)
-            if time.monotonic() > self.deadline:
-                raise TimeoutError
         joined = {}
         for key, value in response.getheaders():
             key = key.lower()
@@ -391,6 +456,11 @@ class CallNet:
                             f"than the grant's {self.limits.max_response_bytes} bytes", reason="response_too_large")
 
 
+def header_value_ok(value: str) -> bool:
+    """A header value HTTP/1.1 can carry: Latin-1, without a line break or NUL."""
+    return not any(c in value for c in "\r\n\0") and all(ord(c) < 256 for c in value)
+
+
 def _redact_text(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         for form in forms(secret):
@@ -398,4 +468,4 @@ def _redact_text(text: str, secrets: list[str]) -> str:
     return text
 
 
-__all__ = ["CallNet", "HttpPools", "NetLimits", "RateLimiter", "SecretRule", "system_resolver", "shown_url"]
+__all__ = ["CallNet", "HttpPools", "header_value_ok", "NetLimits", "RateLimiter", "SecretRule", "system_resolver", "shown_url"]

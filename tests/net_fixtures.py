@@ -8,6 +8,7 @@ import http.server
 import json
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +55,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # server does with a kept-alive connection it has had enough of.
             self._reply(200, b"dropped")
             self.close_connection = True
+        elif parts.path == "/drip":
+            # A server that sends its answer a byte at a time: the body (part=body) or everything from
+            # the status line on (part=head). Four seconds in all, far past the tests' call timeouts.
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40
+            at_once = answer.index(b"x") if query.get("part") == ["body"] else 0
+            self._raw(answer[:at_once], *(answer[i:i + 1] for i in range(at_once, len(answer))), pause=4 / len(answer))
+        elif parts.path == "/early":
+            # An interim 103 Early Hints before the answer; the client must wait for the 200.
+            self._raw(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
         elif parts.path == "/big":
             self._reply(200, b"x" * int(query["n"][0]))
         else:
@@ -68,6 +79,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             })
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def _raw(self, *parts: bytes, pause: float = 0.0):
+        """Writes the answer's bytes as given, each part on its own, `pause` seconds apart."""
+        try:
+            for i, part in enumerate(parts):
+                if i and pause:
+                    time.sleep(pause)
+                self.wfile.write(part)
+        except OSError:  # the client gave up
+            self.close_connection = True
 
     def _reply(self, status, body: bytes, headers=None):
         self.send_response(status)

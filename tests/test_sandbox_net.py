@@ -170,6 +170,42 @@ def test_a_request_is_held_to_the_calls_remaining_time(host, api):
     assert caught.value.kind == "timeout"
 
 
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_a_server_that_answers_a_byte_at_a_time_is_held_to_the_calls_time(host, api, part):
+    # Four seconds of answer against a 500 ms call: each byte comes well within any socket timeout.
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",), timeout_ms=500)
+    with pytest.raises(SandboxError) as caught:
+        fetch(host, grant, api.url(f"/drip?part={part}"))
+    assert caught.value.kind == "timeout", str(caught.value)
+
+
+def test_an_interim_response_is_not_taken_for_the_answer(host, api):
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
+    seen, _ = fetch(host, grant, api.url("/early"))
+    assert (seen["status"], seen["body"]) == (200, "final")
+    # The connection carries nothing left over into the next request.
+    seen, _ = fetch(host, grant, api.url("/ok"))
+    assert json.loads(seen["body"])["path"] == "/ok"
+
+
+def test_plugins_do_not_share_kept_alive_connections(host, api):
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
+    fetch(host, grant, api.url("/probe"))
+    out = host.run(spec("http_get"), "call", json.dumps({"params": {"name": "fetch", "arguments": {
+        "url": api.url("/http_get")}}}).encode(), grant)
+    assert b"/http_get" in out.output
+    fetch(host, grant, api.url("/probe-again"))
+    ports = {s.path: s.peer_port for s in api.seen}
+    assert ports["/probe"] == ports["/probe-again"] != ports["/http_get"]
+
+
+def test_shutting_the_host_down_closes_its_idle_connections(api):
+    host = Host(max_workers=1)
+    fetch(host, Grant(allowed_hosts=(f"127.0.0.1:{api.port}",)), api.url("/ok"))
+    host.shutdown()
+    assert api.closed.acquire(timeout=10), "the idle connection was left open"
+
+
 def test_requests_per_call_count_every_redirect_hop(host, api):
     grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",), http_requests_per_call=2)
     hop2 = api.url("/redirect?to=" + api.url("/ok"))
@@ -254,6 +290,23 @@ def test_a_missing_secret_variable_fails_the_request_by_name(host, api):
     with pytest.raises(SandboxError) as caught:
         fetch(host, bearer(api), api.url("/ok"), environ={})
     assert caught.value.kind == "not_found" and "WEATHER_KEY" in caught.value.message
+    assert api.seen == []
+
+
+@pytest.mark.parametrize("value", [SECRET + "\n", SECRET + "\r\nX-Injected: 1", SECRET + "\u20ac"])
+def test_a_secret_a_header_cannot_carry_fails_by_name_and_is_not_shown(host, api, value):
+    with pytest.raises(SandboxError) as caught:
+        fetch(host, bearer(api), api.url("/ok"), environ={"WEATHER_KEY": value})
+    assert (caught.value.kind, caught.value.reason) == ("network_error", "bad_secret")
+    assert "WEATHER_KEY" in caught.value.message and SECRET not in caught.value.message
+    assert api.seen == []
+
+
+@pytest.mark.parametrize("headers", [{"X Bad Name": "value-17"}, {"X-Euro": "price-17 \u20ac"}])
+def test_a_header_http_cannot_carry_is_refused_without_echoing_it(host, api, headers):
+    error = refused(host, Grant(allowed_hosts=(f"127.0.0.1:{api.port}",)), api.url("/ok"), "bad_request",
+                    headers=headers)
+    assert all(k not in error.message and v not in error.message for k, v in headers.items())
     assert api.seen == []
 
 
