@@ -206,7 +206,6 @@ class HttpPools:
             connection.close()
 
 
-
 @dataclass
 class NetLimits:
     max_response_bytes: int
