@@ -250,7 +250,11 @@ class Lines:
             key = (*key, counts[key])
         elif not outer:
             key = (name, 0)
-        latest[".".join(parts)] = key
+        path = ".".join(parts)
+        # A new table starts afresh: the tables inside the one it follows are not its.
+        for inner in [p for p in latest if p.startswith(path + ".")]:
+            del latest[inner]
+        latest[path] = key
         return key
 
     def find(self, *loc) -> int | None:

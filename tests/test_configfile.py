@@ -246,6 +246,11 @@ def test_a_syntax_error_names_its_line(project):
         ('[[bindings]]\nchannel = "x"\n', "1: bindings[0]: missing 'agent'"),
         ('[[plugins]]\nname = "p"\nwasm = "x"\n[plugins.grant]\nmemory = 3\n', "5: plugins[0].grant.memory: unknown key"),
         ('[[agents]]\nname = "a"\n[[agents]]\nname = "a"\n', "3: agents[1]: same name as agents[0]"),
+        # The second plugin's secret sits in its own (implicit) grant, not in the first plugin's.
+        ('[[plugins]]\nname = "p"\nwasm = "x"\n[plugins.grant]\n[[plugins.grant.http_secrets]]\nhost = "a.test"\n'
+         'header = "Authorization"\nsecret_env = "A"\n[[plugins]]\nname = "q"\nwasm = "y"\n'
+         '[[plugins.grant.http_secrets]]\nhost = "b.test"\nheader = "Authorization"\n',
+         "12: plugins[1].grant.http_secrets[0]: missing 'secret_env'"),
         ('[[agents]]\nname = "a"\n[[bindings]]\nagent = "a"\n[[bindings]]\nagent = "a"\nchannel = ""\n',
          "5: bindings[1]: same match (channel, account, peer, guild, team) as bindings[0]"),
     ],
