@@ -52,9 +52,10 @@ def scope_client_address(scope: dict) -> str:
 
 
 def allowed_host(netloc: str) -> bool:
-    """Whether `host[:port]` (a Host header, an Origin's) names this server: one of ALLOWED_HOSTS."""
+    """Whether `host[:port]` (a Host header, an Origin's) names this server: one of ALLOWED_HOSTS, which
+    when empty means the local names under DEBUG and nothing otherwise, as for Django's own pages."""
     domain, _ = split_domain_port(netloc)
-    return validate_host(domain, settings.ALLOWED_HOSTS or LOCAL_HOSTS)
+    return validate_host(domain, settings.ALLOWED_HOSTS or (LOCAL_HOSTS if settings.DEBUG else []))
 
 
 def request_client_address(request) -> str:

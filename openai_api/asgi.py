@@ -53,5 +53,8 @@ async def application(scope, receive, send):
         listening.cancel()
         answering.cancel()
     await asyncio.wait((listening, answering))
-    if not answering.cancelled():
-        answering.result()  # a failure to write the answer goes to the server's log
+    # A failure to read the request or to write the answer goes to the server's log.
+    failures = [task.exception() for task in (answering, listening) if not task.cancelled()]
+    for failure in failures:
+        if failure is not None:
+            raise failure

@@ -41,8 +41,8 @@ _aborting: set[asyncio.Task] = set()
 
 
 def endpoint(*methods: str):
-    """An API view: only for a Host in ALLOWED_HOSTS (as Django checks it), only `methods`, and every
-    error in OpenAI's shape; an unexpected one is a 500 whose details stay in the log."""
+    """An API view: only for a Host in ALLOWED_HOSTS (as Django checks it), only `methods` (any, if none
+    are named), and every error in OpenAI's shape; an unexpected one is a 500 whose details stay in the log."""
 
     def decorate(view):
         @functools.wraps(view)
@@ -52,7 +52,7 @@ def endpoint(*methods: str):
                     log.warning("Invalid Host %r for %s", request.host, request.path)
                     raise ApiError(400, "The Host header names no host this server answers for (ALLOWED_HOSTS).",
                                    code="host_not_allowed")
-                if request.method not in methods:
+                if methods and request.method not in methods:
                     raise ApiError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
                                    code="method_not_allowed")
                 with mapped():
@@ -94,7 +94,7 @@ async def model(request, model: str):
     return JsonAnswer(_model(agent.name, agent.created))
 
 
-@endpoint("GET", "POST")
+@endpoint()
 async def unknown_url(request):
     raise ApiError(404, f"Unknown URL: {request.method} {request.path}. This server has GET /v1/models and "
                    "POST /v1/chat/completions.", code="unknown_url")

@@ -405,8 +405,9 @@ async def test_wrong_methods_and_unknown_urls_answer_in_openais_shape():
     for path in ("/v1/embeddings", "/v1/models/", "/v1/models/demo/x", "/v1"):
         response = await client.get(path)
         assert (response.status_code, error_of(response)["code"]) == (404, "unknown_url"), path
-    response = await client.request("DELETE", "/v1/nothing")
-    assert (response.status_code, response["Allow"]) == (405, "GET, POST")
+    for method in ("DELETE", "PUT", "POST"):
+        response = await client.request(method, "/v1/nothing")
+        assert (response.status_code, error_of(response)["code"]) == (404, "unknown_url"), method
 
 
 @pytest.mark.asyncio
@@ -418,6 +419,15 @@ async def test_a_host_outside_allowed_hosts_is_400_before_anything_else():
     assert (response.status_code, error_of(response)["code"]) == (400, "host_not_allowed")
     response = await api(None, Host="evil.example").get("/v1/embeddings")
     assert (response.status_code, error_of(response)["code"]) == (400, "host_not_allowed")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("debug, status", [(False, 400), (True, 404)])
+async def test_an_empty_allowed_hosts_admits_the_local_names_only_under_debug(settings, debug, status):
+    # As Django's own pages: with ALLOWED_HOSTS empty, DEBUG admits localhost; production admits nothing.
+    settings.ALLOWED_HOSTS, settings.DEBUG = [], debug
+    response = await api(None, Host="localhost:7200").get("/v1/embeddings")
+    assert response.status_code == status
 
 
 @pytest.mark.asyncio
