@@ -35,6 +35,8 @@ MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
 # An idle kept-alive connection is closed after this long (servers commonly close theirs after 5–75 s).
 KEEPALIVE_SECONDS = 30
+# Methods a request may be sent again with (RFC 9110 9.2.2), when a kept-alive connection fails under it.
+_IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 # Headers a plug-in may not set: the host sets them (or they describe the connection, not the request).
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
                 "trailer", "proxy-authorization", "proxy-connection", "expect"}
@@ -117,6 +119,10 @@ class _Response(http.client.HTTPResponse):
             if status == http.client.CONTINUE or not 100 <= status < 200:
                 return version, status, reason
             http.client.parse_headers(self.fp)
+
+
+class _Stale(Exception):
+    """A kept-alive connection turned out closed by the server when it was used."""
 
 
 class _Connection(http.client.HTTPConnection):
@@ -304,8 +310,7 @@ class CallNet:
         url, headers = self._with_secrets(method, target, plugin_headers, keep_credentials=target.origin == first_origin,
                                           hop=hop)
         self.sent += 1
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
+        if self.deadline <= time.monotonic():
             raise SandboxError("timeout", f"{method} {target.shown}: the call's time ran out before the request")
         start = time.perf_counter()
         record = {"method": method, "host": target.netloc, "path": target.path, "status": None, "bytes": 0,
@@ -314,7 +319,7 @@ class CallNet:
             record["redirect"] = True
         self.records.append(record)
         try:
-            status, response_headers, data = self._exchange(method, target, url, headers, body, addresses, remaining)
+            status, response_headers, data = self._exchange(method, target, url, headers, body, addresses)
         except SandboxError as exc:
             record["duration_ms"] = round((time.perf_counter() - start) * 1000, 3)
             record["refused" if exc.kind == "host_denied" else "error"] = exc.reason or exc.kind
@@ -368,57 +373,77 @@ class CallNet:
                 query = urlencode([*pairs, (secret.query, secret.value(value))], quote_via=quote)
         return Target(target.scheme, target.host, target.port, target.path, query), headers
 
-    def _exchange(self, method, name_target: Target, target: Target, headers, body, addresses, remaining):
+    def _exchange(self, method, name_target: Target, target: Target, headers, body, addresses):
         """Send to the first checked address that accepts a connection; status, headers, body."""
-        tls = self.pools.tls() if target.scheme == "https" else None
         path = target.path + (f"?{target.query}" if target.query else "")
         headers = {**headers, "Host": target.netloc}
         last_error = None
         for address in addresses:
             key = (self.plugin, target.scheme, target.host, str(address), target.port)
-            connection = self.pools.take(key)
-            if connection is None:
-                connection = _Connection(str(address), target.port, timeout=max(remaining, 0.001), tls=tls,
-                                         server_name=target.host)
+            kept = self.pools.take(key)
+            if kept is not None:
                 try:
-                    connection.connect()
-                except TimeoutError:
-                    connection.close()
-                    raise self._timed_out(method, name_target) from None
-                except ssl.SSLError as exc:
-                    # The address answered but its TLS failed: that is no reason to try another
-                    # address of the name, and "cannot connect" would hide a certificate problem.
-                    connection.close()
-                    raise self._tls_failed(method, name_target, exc) from None
-                except OSError as exc:  # refused, unreachable
-                    connection.close()
-                    last_error = exc
-                    continue
+                    return self._on(kept, key, method, name_target, path, headers, body, kept=True)
+                except _Stale:
+                    pass  # the server closed the kept-alive connection as the request went out: a new one
             try:
-                status, response_headers, data, done = self._over(connection, method, name_target, path, headers, body)
-            except TimeoutError:
-                connection.close()
-                raise self._timed_out(method, name_target) from None
-            except ValueError:
-                # A header http.client will not send. Its message quotes the header as Python bytes,
-                # which no redaction of the raw secret would match: it is not passed on.
-                connection.close()
-                raise SandboxError("host_denied", f"HTTP request refused (bad_request): {method} {name_target.shown}: "
-                                   "a header HTTP cannot carry", reason="bad_request") from None
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                raise SandboxError("network_error", f"{method} {name_target.shown}: {type(exc).__name__}: "
-                                   f"{_redact_text(str(exc), self.secret_values)}", reason="failed") from None
-            except SandboxError:
-                connection.close()
-                raise
-            if done:
-                self.pools.give(key, connection)
-            else:
-                connection.close()
-            return status, response_headers, data
+                connection = self._open(method, name_target, target, str(address))
+            except OSError as exc:  # refused, unreachable: try the name's next address
+                last_error = exc
+                continue
+            return self._on(connection, key, method, name_target, path, headers, body, kept=False)
         raise SandboxError("network_error", f"{method} {name_target.shown}: cannot connect "
                            f"({_redact_text(str(last_error), self.secret_values)})", reason="connect_failed")
+
+    def _open(self, method, name_target: Target, target: Target, address: str) -> _Connection:
+        tls = self.pools.tls() if target.scheme == "https" else None
+        connection = _Connection(address, target.port, timeout=max(self.deadline - time.monotonic(), 0.001), tls=tls,
+                                 server_name=target.host)
+        try:
+            connection.connect()
+        except TimeoutError:
+            connection.close()
+            raise self._timed_out(method, name_target) from None
+        except ssl.SSLError as exc:
+            # The address answered but its TLS failed: that is no reason to try another address of
+            # the name, and "cannot connect" would hide a certificate problem.
+            connection.close()
+            raise self._tls_failed(method, name_target, exc) from None
+        except OSError:
+            connection.close()
+            raise
+        return connection
+
+    def _on(self, connection: _Connection, key, method, name_target: Target, path, headers, body, *, kept: bool):
+        """The request on `connection`, which then goes back to the pool or is closed. A kept-alive
+        connection the server had closed raises _Stale where sending the request again is safe."""
+        try:
+            status, response_headers, data, done = self._over(connection, method, name_target, path, headers, body)
+        except TimeoutError:
+            connection.close()
+            raise self._timed_out(method, name_target) from None
+        except ValueError:
+            # A header http.client will not send. Its message quotes the header as Python bytes,
+            # which no redaction of the raw secret would match: it is not passed on.
+            connection.close()
+            raise SandboxError("host_denied", f"HTTP request refused (bad_request): {method} {name_target.shown}: "
+                               "a header HTTP cannot carry", reason="bad_request") from None
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            # Closed before any answer (RemoteDisconnected is a ConnectionError too): the request was
+            # not processed, or it is one that may be repeated (RFC 9110 9.2.2).
+            if kept and isinstance(exc, ConnectionError) and method in _IDEMPOTENT:
+                raise _Stale from None
+            raise SandboxError("network_error", f"{method} {name_target.shown}: {type(exc).__name__}: "
+                               f"{_redact_text(str(exc), self.secret_values)}", reason="failed") from None
+        except SandboxError:
+            connection.close()
+            raise
+        if done:
+            self.pools.give(key, connection)
+        else:
+            connection.close()
+        return status, response_headers, data
 
     def _over(self, connection: _Connection, method, name_target: Target, path, headers, body):
         """One request and its whole response on `connection`: status, headers (lower-cased names, repeats

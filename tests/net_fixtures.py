@@ -38,6 +38,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self):
         server = self.server
+        if getattr(self, "drop_next", False):
+            # Closes the kept-alive connection as the next request arrives, unanswered: what a client
+            # meets when the server closed an idle connection just as it sent a request over it.
+            server.dropped.append(self.path)
+            self.close_connection = True
+            return
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -55,6 +61,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # server does with a kept-alive connection it has had enough of.
             self._reply(200, b"dropped")
             self.close_connection = True
+        elif parts.path == "/then-drop":
+            self._reply(200, b"kept open")
+            self.drop_next = True
         elif parts.path == "/drip":
             # A server that sends its answer a byte at a time: the body (part=body) or everything from
             # the status line on (part=head). Four seconds in all, far past the tests' call timeouts.
@@ -108,6 +117,7 @@ class Server:
     port: int
     seen: list = field(default_factory=list)
     closed: threading.Semaphore | None = None  # released each time the server has closed a connection
+    dropped: list = field(default_factory=list)  # requests the server closed the connection on, unanswered
     scheme: str = "http"
     handshakes: list = field(default_factory=list)  # https: the SNI name of every handshake, finished or not
 
@@ -141,7 +151,8 @@ class _TLSServer(_Server):
 def _serve(name: str, ssl_context: ssl.SSLContext | None = None):
     server = (_TLSServer if ssl_context else _Server)(("127.0.0.1", 0), _Handler)
     server.name, server.seen, server.release, server.closed = name, [], threading.Event(), threading.Semaphore(0)
-    handle = Server(name, server.server_address[1], server.seen, closed=server.closed,
+    server.dropped = []
+    handle = Server(name, server.server_address[1], server.seen, closed=server.closed, dropped=server.dropped,
                     scheme="https" if ssl_context else "http")
     if ssl_context:
         def record_sni(sock, server_name, context):

@@ -188,6 +188,25 @@ def test_an_interim_response_is_not_taken_for_the_answer(host, api):
     assert json.loads(seen["body"])["path"] == "/ok"
 
 
+def test_a_get_is_sent_again_on_a_new_connection_when_the_server_closes_a_kept_alive_one_under_it(host, api):
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
+    fetch(host, grant, api.url("/then-drop"))
+    seen, out = fetch(host, grant, api.url("/ok"))
+    assert json.loads(seen["body"])["path"] == "/ok"
+    assert api.dropped == ["/ok"], "the request did not go over the kept-alive connection first"
+    assert api.seen[0].peer_port != api.seen[1].peer_port
+    assert [r["status"] for r in out.http] == [200]
+
+
+def test_a_post_is_not_sent_again_when_the_server_closes_a_kept_alive_one_under_it(host, api):
+    grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
+    fetch(host, grant, api.url("/then-drop"))
+    with pytest.raises(SandboxError) as caught:
+        fetch(host, grant, api.url("/ok"), method="POST", body=b"once")
+    assert (caught.value.kind, caught.value.reason) == ("network_error", "failed")
+    assert api.dropped == ["/ok"] and [s.path for s in api.seen] == ["/then-drop"]
+
+
 def test_plugins_do_not_share_kept_alive_connections(host, api):
     grant = Grant(allowed_hosts=(f"127.0.0.1:{api.port}",))
     fetch(host, grant, api.url("/probe"))
