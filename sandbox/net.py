@@ -152,10 +152,12 @@ class _Connection(http.client.HTTPConnection):
 class HttpPools:
     """Idle keep-alive connections for one host's calls, by (plug-in, scheme, server name, address,
     port): a connection is only reused for the name its certificate was verified for, and only by the
-    plug-in that opened it (whatever a server might leave on a connection reaches no other grant). The standard library's
-    http.client, not httpx: a plug-in's request needs none of httpx's models or httpcore's machinery,
-    and they cost more than the request itself on loopback (measured per GET on a kept-alive
-    connection, outside a plug-in: httpx's client about 400 µs, httpcore 260 µs, http.client 175 µs).
+    plug-in that opened it (whatever a server might leave on a connection reaches no other grant).
+
+    The standard library's http.client, not httpx: a plug-in's request needs none of httpx's models
+    or httpcore's machinery, and they cost more than the request itself on loopback (measured per GET
+    on a kept-alive connection, outside a plug-in: httpx's client about 400 µs, httpcore 260 µs,
+    http.client 175 µs).
 
     `ca_bundle`: a PEM file of the CA certificates https servers are verified against, instead of
     certifi's bundle (an operator's private CA)."""
