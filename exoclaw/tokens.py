@@ -53,28 +53,23 @@ def refusal(row: ApiToken | None) -> TokenRefused | None:
 
 
 @database_sync_to_async
-def _token_row(digest: str) -> ApiToken | None:
-    return ApiToken.objects.filter(token_hash=digest).first()
-
-
-@database_sync_to_async
-def _mark_used(pk: int) -> None:
-    ApiToken.objects.filter(pk=pk).update(last_used_at=timezone.now())
+def _checked_row(digest: str) -> ApiToken:
+    """The token row of `digest`, its last use stamped, in one trip to the database's thread."""
+    row = ApiToken.objects.filter(token_hash=digest).first()
+    if row is not None and not hmac.compare_digest(row.token_hash, digest):
+        row = None
+    error = refusal(row)
+    if error:
+        raise error
+    ApiToken.objects.filter(pk=row.pk).update(last_used_at=timezone.now())
+    return row
 
 
 async def verify_token(raw: str) -> ApiToken:
     """The enabled, unexpired token row `raw` is the token of (its last use stamped); raises
     TokenRefused otherwise. EXOCLAW_TOKEN works only through the row `bootstrap` stored for it."""
     # Any text may arrive, lone surrogates included: it is hashed as given and simply matches nothing.
-    digest = hash_token(raw)
-    row = await _token_row(digest)
-    if row is not None and not hmac.compare_digest(row.token_hash, digest):
-        row = None
-    error = refusal(row)
-    if error:
-        raise error
-    await _mark_used(row.pk)
-    return row
+    return await _checked_row(hash_token(raw))
 
 
 # Valid token rows by their hash, as checked within the last GATEWAY_TOKEN_RECHECK_SECONDS. Only
