@@ -1,6 +1,7 @@
 """A live exoclaw (daphne via `manage.py serve`) for the chat clients' end-to-end tests, a TCP proxy in
 front of it that can drop every connection at once, and Playwright driving Debian's Chromium."""
 
+import asyncio
 import os
 import secrets
 import socket
@@ -8,11 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from exoclaw.client import Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -51,6 +55,24 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     pytest.fail(f"exoclaw serve did not listen on {port} within {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+@contextmanager
+def serving(args: list[str], port: int, log: Path, **popen):
+    """`args` run from the project's root, its output in `log`, once it accepts on `port`; stopped on
+    leaving (terminated, killed if it has not exited within 10 s)."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, **popen)
+    try:
+        wait_for_port(port, proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class LiveServer:
     port: int
@@ -73,6 +95,24 @@ class LiveServer:
             capture_output=True, text=True, timeout=timeout,
         )
 
+    def with_gateway(self, work):
+        """`await work(gw)` with a Python gateway client on the server's admin token, in a thread with a
+        loop of its own (the caller's thread may own one: Playwright's sync API, pytest-asyncio)."""
+
+        async def session():
+            gw = await Gateway.connect(self.ws_url, self.token)
+            try:
+                return await work(gw)
+            finally:
+                await gw.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, session()).result(timeout=60)
+
+    def history(self, session_key: str) -> dict:
+        """`sessions.history` of a session: its first 200 messages."""
+        return self.with_gateway(lambda gw: gw.call("sessions.history", {"session_key": session_key, "limit": 200}))
+
 
 @pytest.fixture(scope="session")
 def exoclaw_server(tmp_path_factory):
@@ -93,22 +133,9 @@ def exoclaw_server(tmp_path_factory):
     for step in (["migrate", "--noinput"], ["bootstrap"], ["shell", "-c", LONG_REPLY_AGENT]):
         done = server.manage(*step, timeout=120)
         assert done.returncode == 0, f"manage.py {' '.join(step[:2])} failed:\n{done.stdout}\n{done.stderr}"
-    log = var_dir / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc, log)
+    with serving([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], port, var_dir / "serve.log",
+                 env=env):
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class CuttableProxy:

@@ -2,7 +2,6 @@
 the official SDK's client for it, and a remote MCP server made with the SDK on loopback."""
 
 import secrets
-import subprocess
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from exoclaw.client import Gateway
-from tests.clients_fixtures import ROOT, free_port, wait_for_port
+from tests.clients_fixtures import free_port, serving
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 SPIN = {"name": "spin", "description": "Never returns.", "input_schema": {"type": "object"}}
@@ -118,16 +117,5 @@ def remote_mcp(tmp_path_factory):
     """tests/mcp_remote_server.py (the SDK's MCPServer) on a free loopback port."""
     port = free_port()
     log = tmp_path_factory.mktemp("mcp-remote") / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.mcp_remote_server", str(port)], cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, log)
+    with serving([sys.executable, "-m", "tests.mcp_remote_server", str(port)], port, log):
         yield RemoteMcp(port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients_fixtures import ROOT, free_port, wait_for_port
+from tests.clients_fixtures import ROOT, free_port, serving
 
 MiB = 1024 * 1024
 
@@ -94,20 +94,10 @@ def daphne(tmp_path_factory):
     done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    port, log = free_port(), var_dir / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, log)
+    port = free_port()
+    with serving([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], port, var_dir / "serve.log",
+                 env=env) as proc:
         yield proc, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def memory_kib(pid: int, field: str) -> int:

@@ -1,15 +1,13 @@
 """The web chat in Debian's Chromium against a live daphne with the echo agent. Screenshots of every
 test are kept under test-artifacts/."""
 
-import asyncio
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import expect
 
-from exoclaw.client import REASONS, Gateway
+from exoclaw.client import REASONS
 from tests.clients_fixtures import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -55,25 +53,6 @@ def send(page, text):
 
 def last_reply(page):
     return page.locator(".msg.assistant").last
-
-
-def with_gateway(server, work):
-    """Run `await work(gw)` with a Python gateway client. Playwright's sync API owns this thread's event
-    loop, so the client runs in a thread of its own."""
-
-    async def session():
-        gw = await Gateway.connect(server.ws_url, server.token)
-        try:
-            return await work(gw)
-        finally:
-            await gw.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, session()).result(timeout=60)
-
-
-def history_of(server, session_key):
-    return with_gateway(server, lambda gw: gw.call("sessions.history", {"session_key": session_key, "limit": 200}))
 
 
 def test_sign_in_then_watch_a_reply_stream_word_by_word(exoclaw_server, remote_page):
@@ -181,7 +160,7 @@ def test_reload_shows_the_conversation_and_continues_it(exoclaw_server, browser_
     send(page, "and now a second one")
     expect(page.locator(".msg.assistant").nth(1)).to_have_attribute("data-state", "done")
     expect(page.locator("#session-key")).to_have_text(key)
-    messages = history_of(exoclaw_server, key)["messages"]
+    messages = exoclaw_server.history(key)["messages"]
     texts = [b["text"] for m in messages for b in m["content"] if b["type"] == "text"]
     assert texts == ["remember the first message"] * 2 + ["and now a second one"] * 2
 
@@ -230,7 +209,7 @@ def test_a_long_conversation_loads_its_earlier_messages_on_demand(exoclaw_server
                 pass
         return sent["session_key"]
 
-    key = with_gateway(exoclaw_server, chat_30_times)
+    key = exoclaw_server.with_gateway(chat_30_times)
     page = open_chat(browser_page, exoclaw_server.http_url)
     page.locator(f'#session-list li[data-key="{key}"] button').click()
     # One page is the last 50 messages: the last 25 of the 30 exchanges.

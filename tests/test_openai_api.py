@@ -5,13 +5,11 @@ What the run recorded is read back over the gateway, as any client would."""
 import asyncio
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 
-from exoclaw.client import Gateway
 
 # A tool that never returns (until its 20 s timeout), for an agent that is surely mid-run when its
 # client goes away; and a token that may name only that agent.
@@ -44,22 +42,8 @@ def client(server, token=None) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.http_url + "/v1", api_key=token or server.token, max_retries=0, timeout=30)
 
 
-def gateway(server, work):
-    """`await work(gw)` over the gateway with the server's admin token, in a thread of its own loop."""
-
-    async def session():
-        gw = await Gateway.connect(server.ws_url, server.token)
-        try:
-            return await work(gw)
-        finally:
-            await gw.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, session()).result(timeout=60)
-
-
 def history(server, session_key) -> list[tuple[str, str]]:
-    page = gateway(server, lambda gw: gw.call("sessions.history", {"session_key": session_key, "limit": 200}))
+    page = server.history(session_key)
     return [(m["role"], "".join(b.get("text", "") for b in m["content"] if b.get("type") == "text"))
             for m in page["messages"]]
 
@@ -187,12 +171,12 @@ def test_closing_the_stream_early_aborts_the_run(live):
                 stream.close()  # the run is inside a tool call that would take 20 s
         return seen, await gw.call("chat.subscribe", {"run_id": run_id})
 
-    seen, status = gateway(live, close_mid_tool_call)
+    seen, status = live.with_gateway(close_mid_tool_call)
     assert [e["type"] for e in seen] == ["tool_call", "done"], seen
     assert seen[-1]["stop_reason"] == "aborted", seen
     assert status["status"] == "aborted"
     key = stream.response.headers["X-Exoclaw-Session-Key"]
-    page = gateway(live, lambda gw: gw.call("sessions.history", {"session_key": key}))
+    page = live.history(key)
     # The tool call left without its result is answered as cancelled, marked `aborted` in the store.
     assert [(m["role"], m["interrupted"]) for m in page["messages"]] == [
         ("user", None), ("assistant", None), ("user", "aborted")], page["messages"]
