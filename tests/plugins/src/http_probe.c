@@ -15,45 +15,27 @@ static char input[CAP];
 static char body[CAP];
 static char headers[CAP];
 static char config[4096];
-static char out[CAP * 7];
-static uint64_t out_len;
+static char out_data[CAP * 7];
+static pdk_buf out = {out_data, 0, sizeof out_data, 0};
 
-static void put(const char *s, uint64_t n) {
-  for (uint64_t i = 0; i < n && out_len < sizeof out; i++) out[out_len++] = s[i];
-}
-
-static void put_sz(const char *s) {
-  uint64_t n = 0;
-  while (s[n]) n++;
-  put(s, n);
-}
-
+/* A JSON string of any bytes, in ASCII: unlike buf_json_string, bytes from 0x7f up are escaped too,
+ * as a response body need not be UTF-8 and the output must be. */
 static void put_json_string(const char *s, uint64_t n) {
   static const char hex[] = "0123456789abcdef";
-  put("\"", 1);
+  buf_put(&out, "\"", 1);
   for (uint64_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
-      put(e, 2);
+      buf_put(&out, e, 2);
     } else if (c < 0x20 || c >= 0x7f) {
       char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      put(e, 6);
+      buf_put(&out, e, 6);
     } else {
-      put((const char *)&c, 1);
+      buf_put(&out, (const char *)&c, 1);
     }
   }
-  put("\"", 1);
-}
-
-static void put_uint(uint64_t v) {
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n) put(&tmp[--n], 1);
+  buf_put(&out, "\"", 1);
 }
 
 /* Copies a block's bytes into buf; returns how many (0 for the null offset). */
@@ -70,21 +52,21 @@ static int32_t request(uint64_t request_len, uint64_t body_handle) {
   uint64_t body_len = load(res, body, sizeof body);
   uint64_t headers_len = load(extism_http_headers(), headers, sizeof headers);
   uint64_t config_len = load(extism_config_get(pdk_store("api_key", 7)), config, sizeof config);
-  out_len = 0;
-  put_sz("{\"status\":");
-  put_uint((uint64_t)status);
-  put_sz(",\"headers\":");
-  if (headers_len) put(headers, headers_len);
-  else put_sz("null");
-  put_sz(",\"config\":");
+  out.len = 0;
+  buf_puts(&out, "{\"status\":");
+  buf_uint(&out, (uint64_t)status);
+  buf_puts(&out, ",\"headers\":");
+  if (headers_len) buf_put(&out, headers, headers_len);
+  else buf_puts(&out, "null");
+  buf_puts(&out, ",\"config\":");
   if (config_len) put_json_string(config, config_len);
-  else put_sz("null");
-  put_sz(",\"request\":");
+  else buf_puts(&out, "null");
+  buf_puts(&out, ",\"request\":");
   put_json_string(input, extism_input_length() < sizeof input ? extism_input_length() : sizeof input);
-  put_sz(",\"body\":");
+  buf_puts(&out, ",\"body\":");
   put_json_string(body, body_len);
-  put_sz("}");
-  pdk_output(out, out_len);
+  buf_puts(&out, "}");
+  pdk_output(out.data, out.len);
   return 0;
 }
 
