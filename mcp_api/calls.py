@@ -18,8 +18,9 @@ import anyio
 
 from agents.runtime.persist import outcome_of
 from agents.store import get_store
+from common.tools import ToolResult
 from routing.resolver import Message, session_key
-from sandbox.tools import ToolResult, ToolSpec, call_tool, list_tools
+from sandbox.tools import ToolSpec, call_tool, list_tools
 
 from .auth import Principal, sees_plugin
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
+from common.tools import ToolResult
+
 from .endpoint import RemoteError
 
 log = logging.getLogger(__name__)
@@ -32,17 +34,6 @@ class RemoteTool:
     @property
     def qualified_name(self) -> str:
         return f"{self.server}.{self.name}"
-
-
-@dataclass(frozen=True)
-class RemoteResult:
-    content: str
-    is_error: bool
-    error_kind: str | None
-    duration_ms: float
-    # The shape of sandbox.tools.ToolResult: a plugin's HTTP requests are recorded on the run; a remote
-    # tool makes its own, which exoclaw does not see.
-    http: tuple = ()
 
 
 @database_sync_to_async
@@ -70,7 +61,7 @@ def _endpoint(server_name: str, tool: str):
     return server.endpoint()
 
 
-async def call_tool(server_name: str, tool: str, arguments: dict) -> RemoteResult:
+async def call_tool(server_name: str, tool: str, arguments: dict) -> ToolResult:
     from .client import call_remote_tool
 
     start = time.perf_counter()
@@ -81,7 +72,7 @@ async def call_tool(server_name: str, tool: str, arguments: dict) -> RemoteResul
     except RemoteError as e:
         duration = (time.perf_counter() - start) * 1000
         log.warning("tool %s failed after %.1f ms: %s", qualified, duration, e)
-        return RemoteResult(str(e), True, e.kind, duration)
+        return ToolResult(str(e), True, e.kind, duration)
     duration = (time.perf_counter() - start) * 1000
     log.info("tool %s %s in %.1f ms", qualified, "reported an error" if is_error else "ok", duration)
-    return RemoteResult(content, is_error, None, duration)
+    return ToolResult(content, is_error, None, duration)

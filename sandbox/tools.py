@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 
 from common import metrics
+from common.tools import ToolResult
 
 from .abi import CHANNEL_ADAPTER, ToolDef, decode_result, encode_call
 from .errors import SandboxError
@@ -44,17 +45,6 @@ class ToolSpec:
     @property
     def qualified_name(self) -> str:
         return f"{self.plugin}.{self.name}"
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    content: str
-    is_error: bool
-    error_kind: str | None
-    duration_ms: float
-    # The HTTP requests the call made: dicts with method, host, path, status, bytes, duration_ms and
-    # `refused` (why a request was refused, or None); see sandbox/net.py.
-    http: tuple = ()
 
 
 @database_sync_to_async

@@ -29,7 +29,7 @@ class ToolOutcome:
     is_error: bool = False
     error_kind: str | None = None
     duration_ms: float = 0.0
-    # The plugin's HTTP requests (sandbox.tools.ToolResult.http), recorded on the run's tool call.
+    # The plugin's HTTP requests (common.tools.ToolResult.http), recorded on the run's tool call.
     http: list = field(default_factory=list)
 
 
