@@ -8,7 +8,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.clients_fixtures import ARTIFACTS
-from tests.test_chat_browser import with_gateway
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +39,7 @@ def chat(server, text, peer, wait):
         history = await gw.call("sessions.history", {"session_key": sent["session_key"], "limit": 1})
         return sent["run_id"], history["session"]["id"]
 
-    return with_gateway(server, work)
+    return server.with_gateway(work)
 
 
 def test_staff_watch_a_run_stream_into_the_transcript_then_finish(exoclaw_server, remote_page):
